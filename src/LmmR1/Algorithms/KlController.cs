@@ -14,7 +14,7 @@ public interface IKlController
     /// <summary>Feeds the mean KL measured on the last rollout and the number of samples it held.</summary>
     void Update(double currentKl, long nSteps);
 
-    KlControllerState Save() => new(Value);
+    KlControllerState Save();
 
     void Restore(KlControllerState state);
 }
@@ -40,6 +40,8 @@ public sealed class FixedKlController : IKlController
     public double Value { get; private set; }
 
     public void Update(double currentKl, long nSteps) { }
+
+    public KlControllerState Save() => new(Value);
 
     public void Restore(KlControllerState state) => Value = state.Value;
 }
@@ -67,6 +69,8 @@ public sealed class AdaptiveKlController : IKlController
         double mult = 1 + proportionalError * nSteps / Horizon;
         Value *= mult;
     }
+
+    public KlControllerState Save() => new(Value);
 
     public void Restore(KlControllerState state) => Value = state.Value;
 }

@@ -41,7 +41,7 @@ public class KlControllerTests
     {
         var c = new AdaptiveKlController(0.1, 0.05, 10000);
         c.Update(0.06, 1000);
-        var saved = ((IKlController)c).Save();
+        var saved = c.Save();
         Assert.Equal(new KlControllerState(c.Value), saved);
         Assert.Equal(0.102, saved.Value, 1e-15);
         var resumed = new AdaptiveKlController(0.1, 0.05, 10000);
