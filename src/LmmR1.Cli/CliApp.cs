@@ -13,6 +13,7 @@ public static class CliApp
         var debug = new Command("debug", "Low-level commands for checking parity and data");
         root.Subcommands.Add(debug);
         ModelCommands.Register(root, debug);
+        GenerationCommands.Register(root);
         return root;
     }
 
