@@ -26,14 +26,11 @@ public static class MRope
         long b = positionIds.shape[1], t = positionIds.shape[2];
         var invFreq = InverseFrequencies(d, cfg.RopeTheta, dev);                                  // [D/2]
         var angles = positionIds.to(ScalarType.Float32).unsqueeze(-1) * invFreq;                   // [3, B, T, D/2]
-        // Frequency pair i takes its position from row rowOf[i]: the first mrope_section[0] pairs the temporal row, etc.
-        var rowOf = new long[half];
-        for (int i = 0, r = 0, used = 0; i < half; i++)
-        {
-            while (used == cfg.MropeSection[r]) { r++; used = 0; }
-            rowOf[i] = r; used++;
-        }
-        var index = torch.tensor(rowOf, device: dev).view(1, 1, 1, half).expand(1, b, t, half);
+        // Frequency pair i takes its position from row (i ≥ s0) + (i ≥ s0+s1): the first mrope_section[0] pairs the
+        // temporal row, the next s1 the height row, the rest the width row. Built on the device: no host copy per step.
+        var pair = torch.arange(half, ScalarType.Int64, dev);
+        var rowOf = pair.ge(cfg.MropeSection[0]).to(ScalarType.Int64) + pair.ge(cfg.MropeSection[0] + cfg.MropeSection[1]).to(ScalarType.Int64);
+        var index = rowOf.view(1, 1, 1, half).expand(1, b, t, half);
         var freqs = angles.gather(0, index).squeeze(0);                                            // [B, T, D/2]
         var emb = torch.cat([freqs, freqs], -1);                                                   // [B, T, D]
         var cos = emb.cos().to(dtype).unsqueeze(1);
