@@ -1,4 +1,4 @@
-// Registers the model-layer commands (`lmmr1 info`, `lmmr1 debug forward|synth-checkpoint|load-model`) and the
+// Registers the model-layer commands (`lmmr1 info`, `lmmr1 debug forward|synth-checkpoint|load-model|resave`) and the
 // option parsing they share (dtype, device, attention implementation).
 using System.CommandLine;
 using LmmR1.Infrastructure;
@@ -15,6 +15,7 @@ public static class ModelCommands
         debug.Subcommands.Add(DebugForwardCommand.Create());
         debug.Subcommands.Add(SynthCheckpointCommand.Create());
         debug.Subcommands.Add(LoadModelCommand.Create());
+        debug.Subcommands.Add(ResaveCommand.Create());
     }
 
     public static Option<string> DTypeOption(string defaultValue = "float32") => new("--dtype")

@@ -38,6 +38,11 @@ public sealed class QwenReference : IDisposable
 
     public QwenVLModel Load(ScalarType dtype = ScalarType.Float32) => QwenVLModel.Load(Dir, dtype, torch.CPU);
 
+    /// <summary>[B, L, V] logits with the left-padding rows zeroed. Outputs at padding queries are not defined the same
+    /// way anywhere (HF eager averages all keys there, fused kernels differ, we let a pad query see itself), so parity
+    /// is checked at real tokens.</summary>
+    public Tensor RealTokens(Tensor logits) => logits.masked_fill(AttentionMask.eq(0).unsqueeze(-1), 0);
+
     /// <summary>prompt + generated ids and the mask extended with ones: the input of the full_logits pass.</summary>
     public (Tensor Ids, Tensor Mask) Extended() =>
         (torch.cat([InputIds, Generated], 1), torch.cat([AttentionMask, torch.ones_like(Generated)], 1));

@@ -1,8 +1,9 @@
 // Attention maths shared by the text decoder and the vision tower: rotary application, the eager reference
 // (softmax in fp32, cast back to the query dtype, as HF's eager_attention_forward) and the SDPA path. Masks are
-// additive (0 / finfo(dtype).min) like HF's, so a fully masked row (a left-pad query) degrades to a uniform average
-// in both paths instead of NaN. GQA: SDPA in TorchSharp has no enable_gqa, so K/V are expanded (repeat_kv) except
-// for single-token decode, where the g query heads of a group are folded into the query-length axis instead.
+// additive (0 / finfo(dtype).min) like HF's. Departs from HF: a left-pad query may always see its own key, so no row
+// is fully masked (HF eager then averages every key, fused SDPA kernels do something else or NaN); real tokens are
+// unaffected. GQA: SDPA in TorchSharp has no enable_gqa, so K/V are expanded (repeat_kv) except for single-token
+// decode, where the g query heads of a group are folded into the query-length axis instead.
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -55,7 +56,8 @@ internal static class AttentionMath
         return torch.matmul(probs, v).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Causal additive mask for queries at positions past..past+T−1 over keys 0..S−1 that are valid.</summary>
+    /// <summary>Causal additive mask for queries at positions past..past+T−1 over keys 0..S−1 that are valid; each query
+    /// also sees its own key, so padding queries are never fully masked.</summary>
     /// <param name="keyValid">[B, S] bool; true where the key is a real token.</param>
     /// <returns>[B, 1, T, S] in <paramref name="dtype"/>: 0 where attending is allowed, finfo(dtype).min elsewhere.</returns>
     public static Tensor CausalMask(Tensor keyValid, long queryLength, long past, ScalarType dtype)
@@ -66,7 +68,8 @@ internal static class AttentionMath
         var qi = (torch.arange(queryLength, ScalarType.Int64, dev) + past).unsqueeze(1); // [T, 1]
         var kj = torch.arange(s, ScalarType.Int64, dev).unsqueeze(0);                    // [1, S]
         var allowed = kj.le(qi).unsqueeze(0).unsqueeze(0)                                 // [1, 1, T, S]
-                      .logical_and(keyValid.unsqueeze(1).unsqueeze(1));                   // [B, 1, T, S]
+                      .logical_and(keyValid.unsqueeze(1).unsqueeze(1))                    // [B, 1, T, S]
+                      .logical_or(kj.eq(qi).unsqueeze(0).unsqueeze(0));                   // the diagonal
         var mask = torch.zeros(allowed.shape, dtype, dev).masked_fill(allowed.logical_not(), torch.finfo(dtype).min);
         return mask.MoveToOuterDisposeScope();
     }
