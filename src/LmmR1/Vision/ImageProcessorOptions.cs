@@ -22,6 +22,36 @@ public sealed record ImageProcessorOptions
     /// <summary>Values per patch row: 3 · temporal · patch² (1176).</summary>
     public int PatchDim => 3 * TemporalPatchSize * PatchSize * PatchSize;
 
+    /// <summary>
+    /// LMM-R1's --processor_kwargs JSON (e.g. {"min_pixels": 3136, "max_pixels": 401408}) applied over these options.
+    /// Unknown keys are an error, so a typo does not silently leave the defaults in place.
+    /// </summary>
+    public ImageProcessorOptions WithProcessorKwargs(string? json)
+    {
+        if (string.IsNullOrWhiteSpace(json)) return this;
+        System.Text.Json.JsonDocument doc;
+        try { doc = System.Text.Json.JsonDocument.Parse(json); }
+        catch (System.Text.Json.JsonException e) { throw InputException.At(null, null, "--processor_kwargs", $"not valid JSON ({e.Message})"); }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+                throw InputException.At(null, null, "--processor_kwargs", "expected a JSON object");
+            var o = this;
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                if (!p.Value.TryGetInt64(out long v))
+                    throw InputException.At(null, null, "--processor_kwargs", $"'{p.Name}' must be an integer, got {p.Value.GetRawText()}");
+                o = p.Name switch
+                {
+                    "min_pixels" => o with { MinPixels = v },
+                    "max_pixels" => o with { MaxPixels = v },
+                    _ => throw InputException.At(null, null, "--processor_kwargs", $"unknown key '{p.Name}': expected min_pixels, max_pixels"),
+                };
+            }
+            return o.Validate();
+        }
+    }
+
     public ImageProcessorOptions Validate()
     {
         if (MinPixels <= 0) throw InputException.At(null, null, "min_pixels", $"must be positive, got {MinPixels}");
