@@ -1,5 +1,6 @@
 // The Qwen2/2.5/3 tokenizer read from a checkpoint's tokenizer.json (+ tokenizer_config.json): added tokens
-// matched in the raw text, NFC on the rest, the Split pre-tokenizer (Qwen2PreTokenizer), byte-level BPE from
+// matched in the raw text, NFC on the rest (UnicodeNfc: string.Normalize is a no-op under the CLI's invariant
+// globalization), the Split pre-tokenizer (Qwen2PreTokenizer), byte-level BPE from
 // Microsoft.ML.Tokenizers, and tokenizers' ByteLevel decoder. Encode is add_special_tokens=False (Qwen adds none).
 // Other byte-level BPE tokenizer.json files load too (GPT-2 style ByteLevel pre-tokenizer, or no normalizer).
 using System.Text;
@@ -116,7 +117,7 @@ public sealed class QwenTokenizer
         {
             if (token != null) { ids.Add(token.Id); continue; }
             string segment = text.Substring(start, length);
-            if (nfc && !segment.IsNormalized(NormalizationForm.FormC)) segment = segment.Normalize(NormalizationForm.FormC);
+            if (nfc) segment = UnicodeNfc.Normalize(segment);
             if (normalizedMatcher.IsEmpty) { EncodeOrdinary(segment, ids); continue; }
             foreach (var (s2, l2, t2) in normalizedMatcher.Split(segment))
                 if (t2 != null) ids.Add(t2.Id);
