@@ -2,9 +2,8 @@
 contractions with long s, NFC-changing input, special-token neighbours), encoded with Hugging Face `tokenizers`.
 Not run yet: the GPU machine that has `tokenizers` needs the Qwen tokenizer.json carried to it.
 Usage: python3 make_tokenizer_goldens.py TOKENIZER_JSON OUT.jsonl [CORPUS_JSONL]
-Compare with ours:  lmmr1 debug tokenize --tokenizer <dir of TOKENIZER_JSON> < OUT.jsonl | diff - OUT.jsonl
-(debug tokenize echoes "text" and prints "ids" in the same JSON layout; diff ignores nothing, so compare ids with jq
- if the JSON escaping of the texts differs.)
+Compare with ours: `lmmr1 debug tokenize --tokenizer <dir of TOKENIZER_JSON> < OUT.jsonl` prints {"text", "ids"} lines
+in the same order; compare the "ids" arrays (the JSON escaping of "text" differs between the two writers).
 """
 import json, sys
 from tokenizers import Tokenizer
