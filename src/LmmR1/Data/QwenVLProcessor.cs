@@ -21,7 +21,7 @@ public sealed record QwenVLProcessorOptions
     public TimeSpan HttpTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
-/// <summary>Model inputs for one prompt. Owns its tensors.</summary>
+/// <summary>Model inputs for one prompt. Owns its tensors (made in the calling thread's dispose scope, if one is open).</summary>
 public sealed class ProcessedPrompt : IDisposable
 {
     /// <summary>The chat-template text (one &lt;|image_pad|&gt; per image, as vLLM receives it).</summary>
@@ -69,15 +69,28 @@ public sealed class QwenVLProcessor
     }
 
     /// <summary>A prompt sample of a dataset → model inputs (images decoded now, in order).</summary>
-    public ProcessedPrompt Process(PromptSample sample)
+    public ProcessedPrompt Process(PromptSample sample) => Build(Prepare(sample));
+
+    /// <summary>
+    /// Several samples, decoded and tokenised on all cores; tensors are made afterwards on the calling thread (so they
+    /// join its dispose scope, if any). Results are in input order.
+    /// </summary>
+    public IReadOnlyList<ProcessedPrompt> ProcessMany(IReadOnlyList<PromptSample> samples, int? maxDegreeOfParallelism = null)
     {
-        if (sample.Messages == null) return Process(sample.PromptText(), []);
+        var prepared = new Prepared[samples.Count];
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism ?? Environment.ProcessorCount };
+        Parallel.For(0, samples.Count, opts, i => prepared[i] = Prepare(samples[i]));
+        return prepared.Select(Build).ToList();
+    }
+
+    /// <summary>Token ids (placeholders expanded) and image patches, without tensors.</summary>
+    sealed record Prepared(string PromptText, long[] InputIds, List<ImagePatches> Patches);
+
+    Prepared Prepare(PromptSample sample)
+    {
+        if (sample.Messages == null) return Prepare(sample.PromptText(), []);
         string prompt = ChatTemplate.Apply(sample.Messages, Options.AddGenerationPrompt);
-        try
-        {
-            var images = sample.Images.Select(i => LoadImage(i.Part, i.Ref)).ToList();
-            return Process(prompt, images);
-        }
+        try { return Prepare(prompt, sample.Images.Select(i => LoadImage(i.Part, i.Ref)).ToList()); }
         catch (InputException e) { throw InputException.At(sample.File, sample.Line, null, e.Message); }
     }
 
@@ -91,7 +104,9 @@ public sealed class QwenVLProcessor
     }
 
     /// <summary>The processor on prompt text and already-decoded images (transformers' processor(text=…, images=…)).</summary>
-    public ProcessedPrompt Process(string promptText, IReadOnlyList<RgbImage> images)
+    public ProcessedPrompt Process(string promptText, IReadOnlyList<RgbImage> images) => Build(Prepare(promptText, images));
+
+    Prepared Prepare(string promptText, IReadOnlyList<RgbImage> images)
     {
         int[] ids = Tokenizer.Encode(promptText);
         int pads = ids.Count(id => id == ImagePadId);
@@ -107,13 +122,15 @@ public sealed class QwenVLProcessor
             int n = patches[k++].Grid.Tokens(merge);
             for (int j = 0; j < n; j++) expanded.Add(ImagePadId);
         }
-        return new ProcessedPrompt
-        {
-            PromptText = promptText,
-            InputIds = expanded.ToArray(),
-            PixelValues = patches.Count == 0 ? null : ImagePatches.Concat(patches, ImageProcessor.Options.PatchDim),
-            ImageGridThw = patches.Count == 0 ? null : ImagePatches.GridTensor(patches),
-            Grids = patches.Select(p => p.Grid).ToList(),
-        };
+        return new Prepared(promptText, expanded.ToArray(), patches);
     }
+
+    ProcessedPrompt Build(Prepared p) => new()
+    {
+        PromptText = p.PromptText,
+        InputIds = p.InputIds,
+        PixelValues = p.Patches.Count == 0 ? null : ImagePatches.Concat(p.Patches, ImageProcessor.Options.PatchDim),
+        ImageGridThw = p.Patches.Count == 0 ? null : ImagePatches.GridTensor(p.Patches),
+        Grids = p.Patches.Select(x => x.Grid).ToList(),
+    };
 }

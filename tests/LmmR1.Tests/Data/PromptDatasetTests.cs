@@ -86,6 +86,17 @@ public class PromptDatasetTests
         using var t = proc.Process(ds[2]);
         Assert.Null(t.PixelValues);
         Assert.Equal(TokenizerTests.Qwen.Value.Encode(ds[2].PromptText()).Select(i => (long)i), t.InputIds);
+
+        // The parallel batch path gives the same inputs, in order.
+        var many = proc.ProcessMany(ds);
+        try
+        {
+            Assert.Equal(p.InputIds, many[0].InputIds);
+            Assert.True(p.PixelValues.Equals(many[0].PixelValues!));
+            Assert.Equal(new ImageGrid(1, 10, 14), Assert.Single(many[1].Grids)); // 196×140 bars
+            Assert.Equal(t.InputIds, many[2].InputIds);
+        }
+        finally { foreach (var m in many) m.Dispose(); }
     }
 
     [Fact]
