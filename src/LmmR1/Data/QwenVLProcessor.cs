@@ -79,7 +79,11 @@ public sealed class QwenVLProcessor
     {
         var prepared = new Prepared[samples.Count];
         var opts = new ParallelOptions { MaxDegreeOfParallelism = maxDegreeOfParallelism ?? Environment.ProcessorCount };
-        Parallel.For(0, samples.Count, opts, i => prepared[i] = Prepare(samples[i]));
+        try { Parallel.For(0, samples.Count, opts, i => prepared[i] = Prepare(samples[i])); }
+        catch (AggregateException e) when (e.InnerExceptions.FirstOrDefault(x => x is InputException) is { } first)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw(); // the row's own message, not a wrapper
+        }
         return prepared.Select(Build).ToList();
     }
 

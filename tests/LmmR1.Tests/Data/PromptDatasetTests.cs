@@ -169,6 +169,8 @@ public class PromptDatasetTests
         var pe = Assert.Throws<InputException>(() => new QwenVLProcessor(TokenizerTests.Qwen.Value).Process(sample));
         Assert.Contains("data.jsonl:2", pe.Message);
         Assert.Contains("broken.png", pe.Message);
+        var me = Assert.Throws<InputException>(() => new QwenVLProcessor(TokenizerTests.Qwen.Value).ProcessMany(ds));
+        Assert.Equal(pe.Message, me.Message);
         var report = DataCheck.Run(ds, null, new QwenVLProcessorOptions());
         Assert.Equal(2, report.BadRows.Count);
         Assert.Contains(report.BadRows, b => b.Line == 2 && b.Reason.Contains("not a decodable image"));
