@@ -10,6 +10,7 @@ public static class CliApp
         var root = new RootCommand("LmmR1.NET: rule-based RL (LMM-R1) for Qwen2-VL / Qwen2.5-VL in one .NET binary");
         var debug = new Command("debug", "Low-level commands for checking parity and data");
         root.Subcommands.Add(debug);
+        root.Subcommands.Add(Commands.RewardCommands.Create());
         return root;
     }
 

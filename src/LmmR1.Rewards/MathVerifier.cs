@@ -71,6 +71,29 @@ public static class MathVerifier
         return false;
     }
 
+    private static readonly (string Gold, string Pred)[] WarmUpPairs =
+    [
+        ("$\\frac{1}{2}$", "The answer is $\\boxed{0.5}$."), ("$x \\in [-2,7]$", "$-2 \\le x \\le 7$"),
+        ("$\\{1,2\\}$", "\\boxed{2} and \\boxed{1}"), ("$2\\sqrt{3}$", "$\\sqrt{12}$"), ("$28\\%$", "28 percent"),
+        ("$\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}$", "$\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}$"), ("$x^2+2x+1$", "$(x+1)^2$"),
+        ("$y = 2x+1$", "$2x - y + 1 = 0$"), ("$(1, \\infty)$", "$(1,\\infty)$"), ("1,000", "Final Answer: The final answer is 1000. I hope it is correct."),
+        ("$\\sin^2 x + \\cos^2 x$", "$1$"), ("$\\text{Evelyn}$", "$\\boxed{\\text{Evelyn}}$"), ("$12:00$", "$12:00$"),
+    ];
+
+    /// <summary>Runs a few representative verifications so the JIT has compiled the hot paths before the first
+    /// budgeted request (a cold first call can spend its whole budget compiling).</summary>
+    public static void WarmUp(int rounds = 3)
+    {
+        var options = VerifyOptions.FromConfig() with { TimeBudget = TimeSpan.FromSeconds(5) };
+        for (int r = 0; r < rounds; r++)
+            foreach (var (g, p) in WarmUpPairs)
+            {
+                Verify(g, p, options);
+                LmmR1Reward.Score("<|im_start|>assistant\n<think>t</think><answer>" + p + "</answer><|im_end|>", g,
+                    new RewardOptions { TimeBudget = TimeSpan.FromSeconds(5) });
+            }
+    }
+
     [Conditional("DEBUG")]
     internal static void Trace(string message) => Debug.WriteLine(message);
 }

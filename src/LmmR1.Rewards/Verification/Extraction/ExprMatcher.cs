@@ -187,33 +187,55 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
     }
 
     // ---------------------------------------------------------------- anchored alternatives
-    /// <summary>Positions where the expression itself may begin after the prefix (?:^|\s|=)(?:\*\*)? at p.</summary>
-    private IEnumerable<int> AfterPrefix(int p)
+    /// <summary>Positions where the expression itself may begin after the prefix (?:^|\s|=)(?:\*\*)? at p, in the
+    /// regex's backtracking order; returns how many were written.</summary>
+    private int AfterPrefix(int p, Span<int> buf)
     {
         var s = t.S;
+        int n = 0;
         if (p == 0)
         {
-            yield return t.At(0, "**") ? 2 : 0;
-            if (t.At(0, "**")) yield return 0;
+            if (t.At(0, "**")) buf[n++] = 2;
+            buf[n++] = 0;
         }
         if (p < s.Length && (char.IsWhiteSpace(s[p]) || s[p] == '='))
         {
-            if (t.At(p + 1, "**")) yield return p + 3;
-            yield return p + 1;
+            if (t.At(p + 1, "**")) buf[n++] = p + 3;
+            buf[n++] = p + 1;
         }
+        return n;
+    }
+
+    /// <summary>Cheap test: can a number or expression start at q (after an optional currency sign)?</summary>
+    private bool CanStart(int q)
+    {
+        if (q >= t.Length) return false;
+        char c = t.S[q];
+        return char.IsDigit(c) || c is '-' or '(' or '.' || Currency.Contains(c);
     }
 
     private Hit? ExprWithAnchors(int p)
     {
-        foreach (var q in AfterPrefix(p)) { var h = ExprAt(q); if (h != null) return h; }
+        Span<int> buf = stackalloc int[4];
+        int n = AfterPrefix(p, buf);
+        for (int k = 0; k < n; k++)
+        {
+            if (!CanStart(buf[k])) continue;
+            var h = ExprAt(buf[k]);
+            if (h != null) return h;
+        }
         return null;
     }
 
     private Hit? NumberWithAnchors(int p)
     {
-        foreach (var q in AfterPrefix(p))
+        Span<int> buf = stackalloc int[4];
+        int n = AfterPrefix(p, buf);
+        for (int k = 0; k < n; k++)
         {
-            if (q < t.Length && Currency.Contains(t.S[q]))
+            int q = buf[k];
+            if (!CanStart(q)) continue;
+            if (Currency.Contains(t.S[q]))
             {
                 var hc = NumberAt(q + 1);
                 if (hc != null) return hc;
@@ -224,13 +246,16 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         return null;
     }
 
-    /// <summary>expr_or_number = expr_with_anchors | number_with_anchors, at prefix position p.</summary>
-    private IEnumerable<Hit> ExprOrNumber(int p)
+    /// <summary>expr_or_number = expr_with_anchors | number_with_anchors at p, first alternative accepted by
+    /// <paramref name="accept"/>.</summary>
+    private Hit? ExprOrNumber(int p, Func<Hit, bool>? accept = null)
     {
+        if (p > 0 && (p >= t.Length || !(char.IsWhiteSpace(t.S[p]) || t.S[p] == '='))) return null;
         var e = ExprWithAnchors(p);
-        if (e != null) yield return e.Value;
+        if (e != null && (accept == null || accept(e.Value))) return e;
         var n = NumberWithAnchors(p);
-        if (n != null) yield return n.Value;
+        if (n != null && (accept == null || accept(n.Value))) return n;
+        return null;
     }
 
     private static ExprMatch ToMatch(int start, Hit h) => new(start, h.End, h.Expr, h.Integer, h.Decimal, h.Percent);
@@ -242,6 +267,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         while (pos < t.Length)
         {
             budget.Tick();
+            if (pos > 0) { pos = NextCandidate(pos); if (pos < 0) yield break; }
             var h = numbers ? NumberWithAnchors(pos) : ExprWithAnchors(pos);
             if (h == null) { pos++; continue; }
             yield return ToMatch(pos, h.Value);
@@ -265,19 +291,12 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
             if (w - 1 >= q) prefixes.Add(w - 1);
             foreach (var pre in prefixes)
             {
-                bool done = false;
-                foreach (var h in ExprOrNumber(pre))
-                {
-                    int e = h.End;
-                    if (t.At(e, ".")) e++;
-                    if (e < t.Length && char.IsWhiteSpace(t.S[e])) e++;
-                    if (!t.At(e, "I hope")) continue;
-                    yield return ToMatch(p, h with { End = e + 6 });
-                    from = e + 6;
-                    done = true;
-                    break;
-                }
-                if (done) break;
+                var h = ExprOrNumber(pre, x => IHopeEnd(x.End) >= 0);
+                if (h == null) continue;
+                int e = IHopeEnd(h.Value.End);
+                yield return ToMatch(p, h.Value with { End = e });
+                from = e;
+                break;
             }
         }
     }
@@ -300,8 +319,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
                 if (!t.At(r, "is")) continue;
                 int a = r + 2;
                 if (t.At(a, ":")) a++;
-                Hit? found = null;
-                foreach (var h in ExprOrNumber(a)) { found = h; break; }
+                var found = ExprOrNumber(a);
                 if (found == null) continue;
                 yield return ToMatch(p, found.Value);
                 from = found.Value.End;
@@ -322,11 +340,9 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
             int nl = t.NextNewline(q);
             int lineLimit = nl < 0 ? t.Length : nl;
             Hit? found = null;
-            // Alternative 1: the last '=' within 100 chars, then whitespace.
-            for (int k = Math.Min(100, lineLimit - q - 1); k >= 0 && found == null; k--)
+            // Alternative 1: the last '=' within 100 chars (no newline before it), then whitespace.
+            for (int m = PrevEquals(Math.Min(q + 100, lineLimit - 1)); m >= q && found == null; m = PrevEquals(m - 1))
             {
-                int m = q + k;
-                if (m >= t.Length || t.S[m] != '=') continue;
                 budget.Tick();
                 int w = t.WsEnd(m + 1);
                 var pres = new List<int>();
@@ -334,20 +350,63 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
                 if (w - 1 >= m + 1) pres.Add(w - 1);
                 foreach (var pre in pres)
                 {
-                    foreach (var h in ExprOrNumber(pre)) if (NotFollowedByEquals(h.End)) { found = h; break; }
+                    found = ExprOrNumber(pre, h => NotFollowedByEquals(h.End));
                     if (found != null) break;
                 }
             }
-            // Alternative 2: lazily up to 50 chars.
-            for (int k = 0; k <= 50 && found == null && q + k < t.Length && q + k <= lineLimit; k++)
+            // Alternative 2: lazily up to 50 chars; only positions that can start a number are probed.
+            if (found == null && q == 0) found = ExprOrNumber(0, h => NotFollowedByEquals(h.End));
+            for (int c = NextCandidate(q); found == null && c >= 0 && c <= q + 50 && c <= lineLimit; c = NextCandidate(c + 1))
             {
                 budget.Tick();
-                foreach (var h in ExprOrNumber(q + k)) if (NotFollowedByEquals(h.End)) { found = h; break; }
+                found = ExprOrNumber(c, h => NotFollowedByEquals(h.End));
             }
             if (found == null) continue;
             yield return ToMatch(p, found.Value);
             from = found.Value.End;
         }
+    }
+
+    private int[]? _prevEquals, _nextCandidate;
+
+    /// <summary>Largest j ≤ i holding '=', or -1.</summary>
+    private int PrevEquals(int i)
+    {
+        if (i < 0) return -1;
+        if (_prevEquals == null)
+        {
+            _prevEquals = new int[t.Length];
+            int last = -1;
+            for (int j = 0; j < t.Length; j++) { if (t.S[j] == '=') last = j; _prevEquals[j] = last; }
+        }
+        return _prevEquals[Math.Min(i, t.Length - 1)];
+    }
+
+    /// <summary>Smallest j ≥ i where a prefix char (whitespace or '=') is followed by something a number or an
+    /// expression can start with; other positions cannot match expr_or_number.</summary>
+    private int NextCandidate(int i)
+    {
+        if (i >= t.Length) return -1;
+        if (_nextCandidate == null)
+        {
+            _nextCandidate = new int[t.Length + 1];
+            _nextCandidate[t.Length] = -1;
+            for (int j = t.Length - 1; j >= 0; j--)
+            {
+                char c = t.S[j];
+                bool ok = (char.IsWhiteSpace(c) || c == '=') && (CanStart(j + 1) || t.At(j + 1, "**"));
+                _nextCandidate[j] = ok ? j : _nextCandidate[j + 1];
+            }
+        }
+        return _nextCandidate[i];
+    }
+
+    /// <summary>End of \.?\s?I hope after a match end, or -1.</summary>
+    private int IHopeEnd(int e)
+    {
+        if (t.At(e, ".")) e++;
+        if (e < t.Length && char.IsWhiteSpace(t.S[e])) e++;
+        return t.At(e, "I hope") ? e + 6 : -1;
     }
 
     private bool NotFollowedByEquals(int end)

@@ -17,8 +17,39 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
 
     private readonly record struct Env(int ContentStart, int ContentEnd, int End, bool Percent);
 
-    /// <summary>One environment starting exactly at <paramref name="pos"/> (regex alternation order).</summary>
+    private Env?[]? _plainCache, _boxedCache;
+    private bool[]? _plainDone, _boxedDone;
+    private int[]? _nextPlainStart;
+
+    /// <summary>EnvAt, memoized per position (the anchored patterns probe the same positions many times).</summary>
     private Env? EnvAt(int pos, bool boxed)
+    {
+        if (pos < 0 || pos >= t.Length) return null;
+        var cache = boxed ? (_boxedCache ??= new Env?[t.Length]) : (_plainCache ??= new Env?[t.Length]);
+        var done = boxed ? (_boxedDone ??= new bool[t.Length]) : (_plainDone ??= new bool[t.Length]);
+        if (!done[pos]) { cache[pos] = ComputeEnvAt(pos, boxed); done[pos] = true; }
+        return cache[pos];
+    }
+
+    /// <summary>Smallest j ≥ i where a plain environment starts, or -1.</summary>
+    private int NextPlainStart(int i)
+    {
+        if (i >= t.Length) return -1;
+        if (_nextPlainStart == null)
+        {
+            _nextPlainStart = new int[t.Length + 1];
+            _nextPlainStart[t.Length] = -1;
+            for (int j = t.Length - 1; j >= 0; j--)
+            {
+                if ((j & 1023) == 0) budget.Tick();
+                _nextPlainStart[j] = EnvAt(j, false) != null ? j : _nextPlainStart[j + 1];
+            }
+        }
+        return _nextPlainStart[i];
+    }
+
+    /// <summary>One environment starting exactly at <paramref name="pos"/> (regex alternation order).</summary>
+    private Env? ComputeEnvAt(int pos, bool boxed)
     {
         var s = t.S;
         if (pos < 0 || pos >= s.Length) return null;
@@ -223,16 +254,15 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
             if (p < from) continue;
             int q = p + 6;
             if (colon) { if (!t.At(q, ":")) continue; q++; }
-            for (int k = 0; k <= 50 && q + k < t.Length; k++)
+            budget.Tick();
+            int j = NextPlainStart(q); // `.{0,50}?` is lazy: the first environment within 50 chars
+            if (j >= 0 && j <= q + 50)
             {
-                budget.Tick();
-                var env = EnvAt(q + k, false);
-                if (env == null) continue;
-                var chain = Chain(env.Value, false);
+                var env = EnvAt(j, false)!.Value;
+                var chain = Chain(env, false);
                 var m = ToMatch(p, chain, chain.Count);
                 yield return m;
                 from = m.End;
-                break;
             }
         }
     }

@@ -51,35 +51,42 @@ internal sealed class PlainExprParser
 
     private char Peek => _p < _tokens.Count ? _tokens[_p].Kind : '\0';
 
+    // sympy's evaluate=False transformer flattens chains: 1+2+3 is one Add (and keeps trees shallow).
     private Node? Expr()
     {
         var l = Term();
-        while (l != null && (Peek == '+' || Peek == '-'))
+        if (l == null || !(Peek == '+' || Peek == '-')) return l;
+        var terms = new List<Node> { l };
+        while (Peek == '+' || Peek == '-')
         {
             var op = _tokens[_p++].Kind;
             var r = Term();
             if (r == null) return null;
-            l = new AddNode([l, op == '+' ? r : new MulNode([NumberNode.Int(-1), r])]);
+            terms.Add(op == '+' ? r : new MulNode([NumberNode.Int(-1), r]));
         }
-        return l;
+        return new AddNode([.. terms]);
     }
 
     private Node? Term()
     {
         var l = Factor();
-        while (l != null && (Peek == '*' || Peek == '/' || Peek == 'f'))
+        if (l == null || !(Peek == '*' || Peek == '/' || Peek == 'f')) return l;
+        var factors = new List<Node> { l };
+        while (Peek == '*' || Peek == '/' || Peek == 'f')
         {
             var op = _tokens[_p++].Kind;
             var r = Factor();
             if (r == null) return null;
-            l = op switch
+            if (op == '*') factors.Add(r);
+            else if (op == '/') factors.Add(new PowNode(r, NumberNode.Int(-1)));
+            else
             {
-                '*' => new MulNode([l, r]),
-                '/' => new MulNode([l, new PowNode(r, NumberNode.Int(-1))]),
-                _ => new FuncNode("floor", [new MulNode([l, new PowNode(r, NumberNode.Int(-1))])]),
-            };
+                var q = new FuncNode("floor", [new MulNode([.. factors, new PowNode(r, NumberNode.Int(-1))])]);
+                factors.Clear();
+                factors.Add(q);
+            }
         }
-        return l;
+        return factors.Count == 1 ? factors[0] : new MulNode([.. factors]);
     }
 
     private Node? Factor()

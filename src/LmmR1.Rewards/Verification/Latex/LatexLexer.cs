@@ -87,6 +87,8 @@ internal static class LatexLexer
         "orthogonalize", "nullspace", "eig", "eigen", "diagonalize", "eigenvals", "eigenvalues", "eigenvects", "eigenvectors", "svd", "SVD",
     ];
 
+    private static readonly HashSet<char> OpNameStarts = [.. OpNames.Select(n => n[0])];
+
     private static readonly (string Text, Tok Kind)[] CaretLiterals =
     [
         ("^{\\circle}", Tok.Degree), ("^{\\degree}", Tok.Degree), ("^{\\circ}", Tok.Degree), ("^\\circle", Tok.Degree),
@@ -226,8 +228,9 @@ internal static class LatexLexer
         // Longest of: an operator name, a differential, a single letter.
         int best = 1;
         Tok kind = s[i] == 'e' ? Tok.ExpE : s[i] == 'E' ? Tok.ENotationE : Tok.Letter;
-        foreach (var name in OpNames)
-            if (name.Length > best && string.CompareOrdinal(s, i, name, 0, name.Length) == 0) { best = name.Length; kind = Tok.OpName; }
+        if (OpNameStarts.Contains(s[i]))
+            foreach (var name in OpNames)
+                if (name.Length > best && string.CompareOrdinal(s, i, name, 0, name.Length) == 0) { best = name.Length; kind = Tok.OpName; }
         if (s[i] == 'd')
         {
             int j = i + 1;

@@ -255,16 +255,22 @@ internal static class LatexNormalizer
         return sb.ToString();
     }
 
+    private static readonly string[] TextSuffixes = ["normal", "bf", "it", "rm"];
+    private static readonly (string Word, bool IsText)[] PercentWords =
+        [("percentage", false), ("percentage", true), ("percent", false), ("percent", true), ("pct", false), ("pct", true)];
+
     private static int MatchReplacement(string s, int[] wsEnd, int i, out string repl)
     {
         char c = s[i];
         repl = "";
+        // Every pattern starts with one of these characters; most positions are rejected here.
+        if (!(c is '\\' or '{' or '~' or ',' or 'a' or 'o' or 'i' or 'p' || char.IsWhiteSpace(c))) return 0;
         // math / text / frac
         if (c == '\\')
         {
             if (At(s, i, "\\math") && (At(s, i + 5, "rm") || At(s, i + 5, "it") || At(s, i + 5, "bf"))) { repl = "\\text"; return 7; }
             if (At(s, i, "\\text"))
-                foreach (var suf in new[] { "normal", "bf", "it", "rm" })
+                foreach (var suf in TextSuffixes)
                     if (At(s, i + 5, suf)) { repl = "\\text"; return 5 + suf.Length; }
             if (i + 5 < s.Length && s[i + 1] is 'd' or 't' or 'c' && At(s, i + 2, "frac")) { repl = "\\frac"; return 6; }
         }
@@ -322,7 +328,7 @@ internal static class LatexNormalizer
         // percentage / percent / pct (with \s* and word boundaries), and their \text{} forms
         {
             int j = wsEnd[i];
-            foreach (var (word, isText) in new[] { ("percentage", false), ("percentage", true), ("percent", false), ("percent", true), ("pct", false), ("pct", true) })
+            foreach (var (word, isText) in PercentWords)
             {
                 if (isText)
                 {

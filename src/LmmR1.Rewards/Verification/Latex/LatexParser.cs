@@ -439,14 +439,16 @@ internal sealed class LatexParser
         if (lh == null) return null;
         // add_flat, accumulated in one list so long sums stay linear.
         List<Node>? terms = null;
+        bool anyMatrix = IsMatrixLike(lh);
         while (Kind is Tok.Add or Tok.Sub)
         {
             var op = Kind;
             int save = _p++;
             var rh = Mp(false);
             if (rh == null) { _p = save; break; }
-            if (IsMatrixLike(lh) || IsMatrixLike(rh) || (terms != null && terms.Any(IsMatrixLike)))
+            if (anyMatrix || IsMatrixLike(rh))
             {
+                anyMatrix = true;
                 if (terms != null) { lh = new AddNode([.. terms]); terms = null; }
                 lh = new AddNode([lh, op == Tok.Add ? rh : new MulNode([NumberNode.Int(-1), rh])]);
                 continue;
@@ -971,6 +973,7 @@ internal sealed class LatexParser
     {
         int start = _p;
         // atom_expr_no_supexpr supexpr? ( '(' func_common_args ')' | '[' … ']' | '{(' … ')}' | '{[' … ']}' )
+        if (!(PeekKind(1) is Tok.Underscore or Tok.Caret or Tok.LParen or Tok.LBracket or Tok.LBrace)) return null;
         _p++;
         if (Kind == Tok.Underscore && SubexprText() == null) return Reset(start);
         string name = LatexLexer.TextOf(_t, start, _p);

@@ -8,6 +8,10 @@ namespace LmmR1.Rewards.Verification.Symbolic;
 
 internal abstract class Node
 {
+    // Structural hash, computed once (nodes are immutable); see Structure.Hash.
+    internal int HashCache;
+    internal bool HashReady;
+
     public abstract void Write(StringBuilder sb);
     public override string ToString() { var sb = new StringBuilder(); Write(sb); return sb.ToString(); }
     public virtual IReadOnlyList<Node> Children => [];

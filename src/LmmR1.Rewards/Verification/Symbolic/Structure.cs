@@ -12,6 +12,7 @@ internal static class Structure
     {
         budget.CheckDepth(depth);
         if (ReferenceEquals(a, b)) return true;
+        if (Hash(a) != Hash(b)) return false;
         switch (a)
         {
             case NumberNode na: return b is NumberNode nb && na.Value == nb.Value;
@@ -61,13 +62,19 @@ internal static class Structure
     {
         if (a.Length != b.Length) return false;
         if (SeqEq(a, b, budget, depth)) return true;
-        var used = new bool[b.Length];
+        var buckets = new Dictionary<int, List<Node>>();
+        foreach (var y in b)
+        {
+            var h = Hash(y);
+            if (!buckets.TryGetValue(h, out var list)) buckets[h] = list = [];
+            list.Add(y);
+        }
         foreach (var x in a)
         {
-            bool found = false;
-            for (int j = 0; j < b.Length && !found; j++)
-                if (!used[j] && StructEq(x, b[j], budget, depth + 1)) { used[j] = true; found = true; }
-            if (!found) return false;
+            if (!buckets.TryGetValue(Hash(x), out var list)) return false;
+            int k = list.FindIndex(y => StructEq(x, y, budget, depth + 1));
+            if (k < 0) return false;
+            list.RemoveAt(k);
         }
         return true;
     }
@@ -77,18 +84,69 @@ internal static class Structure
         var ua = Unique(a, budget);
         var ub = Unique(b, budget);
         if (ua.Count != ub.Count) return false;
+        var buckets = ub.GroupBy(Hash).ToDictionary(g => g.Key, g => g.ToList());
         foreach (var x in ua)
-            if (!ub.Any(y => StructEq(x, y, budget, depth + 1))) return false;
+            if (!buckets.TryGetValue(Hash(x), out var list) || !list.Any(y => StructEq(x, y, budget, depth + 1))) return false;
         return true;
     }
 
-    /// <summary>Distinct items (sympy FiniteSet semantics), first occurrence kept.</summary>
+    /// <summary>Distinct items (sympy FiniteSet semantics), first occurrence kept; hashed, so linear.</summary>
     public static List<Node> Unique(IEnumerable<Node> items, Budget budget)
     {
         var list = new List<Node>();
+        var buckets = new Dictionary<int, List<Node>>();
         foreach (var x in items)
-            if (!list.Any(y => StructEq(x, y, budget))) list.Add(x);
+        {
+            budget.Tick();
+            var h = Hash(x);
+            if (!buckets.TryGetValue(h, out var bucket)) buckets[h] = bucket = [];
+            if (bucket.Any(y => StructEq(x, y, budget))) continue;
+            bucket.Add(x);
+            list.Add(x);
+        }
         return list;
+    }
+
+    /// <summary>A hash consistent with StructEq: order-insensitive where StructEq is (sums, products, chains,
+    /// set elements), cached on the node.</summary>
+    public static int Hash(Node n)
+    {
+        if (n.HashReady) return n.HashCache;
+        int h = n switch
+        {
+            NumberNode num => HashCode.Combine(1, num.Value),
+            SymbolNode s => HashCode.Combine(2, s.Name),
+            ConstantNode c => HashCode.Combine(3, c.Kind),
+            AddNode a => HashCode.Combine(4, SumHash(a.Terms)),
+            MulNode m => HashCode.Combine(5, SumHash(m.Factors)),
+            PowNode p => HashCode.Combine(6, Hash(p.Base), Hash(p.Exponent)),
+            FuncNode f => HashCode.Combine(7, f.Name, f.Undefined, SeqHash(f.Args)),
+            RelationNode r => HashCode.Combine(8, r.Op, Hash(r.Lhs), Hash(r.Rhs)),
+            AndNode x => HashCode.Combine(9, SumHash(x.Items)),
+            FiniteSetNode fs => HashCode.Combine(10, DistinctHash(fs.Items)),
+            IntervalNode i => HashCode.Combine(11, i.LeftOpen, i.RightOpen, Hash(i.Start), Hash(i.End)),
+            SetOpNode so => so.Op == SetOpKind.Complement
+                ? HashCode.Combine(12, Hash(so.Left), Hash(so.Right))
+                : HashCode.Combine(13, so.Op, SumHash(FlattenSetOp(so))),
+            NamedSetNode ns => HashCode.Combine(14, ns.Kind),
+            TupleNode t => HashCode.Combine(15, SeqHash(t.Items)),
+            MatrixNode mx => HashCode.Combine(16, mx.Rows, mx.Cols, SeqHash(mx.Items)),
+            _ => 0,
+        };
+        n.HashCache = h;
+        n.HashReady = true;
+        return h;
+
+        static int SumHash(Node[] xs) { int acc = 0; foreach (var x in xs) acc = unchecked(acc + Hash(x) * 31 + 7); return acc; }
+        static int SeqHash(Node[] xs) { var hc = new HashCode(); foreach (var x in xs) hc.Add(Hash(x)); return hc.ToHashCode(); }
+        static int DistinctHash(Node[] xs)
+        {
+            var set = new SortedSet<int>();
+            foreach (var x in xs) set.Add(Hash(x));
+            var hc = new HashCode();
+            foreach (var v in set) hc.Add(v);
+            return hc.ToHashCode();
+        }
     }
 
     /// <summary>latex2sympy2's is_expr_of_only_symbols: x, x·y, A/S, f(x), |AB|, (p,q) — no numbers.</summary>
