@@ -360,9 +360,18 @@ internal sealed class Comparer(CompareOptions options, Budget budget)
             return ValueEq(a, b);
         }
         if (Evaluator.HasFreeSymbols(a) || Evaluator.HasFreeSymbols(b)) return false;
+        return ConstantsEqual(a, b, PrecisionTolerance());
+    }
+
+    /// <summary>Two constant expressions: exactly when both are rational (2^100 ≠ 2^100 + 1), else by value.</summary>
+    private bool ConstantsEqual(Node a, Node b, double relTol)
+    {
+        var ea = Evaluator.Exact(a, budget);
+        var eb = Evaluator.Exact(b, budget);
+        if (ea is { } x && eb is { } y) return x == y;
         var va = Evaluator.Numeric(a, null, budget);
         var vb = Evaluator.Numeric(b, null, budget);
-        return Close(va, vb, PrecisionTolerance());
+        return Close(va, vb, relTol);
     }
 
     private double PrecisionTolerance() => Math.Pow(10, -Math.Clamp(options.NumericPrecision - 3, 6, 13));
@@ -413,12 +422,7 @@ internal sealed class Comparer(CompareOptions options, Budget budget)
         var symbols = new HashSet<string>();
         Evaluator.CollectSymbols(a, symbols);
         Evaluator.CollectSymbols(b, symbols);
-        if (symbols.Count == 0)
-        {
-            var va = Evaluator.Numeric(a, null, budget);
-            var vb = Evaluator.Numeric(b, null, budget);
-            return Close(va, vb, 1e-10);
-        }
+        if (symbols.Count == 0) return ConstantsEqual(a, b, 1e-10);
         var rng = new SplitMix(Seed);
         int valid = 0;
         for (int attempt = 0; attempt < RandomPoints * 2 && valid < RandomPoints; attempt++)
