@@ -21,7 +21,8 @@ internal sealed class ChoiceMatch(int start, int end, string key) : RawMatch(sta
 /// <summary>One extracted answer: a parsed expression, or a plain string (fallback text or a choice letter).</summary>
 internal sealed record Candidate(Node? Expr, string? Text)
 {
-    public override string ToString() => Expr != null ? Structure.Describe(Expr) : $"\"{Text}\"";
+    public override string ToString() => Expr != null ? Structure.Describe(Expr)
+        : Text!.Length > 200 ? $"\"{Text[..200]}…\"" : $"\"{Text}\"";
 }
 
 internal static class AnswerExtractor
@@ -30,7 +31,7 @@ internal static class AnswerExtractor
 
     public static List<Candidate> Extract(string text, ExtractionOptions o, Budget budget)
     {
-        var t = new TextIndex(text);
+        using var t = new TextIndex(text);
         var latex = new LatexMatcher(t, budget);
         var expr = new ExprMatcher(t, budget);
         var choices = new ChoiceMatcher(t, budget, o.Choices ?? []);

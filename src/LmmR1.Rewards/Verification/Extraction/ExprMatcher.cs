@@ -70,7 +70,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         if (_runEnd == null)
         {
             var s = t.S;
-            _runEnd = new int[s.Length + 1];
+            _runEnd = t.RentInts(s.Length + 1);
             _runEnd[s.Length] = s.Length;
             for (int k = s.Length - 1; k >= 0; k--) _runEnd[k] = IsExprChar(s[k]) ? _runEnd[k + 1] : k;
         }
@@ -97,7 +97,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         if (_prevOp == null)
         {
             var s = t.S;
-            _prevOp = new int[s.Length];
+            _prevOp = t.RentInts(s.Length);
             int last = -1;
             for (int k = 0; k < s.Length; k++) { if (IsOp(s[k])) last = k; _prevOp[k] = last; }
         }
@@ -375,7 +375,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         if (i < 0) return -1;
         if (_prevEquals == null)
         {
-            _prevEquals = new int[t.Length];
+            _prevEquals = t.RentInts(t.Length);
             int last = -1;
             for (int j = 0; j < t.Length; j++) { if (t.S[j] == '=') last = j; _prevEquals[j] = last; }
         }
@@ -389,7 +389,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         if (i >= t.Length) return -1;
         if (_nextCandidate == null)
         {
-            _nextCandidate = new int[t.Length + 1];
+            _nextCandidate = t.RentInts(t.Length + 1);
             _nextCandidate[t.Length] = -1;
             for (int j = t.Length - 1; j >= 0; j--)
             {

@@ -17,18 +17,28 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
 
     private readonly record struct Env(int ContentStart, int ContentEnd, int End, bool Percent);
 
-    private Env?[]? _plainCache, _boxedCache;
-    private bool[]? _plainDone, _boxedDone;
+    // Memo of EnvAt per position: -2 not computed, -1 none, k = index into _envs.
+    private int[]? _plainState, _boxedState;
+    private readonly List<Env> _envs = [];
     private int[]? _nextPlainStart;
 
     /// <summary>EnvAt, memoized per position (the anchored patterns probe the same positions many times).</summary>
     private Env? EnvAt(int pos, bool boxed)
     {
         if (pos < 0 || pos >= t.Length) return null;
-        var cache = boxed ? (_boxedCache ??= new Env?[t.Length]) : (_plainCache ??= new Env?[t.Length]);
-        var done = boxed ? (_boxedDone ??= new bool[t.Length]) : (_plainDone ??= new bool[t.Length]);
-        if (!done[pos]) { cache[pos] = ComputeEnvAt(pos, boxed); done[pos] = true; }
-        return cache[pos];
+        ref var state = ref boxed ? ref _boxedState : ref _plainState;
+        if (state == null)
+        {
+            state = t.RentInts(t.Length);
+            Array.Fill(state, -2, 0, t.Length);
+        }
+        if (state[pos] == -2)
+        {
+            var e = ComputeEnvAt(pos, boxed);
+            if (e == null) state[pos] = -1;
+            else { state[pos] = _envs.Count; _envs.Add(e.Value); }
+        }
+        return state[pos] < 0 ? null : _envs[state[pos]];
     }
 
     /// <summary>Smallest j ≥ i where a plain environment starts, or -1.</summary>
@@ -37,7 +47,7 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
         if (i >= t.Length) return -1;
         if (_nextPlainStart == null)
         {
-            _nextPlainStart = new int[t.Length + 1];
+            _nextPlainStart = t.RentInts(t.Length + 1);
             _nextPlainStart[t.Length] = -1;
             for (int j = t.Length - 1; j >= 0; j--)
             {

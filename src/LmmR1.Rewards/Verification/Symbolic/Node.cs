@@ -8,6 +8,9 @@ namespace LmmR1.Rewards.Verification.Symbolic;
 
 internal abstract class Node
 {
+    /// <summary>Descriptions stop growing past this many characters (reasons of huge answers stay small).</summary>
+    internal const int MaxDescription = 2000;
+
     // Structural hash, computed once (nodes are immutable); see Structure.Hash.
     internal int HashCache;
     internal bool HashReady;
@@ -61,7 +64,7 @@ internal sealed class AddNode(Node[] terms) : Node
     public override void Write(StringBuilder sb)
     {
         sb.Append('(');
-        for (int i = 0; i < Terms.Length; i++) { if (i > 0) sb.Append(" + "); Terms[i].Write(sb); }
+        for (int i = 0; i < Terms.Length; i++) { if (sb.Length > MaxDescription) { sb.Append("…"); break; } if (i > 0) sb.Append(" + "); Terms[i].Write(sb); }
         sb.Append(')');
     }
 }
@@ -76,7 +79,7 @@ internal sealed class MulNode(Node[] factors, bool isPercent = false) : Node
     public override void Write(StringBuilder sb)
     {
         sb.Append('(');
-        for (int i = 0; i < Factors.Length; i++) { if (i > 0) sb.Append('*'); Factors[i].Write(sb); }
+        for (int i = 0; i < Factors.Length; i++) { if (sb.Length > MaxDescription) { sb.Append("…"); break; } if (i > 0) sb.Append('*'); Factors[i].Write(sb); }
         sb.Append(')');
     }
 }
@@ -100,7 +103,7 @@ internal sealed class FuncNode(string name, Node[] args, bool undefined = false)
     public override void Write(StringBuilder sb)
     {
         sb.Append(Name).Append('(');
-        for (int i = 0; i < Args.Length; i++) { if (i > 0) sb.Append(", "); Args[i].Write(sb); }
+        for (int i = 0; i < Args.Length; i++) { if (sb.Length > MaxDescription) { sb.Append("…"); break; } if (i > 0) sb.Append(", "); Args[i].Write(sb); }
         sb.Append(')');
     }
 }
@@ -129,7 +132,7 @@ internal sealed class AndNode(Node[] items) : Node
     public override IReadOnlyList<Node> Children => Items;
     public override void Write(StringBuilder sb)
     {
-        for (int i = 0; i < Items.Length; i++) { if (i > 0) sb.Append(" & "); Items[i].Write(sb); }
+        for (int i = 0; i < Items.Length; i++) { if (sb.Length > MaxDescription) { sb.Append("…"); break; } if (i > 0) sb.Append(" & "); Items[i].Write(sb); }
     }
 }
 
@@ -143,7 +146,7 @@ internal sealed class FiniteSetNode(Node[] items) : SetNode
     public override void Write(StringBuilder sb)
     {
         sb.Append('{');
-        for (int i = 0; i < Items.Length; i++) { if (i > 0) sb.Append(", "); Items[i].Write(sb); }
+        for (int i = 0; i < Items.Length; i++) { if (sb.Length > MaxDescription) { sb.Append("…"); break; } if (i > 0) sb.Append(", "); Items[i].Write(sb); }
         sb.Append('}');
     }
 }
@@ -190,7 +193,7 @@ internal sealed class TupleNode(Node[] items) : Node
     public override void Write(StringBuilder sb)
     {
         sb.Append('(');
-        for (int i = 0; i < Items.Length; i++) { if (i > 0) sb.Append(", "); Items[i].Write(sb); }
+        for (int i = 0; i < Items.Length; i++) { if (sb.Length > MaxDescription) { sb.Append("…"); break; } if (i > 0) sb.Append(", "); Items[i].Write(sb); }
         sb.Append(')');
     }
 }
@@ -207,6 +210,7 @@ internal sealed class MatrixNode(int rows, int cols, Node[] items) : Node
         sb.Append("Matrix([");
         for (int r = 0; r < Rows; r++)
         {
+            if (sb.Length > MaxDescription) { sb.Append("…"); break; }
             if (r > 0) sb.Append(", ");
             sb.Append('[');
             for (int c = 0; c < Cols; c++) { if (c > 0) sb.Append(", "); this[r, c].Write(sb); }
