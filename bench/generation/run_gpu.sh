@@ -21,6 +21,9 @@ VARIANT_CASE=${VARIANT_CASE:-64x8:512}
 mkdir -p "$OUT"
 RES=$OUT/generation.jsonl
 
+# A failing step is logged and the next one still runs (each appends its own JSON lines to $RES).
+step() { local name=$1; shift; echo "== $name: $*" >&2; "$@" || echo "{\"what\":\"failed\",\"step\":\"$name\",\"exit\":$?}" | tee -a "$RES"; }
+
 if [[ -f "$SRC" ]]; then            # a tarball
   mkdir -p /tmp/lmmr1-bin && tar -xJf "$SRC" -C /tmp/lmmr1-bin
   BIN=$(dirname "$(find /tmp/lmmr1-bin -name lmmr1 -type f | head -1)")
@@ -43,20 +46,21 @@ if [[ "$DEVICE" == cuda* ]]; then
 fi
 
 if [[ ! -f "$CKPT/config.json" ]]; then
-  "$LMMR1" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT" | tee "$OUT/synth.log"
+  step synth "$LMMR1" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT"
 fi
 
 # Main cases on one loaded model: the rollout shapes (64 prompts x 8 samples) and HF's own 64-row shapes.
-"$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --output "$RES" 2> "$OUT/ours.log" | tee "$OUT/ours.jsonl"
+step ours "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --output "$RES"
 
 if [[ "${SKIP_VARIANTS:-0}" != 1 ]]; then
   # Host check interval (1 = a sync every step; 16) and prefill without prefix sharing.
-  "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 1 --output "$RES" 2>> "$OUT/ours.log"
-  "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 16 --output "$RES" 2>> "$OUT/ours.log"
-  "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:image448" --no-share-prefix --output "$RES" 2>> "$OUT/ours.log"
+  step check1 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 1 --output "$RES"
+  step check16 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 16 --output "$RES"
+  step noshare "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:image448" --no-share-prefix --output "$RES"
 fi
 
 if [[ "${SKIP_HF:-0}" != 1 ]]; then
-  python3 "$HERE/hf_baseline.py" gen+rollout 2> "$OUT/hf.log" | tee -a "$RES"
+  # hf_baseline.py prints its JSON lines on stdout; keep them in $RES too.
+  step hf bash -c "set -o pipefail; python3 '$HERE/hf_baseline.py' gen+rollout 2> '$OUT/hf.log' | tee -a '$RES'"
 fi
 echo "done: $RES"

@@ -244,7 +244,7 @@ public static class BenchGenerateCommand
         long[] specials = [tok.ImageTokenId, tok.VideoTokenId, tok.VisionStartTokenId, tok.VisionEndTokenId];
         int textVocab = Math.Min(150000, cfg.Text.VocabSize);
         var prompts = new List<GenerationPrompt>();
-        using var gen = new torch.Generator(1234, device);
+        torch.manual_seed(1234); // seeds the CUDA generators too (TorchSharp's Generator objects are CPU-only)
         for (int p = 0; p < s.Prompts; p++)
         {
             var ids = new List<int>();
@@ -255,7 +255,7 @@ public static class BenchGenerateCommand
                 ids.Add((int)tok.VisionStartTokenId);
                 ids.AddRange(Enumerable.Repeat((int)tok.ImageTokenId, merged));
                 ids.Add((int)tok.VisionEndTokenId);
-                pix = torch.randn([g * g, cfg.Vision.PatchDim], dtype, device, generator: gen).DetachFromDisposeScope();
+                pix = torch.randn([g * g, cfg.Vision.PatchDim], dtype, device).DetachFromDisposeScope();
                 grid = torch.tensor(new long[] { 1, g, g }, [1, 3]).DetachFromDisposeScope();
             }
             int target = ids.Count + s.PromptLength;
