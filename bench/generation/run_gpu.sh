@@ -57,6 +57,11 @@ if [[ "${SKIP_VARIANTS:-0}" != 1 ]]; then
   step check1 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 1 --output "$RES"
   step check16 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 16 --output "$RES"
   step noshare "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:image448" --no-share-prefix --output "$RES"
+  # Variable lengths (1/256 of the vocabulary stops: mean ~250 tokens): drop finished rows at 25 % (default), never, always.
+  for cf in 0.25 2 0; do
+    step "compact$cf" "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" \
+      --stop-fraction 0.0039 --compact-fraction "$cf" --output "$RES"
+  done
 fi
 
 if [[ "${SKIP_HF:-0}" != 1 ]]; then

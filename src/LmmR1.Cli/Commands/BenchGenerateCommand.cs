@@ -32,6 +32,10 @@ public static class BenchGenerateCommand
         public double TopP { get; init; } = 1.0;
         public int TopK { get; init; } = -1;
         public int MaxRows { get; init; }
+        /// <summary>Share of the vocabulary treated as stop tokens (0 = none): samples then end at scattered steps, which
+        /// exercises row dropping (on random weights a sample stops with about this probability per step).</summary>
+        public double StopFraction { get; init; }
+        public double CompactFraction { get; init; } = 0.25;
         public int WarmupTokens { get; init; } = 16;
         public double BandwidthTBs { get; init; } = 3.35;
         public double PeakTflops { get; init; } = 989;
@@ -60,6 +64,12 @@ public static class BenchGenerateCommand
         var topP = new Option<double>("--top-p") { DefaultValueFactory = _ => 1.0 };
         var topK = new Option<int>("--top-k") { DefaultValueFactory = _ => -1 };
         var maxRows = new Option<int>("--max-rows") { Description = "Rows per micro-batch (default: all)", DefaultValueFactory = _ => 0 };
+        var stopFraction = new Option<double>("--stop-fraction")
+        {
+            Description = "Treat this share of the vocabulary as stop tokens (variable lengths, exercises row dropping); 0 = every sample runs to --new-tokens",
+            DefaultValueFactory = _ => 0,
+        };
+        var compact = new Option<double>("--compact-fraction") { Description = "Drop finished rows when at least this share of the batch finished (> 1 = never)", DefaultValueFactory = _ => 0.25 };
         var warmup = new Option<int>("--warmup-tokens") { Description = "Tokens of the warm-up run (0 = none)", DefaultValueFactory = _ => 16 };
         var bandwidth = new Option<double>("--bandwidth-tbs") { Description = "HBM bandwidth for the floor (H100 SXM: 3.35)", DefaultValueFactory = _ => 3.35 };
         var tflops = new Option<double>("--peak-tflops") { Description = "Dense bf16 peak for the compute floor (H100 SXM: 989)", DefaultValueFactory = _ => 989 };
@@ -74,7 +84,7 @@ public static class BenchGenerateCommand
         var cmd = new Command("generate", "Measure generation throughput on synthetic prompts (prints JSON)")
         {
             model, prompts, samples, newTokens, promptLen, image, textOnly, device, dtype, checkEvery, noShare, temperature, topP, topK,
-            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases,
+            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact,
         };
         cmd.SetAction(pr =>
         {
@@ -84,6 +94,7 @@ public static class BenchGenerateCommand
                 PromptLength = pr.GetValue(promptLen), ImageSide = pr.GetValue(image), TextOnly = pr.GetValue(textOnly),
                 Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, CheckEvery = pr.GetValue(checkEvery), SharePrefix = !pr.GetValue(noShare),
                 Temperature = pr.GetValue(temperature), TopP = pr.GetValue(topP), TopK = pr.GetValue(topK), MaxRows = pr.GetValue(maxRows),
+                StopFraction = pr.GetValue(stopFraction), CompactFraction = pr.GetValue(compact),
                 WarmupTokens = pr.GetValue(warmup), BandwidthTBs = pr.GetValue(bandwidth), PeakTflops = pr.GetValue(tflops),
                 Output = pr.GetValue(output), Attention = pr.GetValue(attention)!, Threads = pr.GetValue(threads),
                 Cases = pr.GetValue(cases),
@@ -156,12 +167,16 @@ public static class BenchGenerateCommand
         {
             MaxRowsPerBatch = s.MaxRows > 0 ? s.MaxRows : rows,
             MaxTokensPerBatch = 0, MaxPrefillTokens = 0,
-            CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix,
+            CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction,
         };
         var sampling = new SamplingParams
         {
             N = s.Samples, Temperature = s.Temperature, TopP = s.TopP, TopK = s.TopK, MaxNewTokens = s.NewTokens,
-            MinNewTokens = 0, StopTokenIds = [], Seed = 1,
+            MinNewTokens = 0, Seed = 1,
+            // Every k-th id below the text vocabulary (specials and image ids stay out of it).
+            StopTokenIds = s.StopFraction > 0
+                ? Enumerable.Range(0, Math.Min(150000, cfg.Text.VocabSize)).Where(i => i % Math.Max(1, (int)Math.Round(1 / s.StopFraction)) == 0).ToList()
+                : [],
         };
         var engine = new GenerationEngine(model, options);
         var clock = Stopwatch.StartNew();
@@ -173,7 +188,7 @@ public static class BenchGenerateCommand
         double seconds = clock.Elapsed.TotalSeconds;
         var st = engine.LastStats;
         long made = outs.Sum(o => (long)o.ResponseLength);
-        if (made != (long)rows * s.NewTokens) throw new InvalidOperationException($"expected {rows * s.NewTokens} tokens, got {made}");
+        if (s.StopFraction == 0 && made != (long)rows * s.NewTokens) throw new InvalidOperationException($"expected {rows * s.NewTokens} tokens, got {made}");
 
         // Floors per decode step: every language-model weight is read once (the tied embedding serves as lm_head), plus
         // the KV cache of all rows at the mean decode length.
@@ -205,6 +220,9 @@ public static class BenchGenerateCommand
             ["ms_per_step"] = Math.Round(msPerStep, 3),
             ["ms_per_step_incl_prefill"] = Math.Round(seconds * 1e3 / s.NewTokens, 3),
             ["decode_steps"] = st.DecodeSteps,
+            ["stop_fraction"] = s.StopFraction, ["compact_fraction"] = s.CompactFraction,
+            ["mean_response_tokens"] = Math.Round((double)made / rows, 1),
+            ["row_steps"] = st.RowSteps, ["compactions"] = st.Compactions,
             ["checks"] = st.Checks,
             ["weights_gib"] = Math.Round(weightBytes / 1073741824.0, 2),
             ["kv_cache_gib"] = Math.Round((double)rows * (promptTokens + s.NewTokens) * kvPerToken / 1073741824.0, 2),
