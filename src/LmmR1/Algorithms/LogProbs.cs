@@ -1,0 +1,54 @@
+// Token log-probabilities from logits (openrlhf/models/utils.py log_probs_from_logits, actor.Actor.forward):
+// logits to fp32, divided by the sampling temperature (rollout and training alike), log-softmax, gather.
+// Departures: never mutates the logits (upstream divides in place) and works in row chunks to bound fp32 memory.
+using static TorchSharp.torch;
+
+namespace LmmR1.Algorithms;
+
+public static class LogProbs
+{
+    /// <summary>log softmax(logits/T)[label]. logits: [B, T, V] (any float dtype, any strides); labels: [B, T] int64
+    /// → [B, T] fp32. Each chunk of at most <paramref name="chunkRows"/> positions is cast to fp32 on its own, so the
+    /// extra memory is chunkRows·V floats (plus what autograd keeps for backward).</summary>
+    public static Tensor FromLogits(Tensor logits, Tensor labels, double temperature = 1.0, long chunkRows = 256)
+    {
+        if (logits.dim() != 3) throw new ArgumentException($"logits must be [B, T, V], got {logits.dim()} dims");
+        if (labels.dim() != 2 || labels.shape[0] != logits.shape[0] || labels.shape[1] != logits.shape[1])
+            throw new ArgumentException(
+                $"labels [{string.Join(",", labels.shape)}] do not match logits [{string.Join(",", logits.shape)}]");
+        if (!(temperature > 0)) throw new ArgumentException($"temperature must be > 0, got {temperature}");
+        if (chunkRows < 1) throw new ArgumentException($"chunkRows must be ≥ 1, got {chunkRows}");
+        using var scope = NewDisposeScope();
+        long b = logits.shape[0], t = logits.shape[1];
+        var idx = labels.to_type(ScalarType.Int64).to(logits.device);
+        var rows = new List<Tensor>();
+        for (long i = 0; i < b; i++)
+        {
+            var row = new List<Tensor>();
+            for (long s = 0; s < t; s += chunkRows)
+            {
+                long n = Math.Min(chunkRows, t - s);
+                var x = logits[i].narrow(0, s, n).to_type(ScalarType.Float32);                     // [n, V] fp32
+                if (temperature != 1.0) x = x / temperature;
+                var picked = x.gather(-1, idx[i].narrow(0, s, n).unsqueeze(-1)).squeeze(-1);         // [n]
+                row.Add(picked - x.logsumexp(-1));                                                  // log_softmax(x)[label]
+            }
+            rows.Add(cat(row, 0));
+        }
+        return (t == 0 ? zeros([b, 0], ScalarType.Float32, logits.device) : stack(rows, 0)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The action log-probs the actor returns. logits: [B, S, V] for sequences [B, S]; actionMask: [B, A]
+    /// (the last A tokens are the actions). Position j predicts token j + 1, so the actions' logits are positions
+    /// S−1−A … S−2. → [B, A] fp32, 0 where actionMask is 0 (as upstream multiplies by the mask).</summary>
+    public static Tensor ForActions(Tensor logits, Tensor sequences, Tensor actionMask, double temperature = 1.0,
+        long chunkRows = 256)
+    {
+        long s = sequences.shape[1], a = actionMask.shape[1];
+        if (a > s - 1) throw new ArgumentException($"{a} actions do not fit a sequence of {s} tokens");
+        if (logits.shape[1] != s) throw new ArgumentException($"logits cover {logits.shape[1]} positions, sequences {s}");
+        using var scope = NewDisposeScope();
+        var lp = FromLogits(logits.narrow(1, s - 1 - a, a), sequences.narrow(1, s - a, a), temperature, chunkRows);  // [B, A]
+        return Masked.Zeroed(lp, Precision.Valid(actionMask, lp)).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,112 @@
+// Building blocks whose parameters start as torch.empty in the target dtype/device (no random init, so loading a
+// checkpoint never holds two copies), named like Hugging Face's (weight, bias). RmsNorm follows Qwen2RMSNorm exactly:
+// normalise in fp32, cast back to the input dtype, then multiply by the weight. TorchSharp has no RMSNorm.
+using TorchSharp;
+using TorchSharp.Utils;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LmmR1.Models.Qwen;
+
+internal static class Params
+{
+    public static Parameter Empty(ScalarType dtype, Device device, params long[] shape) =>
+        new(torch.empty(shape, dtype, device), requires_grad: true);
+}
+
+/// <summary>y = x Wᵀ + b, like nn.Linear, without its random init.</summary>
+internal sealed class Dense : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "weight")] readonly Parameter weight;
+    [ComponentName(Name = "bias")] readonly Parameter? bias;
+
+    public Dense(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype, Device device) : base(nameof(Dense))
+    {
+        weight = Params.Empty(dtype, device, outFeatures, inFeatures);
+        bias = hasBias ? Params.Empty(dtype, device, outFeatures) : null;
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+
+    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight, bias);
+}
+
+/// <summary>Token embedding table [V, H]; also serves as the tied lm_head.</summary>
+internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "weight")] readonly Parameter weight;
+
+    public TokenEmbedding(long vocab, long dim, ScalarType dtype, Device device) : base(nameof(TokenEmbedding))
+    {
+        weight = Params.Empty(dtype, device, vocab, dim);
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+
+    public override Tensor forward(Tensor ids)
+    {
+        using var flat = ids.reshape(-1);
+        using var rows = weight.index_select(0, flat);
+        return rows.view([.. ids.shape, weight.shape[1]]);
+    }
+}
+
+/// <summary>Qwen2RMSNorm: h = fp32(x) · rsqrt(mean(h²) + eps), cast back to x's dtype, then · weight.</summary>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "weight")] readonly Parameter weight;
+    readonly double eps;
+
+    public RmsNorm(long dim, double eps, ScalarType dtype, Device device) : base(nameof(RmsNorm))
+    {
+        weight = Params.Empty(dtype, device, dim);
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = x.to(ScalarType.Float32);
+        h = h * torch.rsqrt(h.pow(2).mean([-1], keepdim: true) + eps);
+        return (weight * h.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>nn.LayerNorm with weight and bias (Qwen2-VL vision blocks and merger).</summary>
+internal sealed class LayerNormWithBias : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "weight")] readonly Parameter weight;
+    [ComponentName(Name = "bias")] readonly Parameter bias;
+    readonly double eps;
+
+    public LayerNormWithBias(long dim, double eps, ScalarType dtype, Device device) : base(nameof(LayerNormWithBias))
+    {
+        weight = Params.Empty(dtype, device, dim);
+        bias = Params.Empty(dtype, device, dim);
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => nn.functional.layer_norm(x, [x.shape[^1]], weight, bias, eps);
+}
+
+internal static class Activations
+{
+    /// <summary>Hugging Face's ACT2FN by name: quick_gelu = x·σ(1.702x), gelu = exact erf GELU, silu.</summary>
+    public static Tensor Apply(string name, Tensor x) => name switch
+    {
+        "quick_gelu" => QuickGelu(x),
+        "gelu" => nn.functional.gelu(x),
+        "silu" => nn.functional.silu(x),
+        _ => throw new ArgumentException($"unsupported activation '{name}'"),
+    };
+
+    public static Tensor QuickGelu(Tensor x)
+    {
+        using var s = torch.sigmoid(x * 1.702);
+        return x * s;
+    }
+}

@@ -1,0 +1,317 @@
+// Qwen2-VL / Qwen2.5-VL (and plain Qwen2) for causal LM: vision tower → image/video features scattered into the pad
+// token positions → text decoder with M-RoPE → lm_head (tied to embed_tokens when configured). One forward serves full
+// passes over left-padded batches, cache prefill, decode steps, hidden-state-only passes (for chunked log-softmax or a
+// critic head) and last-n logits. Departs from HF: no generate() here (see GreedyDecoder), KV cache is preallocated.
+using LmmR1.Infrastructure;
+using LmmR1.Models.Safetensors;
+using TorchSharp;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+
+namespace LmmR1.Models.Qwen;
+
+/// <summary>Outputs of one forward pass. Disposing it disposes every tensor in it.</summary>
+public sealed class QwenOutput : IDisposable
+{
+    /// <summary>[B, T, H] final hidden states after the last RMSNorm, before lm_head.</summary>
+    public required Tensor Hidden { get; init; }
+    /// <summary>[B, K, V] in the model dtype: all T positions, the last n, or null when no logits were asked for.</summary>
+    public Tensor? Logits { get; init; }
+    /// <summary>[3, B, T] M-RoPE positions used.</summary>
+    public required Tensor PositionIds { get; init; }
+    /// <summary>[B] HF rope_deltas (max position + 1 − unpadded length) when this pass computed positions from
+    /// input_ids (a prefill), else null.</summary>
+    public Tensor? RopeDeltas { get; init; }
+
+    public void Dispose()
+    {
+        Hidden.Dispose(); Logits?.Dispose(); PositionIds.Dispose(); RopeDeltas?.Dispose();
+    }
+}
+
+/// <summary>Videos for a forward pass: patches like images, one grid row per video, and for Qwen2.5-VL the seconds per
+/// temporal grid step (temporal_patch_size / fps, default 1.0).</summary>
+public sealed record VideoInputs(Tensor PixelValues, Tensor GridThw, double[]? SecondPerGridTs = null);
+
+public sealed class QwenVLModel : nn.Module
+{
+    [ComponentName(Name = "model")] readonly QwenTextModel model;
+    [ComponentName(Name = "visual")] readonly VisionTower? visual;
+    [ComponentName(Name = "lm_head")] readonly Dense? lmHead;
+
+    public QwenVLConfig Config { get; }
+    public ScalarType DType { get; }
+    public Device Device { get; }
+    /// <summary>Eager (HF reference maths) or Sdpa (fused kernels). Both give the same results up to rounding.</summary>
+    public AttentionImpl Attention { get; set; } = AttentionImpl.Sdpa;
+    /// <summary>Recompute each decoder layer in backward instead of keeping its activations (training only; ignored
+    /// without grad mode or with a KV cache).</summary>
+    public bool GradientCheckpointing { get; set; }
+
+    /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
+    QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device) : base(nameof(QwenVLModel))
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
+            throw new ArgumentException($"unsupported model dtype {dtype}");
+        Config = config; DType = dtype; Device = device;
+        model = new QwenTextModel(config.Text, dtype, device);
+        visual = config.Vision is null ? null : new VisionTower(config.Vision, config.Family, dtype, device);
+        lmHead = config.Text.TieWordEmbeddings ? null : new Dense(config.Text.HiddenSize, config.Text.VocabSize, false, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>A model with random weights (normal(0, 0.02) matrices, unit norms, zero biases) drawn on the CPU from
+    /// <paramref name="seed"/>, so the same seed gives the same weights for every dtype and device.</summary>
+    public static QwenVLModel Create(QwenVLConfig config, ScalarType dtype, Device device, long seed = 0)
+    {
+        config.Validate("config");
+        var m = new QwenVLModel(config, dtype, device);
+        m.InitializeRandom(seed);
+        return m;
+    }
+
+    /// <summary>Loads config.json (+ generation_config.json) and the safetensors weights of a Hugging Face folder.
+    /// Parameters are allocated once in <paramref name="dtype"/> on <paramref name="device"/> and filled straight from
+    /// the memory-mapped files.</summary>
+    public static QwenVLModel Load(string dir, ScalarType dtype, Device device)
+    {
+        var cfg = QwenVLConfig.Load(dir);
+        using var ckpt = SafetensorsCheckpoint.Open(dir);
+        var m = new QwenVLModel(cfg, dtype, device);
+        try { m.LoadWeights(ckpt); }
+        catch { m.Dispose(); throw; }
+        return m;
+    }
+
+    /// <summary>Fills every parameter from <paramref name="ckpt"/>, accepting the classic keys (model.layers.*, visual.*)
+    /// and the transformers ≥ 4.52 keys (model.language_model.*, model.visual.*); a tied lm_head.weight is ignored.</summary>
+    public void LoadWeights(SafetensorsCheckpoint ckpt)
+    {
+        bool newLayout = ckpt.Names.Any(n => n.StartsWith("model.language_model.", StringComparison.Ordinal));
+        bool tied = Config.Text.TieWordEmbeddings;
+        StateDictLoader.Load(this, ckpt, name => newLayout ? ToNewLayout(name) : name, n => tied && n == "lm_head.weight");
+    }
+
+    /// <summary>Classic key → transformers ≥ 4.52 key (HF's two ordered rename rules, inverted).</summary>
+    public static string ToNewLayout(string classic) =>
+        classic.StartsWith("visual.", StringComparison.Ordinal) ? "model." + classic
+        : classic.StartsWith("model.", StringComparison.Ordinal) ? "model.language_model." + classic["model.".Length..]
+        : classic;
+
+    /// <summary>Writes a Hugging Face folder: weights with the classic key names (no lm_head when tied), config.json in
+    /// the released flat layout and generation_config.json.</summary>
+    public void SaveHf(string dir, long maxShardBytes = SafetensorsWriter.DefaultShardBytes)
+    {
+        var sd = state_dict();
+        SafetensorsWriter.WriteCheckpoint(dir, sd, maxShardBytes);
+        Config.Save(dir, DType switch
+        {
+            ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", ScalarType.Float64 => "float64", _ => "float32",
+        });
+    }
+
+    void InitializeRandom(long seed)
+    {
+        using var gen = new torch.Generator((ulong)seed, torch.CPU);
+        using var noGrad = torch.no_grad();
+        foreach (var (name, p) in named_parameters())
+        {
+            using var cpu = torch.empty(p.shape, ScalarType.Float32);
+            if (p.dim() >= 2) cpu.normal_(0, 0.02, gen);
+            else if (name.EndsWith(".weight", StringComparison.Ordinal)) cpu.fill_(1.0); // norms
+            else cpu.zero_();                                                            // biases
+            p.copy_(cpu);
+        }
+    }
+
+    // ---------------------------------------------------------------- pieces
+
+    /// <summary>[V, H] weight of lm_head (the embedding table when tied), for chunked log-softmax over the vocabulary.</summary>
+    public Tensor LmHeadWeight => lmHead?.Weight ?? model.Embed.Weight;
+
+    /// <summary>hidden [.., H] → logits [.., V] in the model dtype.</summary>
+    public Tensor LmHead(Tensor hidden) => nn.functional.linear(hidden, LmHeadWeight);
+
+    /// <summary>input_ids [B, T] → embeddings [B, T, H].</summary>
+    public Tensor EmbedTokens(Tensor inputIds) => model.Embed.forward(inputIds);
+
+    /// <summary>pixel_values [N, C·T·P·P] + grid [n, 3] → merged vision tokens [Σ t·h·w/4, H] in item order.</summary>
+    public Tensor EncodeVision(Tensor pixelValues, Tensor gridThw, string what = "image")
+    {
+        if (visual is null) throw new InputException($"{Config.ModelType} has no vision tower, but pixel values were given");
+        var grid = visual.HostGrid(pixelValues, gridThw, what);
+        return visual.Forward(pixelValues.to(Device), grid, Attention);
+    }
+
+    public KvCache CreateCache(long batchSize, int capacity) => KvCache.Create(Config.Text, batchSize, capacity, DType, Device);
+
+    /// <summary>Replaces the rows of <paramref name="embeds"/> at token <paramref name="tokenId"/> by <paramref name="features"/>
+    /// (row-major over batch and position); the counts must agree.</summary>
+    public static Tensor ScatterFeatures(Tensor embeds, Tensor inputIds, Tensor features, long tokenId, string what)
+    {
+        using var scope = torch.NewDisposeScope();
+        var isPad = inputIds.eq(tokenId);
+        long n = isPad.sum().item<long>();
+        if (n != features.shape[0])
+            throw new InputException($"input_ids hold {n} <|{what}_pad|> tokens (id {tokenId}) but the {what} inputs give {features.shape[0]} " +
+                                     $"features (Σ t·h·w/{(features.shape[0] == 0 ? "4" : "merge²")} over {what}_grid_thw)");
+        var mask = isPad.unsqueeze(-1).expand_as(embeds);
+        return embeds.masked_scatter(mask, features.to(embeds.dtype)).MoveToOuterDisposeScope();
+    }
+
+    // ---------------------------------------------------------------- forward
+
+    /// <summary>
+    /// Forward from token ids. Prefill/full pass: positions come from <see cref="RopeIndex"/> (left padding allowed) unless
+    /// given; with a cache, where positions continue is stored there. Decode (cache holding tokens): positions default to
+    /// cache index + cache.PositionOffsets.
+    /// </summary>
+    /// <param name="inputIds">[B, T] int64</param>
+    /// <param name="attentionMask">[B, T], or [B, past+T] covering the cache too; 1 = token, 0 = padding; null = all tokens.</param>
+    /// <param name="pixelValues">[N, 1176] image patches (needs imageGridThw), or null.</param>
+    /// <param name="imageGridThw">[nImages, 3]; also needed with imageEmbeds, for the positions.</param>
+    /// <param name="imageEmbeds">Precomputed <see cref="EncodeVision"/> output instead of pixelValues.</param>
+    /// <param name="positionIds">[3, B, T] explicit positions, or null.</param>
+    /// <param name="cache">KV cache to read and append to, or null.</param>
+    /// <param name="logitsForLast">null: logits at every position; n &gt; 0: only the last n; 0: no logits (Hidden only).</param>
+    public QwenOutput Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? pixelValues = null, Tensor? imageGridThw = null,
+                              Tensor? imageEmbeds = null, Tensor? positionIds = null, KvCache? cache = null, int? logitsForLast = null,
+                              VideoInputs? videos = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        if (inputIds.dim() != 2) throw new InputException($"input_ids must be [B, T], got [{string.Join(",", inputIds.shape)}]");
+        inputIds = inputIds.to(ScalarType.Int64, Device);
+        attentionMask = attentionMask?.to(Device);
+        long t = inputIds.shape[1];
+        var embeds = EmbedTokens(inputIds);
+        if (pixelValues is not null || imageEmbeds is not null)
+        {
+            if (imageEmbeds is null && imageGridThw is null) throw new InputException("pixel_values given without image_grid_thw");
+            var feats = imageEmbeds?.to(Device) ?? EncodeVision(pixelValues!, imageGridThw!);
+            embeds = ScatterFeatures(embeds, inputIds, feats, Config.Tokens.ImageTokenId, "image");
+        }
+        if (videos is not null)
+        {
+            var feats = EncodeVision(videos.PixelValues, videos.GridThw, "video");
+            embeds = ScatterFeatures(embeds, inputIds, feats, Config.Tokens.VideoTokenId, "video");
+        }
+
+        Tensor? deltas = null;
+        bool decoding = cache is { Length: > 0 };
+        if (positionIds is null && !decoding)
+        {
+            var prefillMask = attentionMask is not null && attentionMask.shape[1] == t ? attentionMask : null;
+            (positionIds, deltas) = RopeIndex.Compute(inputIds, prefillMask, imageGridThw, Config, videos?.GridThw, videos?.SecondPerGridTs);
+        }
+        var output = ForwardEmbeds(embeds, positionIds, attentionMask, cache, logitsForLast);
+        var result = new QwenOutput
+        {
+            Hidden = output.Hidden.MoveToOuterDisposeScope(),
+            Logits = output.Logits?.MoveToOuterDisposeScope(),
+            PositionIds = output.PositionIds.MoveToOuterDisposeScope(),
+            RopeDeltas = deltas?.MoveToOuterDisposeScope(),
+        };
+        return result;
+    }
+
+    /// <summary>
+    /// The decoder on given embeddings (e.g. from <see cref="EmbedTokens"/> with features scattered in).
+    /// </summary>
+    /// <param name="inputsEmbeds">[B, T, H]</param>
+    /// <param name="positionIds">[3, B, T]; may be null only when decoding with a cache after a prefill.</param>
+    /// <param name="attentionMask">[B, T] or [B, past+T] (1 = token), or null = all tokens.</param>
+    public QwenOutput ForwardEmbeds(Tensor inputsEmbeds, Tensor? positionIds, Tensor? attentionMask = null, KvCache? cache = null,
+                                   int? logitsForLast = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = inputsEmbeds.shape[0], t = inputsEmbeds.shape[1];
+        int past = cache?.Length ?? 0;
+        if (cache is not null && cache.BatchSize != b)
+            throw new InputException($"the KV cache holds {cache.BatchSize} rows but the input has {b}");
+
+        // Which keys are real tokens: [B, past+T].
+        Tensor newValid, keyValid;
+        if (attentionMask is null) newValid = torch.ones(b, t, ScalarType.Bool, Device);
+        else if (attentionMask.shape[0] == b && attentionMask.shape[1] == past + t) newValid = attentionMask.to(Device).narrow(1, past, t).ne(0);
+        else if (attentionMask.shape[0] == b && attentionMask.shape[1] == t) newValid = attentionMask.to(Device).ne(0);
+        else throw new InputException($"attention_mask [{string.Join(",", attentionMask.shape)}] must be [{b}, {t}] or [{b}, {past + t}] (cache + new tokens)");
+        keyValid = cache is null ? newValid : cache.AppendValid(newValid);
+        if (attentionMask is not null && attentionMask.shape[1] == past + t && past > 0) keyValid = attentionMask.to(Device).ne(0);
+
+        if (positionIds is null)
+        {
+            if (cache?.PositionOffsets is null || past == 0)
+                throw new InputException("position_ids are required unless decoding with a KV cache after a prefill");
+            positionIds = RopeIndex.DecodePositions(cache.PositionOffsets, past, t);
+        }
+        positionIds = positionIds.to(Device);
+        if (positionIds.dim() != 3 || positionIds.shape[0] != 3 || positionIds.shape[1] != b || positionIds.shape[2] != t)
+            throw new InputException($"position_ids must be [3, {b}, {t}], got [{string.Join(",", positionIds.shape)}]");
+        // A prefill records where decoding continues, whatever way its positions were made.
+        if (cache is not null && past == 0) cache.SetPositionOffsets(RopeIndex.NextPositionOffsets(positionIds, keyValid));
+
+        // Plain causal attention (no mask tensor) when nothing is padded and nothing is cached: SDPA can use flash.
+        bool plainCausal = past == 0 && t > 1 && keyValid.all().item<bool>();
+        Tensor? mask = plainCausal ? null : AttentionMath.CausalMask(keyValid, t, past, DType);
+        var (cos, sin) = MRope.CosSin(positionIds, Config.Text, DType);
+
+        var h = inputsEmbeds.to(DType);
+        bool checkpoint = GradientCheckpointing && cache is null && torch.is_grad_enabled();
+        var layers = model.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var layer = layers[i];
+            if (checkpoint)
+            {
+                int li = i;
+                Func<Tensor, IReadOnlyList<Tensor>, Tensor> fn = (x, aux) =>
+                    layer.Forward(x, aux[0], aux[1], aux.Count > 2 ? aux[2] : null, null, li, Attention);
+                h = mask is null ? CheckpointFunction.apply(h, fn, cos, sin) : CheckpointFunction.apply(h, fn, cos, sin, mask);
+            }
+            else h = layer.Forward(h, cos, sin, mask, cache, i, Attention);
+        }
+        cache?.Commit((int)t);
+        h = model.Norm.forward(h);
+
+        Tensor? logits = logitsForLast switch
+        {
+            null => LmHead(h),
+            0 => null,
+            int n when n > 0 && n <= t => LmHead(h.narrow(1, t - n, n)),
+            int n => throw new ArgumentException($"logitsForLast = {n} must be null or in 0..{t}"),
+        };
+        return new QwenOutput
+        {
+            Hidden = h.MoveToOuterDisposeScope(),
+            Logits = logits?.MoveToOuterDisposeScope(),
+            PositionIds = positionIds.MoveToOuterDisposeScope(),
+        };
+    }
+
+    // ---------------------------------------------------------------- bookkeeping
+
+    /// <summary>Parameter counts by part (lm_head is 0 when tied to embed_tokens).</summary>
+    public ParameterCounts CountParameters() =>
+        ParameterCounts.FromNames(named_parameters().Select(p => (p.name, p.parameter.numel())), Config.Text.TieWordEmbeddings);
+}
+
+/// <summary>Parameter counts of the parts of a Qwen VL checkpoint.</summary>
+public sealed record ParameterCounts(long Vision, long Merger, long LanguageModel, long LmHead, bool Tied)
+{
+    public long Total => Vision + Merger + LanguageModel + LmHead;
+
+    /// <summary>From (name, element count) pairs in either key layout.</summary>
+    public static ParameterCounts FromNames(IEnumerable<(string Name, long Count)> tensors, bool tied)
+    {
+        long vision = 0, merger = 0, lm = 0, head = 0;
+        foreach (var (name, count) in tensors)
+        {
+            string n = name.StartsWith("model.visual.", StringComparison.Ordinal) ? name["model.".Length..] : name;
+            if (n.StartsWith("visual.merger.", StringComparison.Ordinal)) merger += count;
+            else if (n.StartsWith("visual.", StringComparison.Ordinal)) vision += count;
+            else if (n.StartsWith("lm_head.", StringComparison.Ordinal)) { if (!tied) head += count; }
+            else lm += count;
+        }
+        return new ParameterCounts(vision, merger, lm, head, tied);
+    }
+}

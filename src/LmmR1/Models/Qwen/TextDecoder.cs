@@ -1,0 +1,113 @@
+// The Qwen2 / Qwen2.5 text decoder shared by all three families (spec §3): pre-norm layers of GQA self-attention
+// (q/k/v with bias, o_proj without, M-RoPE on q and k, the cache holding rotated k) and a SwiGLU MLP, then a final
+// RMSNorm. Module and field names give the classic checkpoint keys: model.embed_tokens / model.layers.{i} / model.norm.
+using TorchSharp;
+using TorchSharp.Utils;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace LmmR1.Models.Qwen;
+
+internal sealed class QwenAttention : nn.Module
+{
+    [ComponentName(Name = "q_proj")] readonly Dense qProj;
+    [ComponentName(Name = "k_proj")] readonly Dense kProj;
+    [ComponentName(Name = "v_proj")] readonly Dense vProj;
+    [ComponentName(Name = "o_proj")] readonly Dense oProj;
+    readonly int heads, kvHeads, headDim;
+
+    public QwenAttention(QwenTextConfig c, ScalarType dtype, Device device) : base(nameof(QwenAttention))
+    {
+        heads = c.NumHeads; kvHeads = c.NumKvHeads; headDim = c.HeadDim;
+        qProj = new Dense(c.HiddenSize, heads * headDim, true, dtype, device);
+        kProj = new Dense(c.HiddenSize, kvHeads * headDim, true, dtype, device);
+        vProj = new Dense(c.HiddenSize, kvHeads * headDim, true, dtype, device);
+        oProj = new Dense(heads * headDim, c.HiddenSize, false, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <param name="x">[B, T, H]</param>
+    /// <param name="cos">[B, 1, T, D] (sin likewise)</param>
+    /// <param name="mask">[B, 1, T, S] additive, or null for causal attention without padding or cache.</param>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        var q = qProj.forward(x).view(b, t, heads, headDim).transpose(1, 2);   // [B, H, T, D]
+        var k = kProj.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // [B, kvH, T, D]
+        var v = vProj.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
+        q = AttentionMath.ApplyRope(q, cos, sin);
+        k = AttentionMath.ApplyRope(k, cos, sin);
+        if (cache is not null) (k, v) = cache.Write(layer, k, v);            // [B, kvH, past+T, D]
+        var o = AttentionMath.TextAttention(q, k, v, mask, impl);              // [B, H, T, D]
+        o = o.transpose(1, 2).reshape(b, t, heads * headDim);
+        return oProj.forward(o).MoveToOuterDisposeScope();
+    }
+}
+
+internal sealed class QwenMlp : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "gate_proj")] readonly Dense gate;
+    [ComponentName(Name = "up_proj")] readonly Dense up;
+    [ComponentName(Name = "down_proj")] readonly Dense down;
+
+    public QwenMlp(long hidden, long intermediate, bool bias, ScalarType dtype, Device device) : base(nameof(QwenMlp))
+    {
+        gate = new Dense(hidden, intermediate, bias, dtype, device);
+        up = new Dense(hidden, intermediate, bias, dtype, device);
+        down = new Dense(intermediate, hidden, bias, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>down(silu(gate(x)) · up(x)).</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = torch.NewDisposeScope();
+        return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
+    }
+}
+
+internal sealed class DecoderLayer : nn.Module
+{
+    [ComponentName(Name = "self_attn")] readonly QwenAttention attn;
+    [ComponentName(Name = "mlp")] readonly QwenMlp mlp;
+    [ComponentName(Name = "input_layernorm")] readonly RmsNorm inputNorm;
+    [ComponentName(Name = "post_attention_layernorm")] readonly RmsNorm postNorm;
+
+    public DecoderLayer(QwenTextConfig c, ScalarType dtype, Device device) : base(nameof(DecoderLayer))
+    {
+        attn = new QwenAttention(c, dtype, device);
+        mlp = new QwenMlp(c.HiddenSize, c.IntermediateSize, false, dtype, device);
+        inputNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        postNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = x + attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl);
+        h = h + mlp.forward(postNorm.forward(h));
+        return h.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>model.* : embed_tokens, layers, norm.</summary>
+internal sealed class QwenTextModel : nn.Module
+{
+    [ComponentName(Name = "embed_tokens")] readonly TokenEmbedding embed;
+    [ComponentName(Name = "layers")] readonly ModuleList<DecoderLayer> layers;
+    [ComponentName(Name = "norm")] readonly RmsNorm norm;
+
+    public QwenTextModel(QwenTextConfig c, ScalarType dtype, Device device) : base(nameof(QwenTextModel))
+    {
+        embed = new TokenEmbedding(c.VocabSize, c.HiddenSize, dtype, device);
+        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, c.NumLayers).Select(_ => new DecoderLayer(c, dtype, device)).ToArray());
+        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    public TokenEmbedding Embed => embed;
+    public IList<DecoderLayer> Layers => layers;
+    public RmsNorm Norm => norm;
+}
