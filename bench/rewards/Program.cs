@@ -2,6 +2,7 @@
 //   cases   [--threads 2] [--seconds 10]   verifications/s over math_verify_cases.jsonl, N threads in parallel
 //   hostile [--repeats 20]                 worst-case time of one Verify over hostile inputs (production budget)
 //   body    [--out bench/rewards/body.json] writes the 64-sample request body the wrk script posts
+//   reward  [--threads 2] [--seconds 10]   LMM-R1 rule reward throughput (RuleRewardModel) on the 64 body samples
 //   serve   [--port 5000] [--threads N]    the reward server (same code as `lmmr1 reward serve`)
 using System.Diagnostics;
 using System.Globalization;
@@ -30,6 +31,7 @@ switch (command)
     case "cases": return Cases();
     case "hostile": return Hostile();
     case "body": return Body();
+    case "reward": return await RewardThroughput();
     case "serve": return await Serve();
     default:
         Console.Error.WriteLine("usage: cases | hostile | body | serve");
@@ -173,6 +175,27 @@ static IEnumerable<(string, string, string)> HostileInputs()
     yield return ("|cubic| inequality", "$1 \\le |x^3 - 2x + 1| \\le 2$", "$[-1,1]$");
     yield return ("100k random symbols", "$1$", new string([.. Enumerable.Range(0, 100000).Select(i => (char)(0x2000 + i * 7919 % 0x3000))]));
     yield return ("sum to 10^8", "$1$", "$\\sum_{k=1}^{100000000} k$");
+}
+
+async Task<int> RewardThroughput()
+{
+    int threads = int.Parse(Arg("--threads", "2"), CultureInfo.InvariantCulture);
+    double seconds = double.Parse(Arg("--seconds", "10"), CultureInfo.InvariantCulture);
+    var (q, p, l) = Samples(64);
+    MathVerifier.WarmUp();
+    using var model = new RuleRewardModel(new RewardOptions(), new VerificationPool(threads));
+    await model.ScoreAsync(q, p, l);
+    var sw = Stopwatch.StartNew();
+    long batches = 0;
+    double ones = 0;
+    while (sw.Elapsed.TotalSeconds < seconds)
+    {
+        var r = await model.ScoreAsync(q, p, l);
+        ones = r.Sum(x => x.AccuracyReward);
+        batches++;
+    }
+    Console.WriteLine($"rule reward: {threads} threads, {batches * 64 / sw.Elapsed.TotalSeconds:F0} samples/s ({batches} batches of 64 in {sw.Elapsed.TotalSeconds:F1} s; {ones} of 64 accurate)");
+    return 0;
 }
 
 int Body()

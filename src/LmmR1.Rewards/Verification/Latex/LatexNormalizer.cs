@@ -359,17 +359,17 @@ internal static class LatexNormalizer
         if (end >= 3 && s[end - 2] == '^' && char.IsDigit(s[end - 1]) && s[end - 3] == '}') closings.Add(end - 3);
         if (end >= 5 && s[end - 1] == '}' && char.IsDigit(s[end - 2]) && s[end - 3] == '^' && s[end - 4] == '{' && s[end - 5] == '}') closings.Add(end - 5);
         if (closings.Count == 0) return s;
+        // `.*?` does not cross a newline: the content must start after the last newline before the closing brace.
+        var lastNewlineBefore = closings.Select(q => s.LastIndexOf('\n', Math.Max(0, q - 1))).ToArray();
         int depth = 0;
-        int lastNewline = -1;
         for (int i = 0; i < end; i++)
         {
             char c = s[i];
-            if (c == '\n') lastNewline = i;
             if (c == '\\' && depth == 0 && (At(s, i, "\\text{") || At(s, i, "\\mbox{")))
             {
                 int open = i + 5;
-                foreach (var q in closings)
-                    if (q > open && s.IndexOf('\n', open, q - open) < 0) return s[..i];
+                for (int k = 0; k < closings.Count; k++)
+                    if (closings[k] > open && lastNewlineBefore[k] < open) return s[..i];
             }
             if (c == '\\' && i + 1 < end && (s[i + 1] == '{' || s[i + 1] == '}')) { i++; continue; }
             if (c == '{') depth++;
