@@ -2,7 +2,6 @@
 // protocol (so OpenRLHF's --remote_rm_url can use it).
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using LmmR1.Rewards;
 using LmmR1.Rewards.Server;
 
@@ -39,11 +38,10 @@ public static class RewardCommands
             if (budgetMs <= 0) return Fail("--time-budget-ms must be positive");
             try
             {
-                using var reader = file != null ? new StreamReader(file.FullName) : new StreamReader(Console.OpenStandardInput());
-                using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = false };
+                using var fileReader = file != null ? new StreamReader(file.FullName) : null;
                 MathVerifier.WarmUp();
-                try { return VerifyJsonl.Run(reader, stdout, file?.FullName ?? "<stdin>", TimeSpan.FromMilliseconds(budgetMs)); }
-                finally { stdout.Flush(); }
+                try { return VerifyJsonl.Run(fileReader ?? Console.In, Console.Out, file?.FullName ?? "<stdin>", TimeSpan.FromMilliseconds(budgetMs)); }
+                finally { Console.Out.Flush(); }
             }
             catch (RewardInputException e) { return Fail(e.Message); }
             catch (IOException e) { return Fail(e.Message); }

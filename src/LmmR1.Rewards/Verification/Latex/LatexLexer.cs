@@ -30,7 +30,7 @@ internal static class LatexLexer
         ["gt"] = Tok.Gt, ["ge"] = Tok.Ge, ["geq"] = Tok.Ge, ["geqslant"] = Tok.Ge, ["ne"] = Tok.Ne, ["neq"] = Tok.Ne,
         ["cup"] = Tok.Union, ["cap"] = Tok.Intersection, ["setminus"] = Tok.SetMinus, ["pm"] = Tok.PlusMinus, ["mp"] = Tok.PlusMinus,
         ["emptyset"] = Tok.SetEmpty, ["subseteq"] = Tok.Subset, ["supseteq"] = Tok.Supset,
-        ["infty"] = Tok.Infinity, ["partial"] = Tok.Partial, ["Gamma"] = Tok.FuncGamma, ["gamma"] = Tok.FuncGamma,
+        ["infty"] = Tok.Infinity, ["partial"] = Tok.Partial,
         ["exponentialE"] = Tok.ExpE,
     };
 
@@ -56,7 +56,7 @@ internal static class LatexLexer
 
     internal static readonly HashSet<string> GreekNames = new(StringComparer.Ordinal)
     {
-        "alpha", "beta", "delta", "Delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "Theta", "vartheta", "iota",
+        "alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "Theta", "vartheta", "iota",
         "kappa", "lambda", "Lambda", "mu", "nu", "xi", "Xi", "omicron", "pi", "Pi", "varpi", "rho", "varrho", "sigma", "Sigma",
         "varsigma", "tau", "upsilon", "Upsilon", "phi", "Phi", "varphi", "chi", "psi", "Psi", "omega", "Omega",
     };
@@ -110,7 +110,7 @@ internal static class LatexLexer
             if (c == '\\') { i = LexBackslash(s, i, tokens); continue; }
             if (IsAsciiDigit(c) || (c == '.' && i + 1 < s.Length && IsAsciiDigit(s[i + 1]))) { i = LexNumber(s, i, tokens); continue; }
             if (IsAsciiLetter(c)) { i = LexLetters(s, i, tokens); continue; }
-            if (GreekChars.TryGetValue(c, out var greek)) { tokens.Add(new(greek is "gamma" or "Gamma" ? Tok.FuncGamma : Tok.Greek, "\\" + greek, start)); i++; continue; }
+            if (GreekChars.TryGetValue(c, out var greek)) { tokens.Add(new(Tok.Greek, "\\" + greek, start)); i++; continue; }
             switch (c)
             {
                 case '+': case '∔': case '⊕': case '⊞': Add(Tok.Add, 1); break;

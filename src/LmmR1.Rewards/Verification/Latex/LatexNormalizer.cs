@@ -89,7 +89,7 @@ internal static class LatexNormalizer
                     bool ok = between.Length < 10 || (content != prev && between.Length < 70 && HasSeparator(between));
                     if (!ok) break;
                 }
-                if (results.Count == 0 || results[^1] != content) results.Add(content);
+                results.Add(content);
                 lastBoxedStart = startIdx;
                 maxPos = startIdx;
             }
@@ -123,23 +123,9 @@ internal static class LatexNormalizer
         return -1;
     }
 
-    // \b(and|or)\b|,|;
-    private static bool HasSeparator(string s)
-    {
-        if (s.Contains(',') || s.Contains(';')) return true;
-        foreach (var w in new[] { "and", "or" })
-        {
-            int i = 0;
-            while ((i = s.IndexOf(w, i, StringComparison.Ordinal)) >= 0)
-            {
-                bool left = i == 0 || !IsWordChar(s[i - 1]);
-                bool right = i + w.Length >= s.Length || !IsWordChar(s[i + w.Length]);
-                if (left && right) return true;
-                i++;
-            }
-        }
-        return false;
-    }
+    // latex2sympy2_extended 1.10.2 (the version Math-Verify 0.8.0 pins): a plain substring test, so "more" counts.
+    private static bool HasSeparator(string s) =>
+        s.Contains("and", StringComparison.Ordinal) || s.Contains("or", StringComparison.Ordinal) || s.Contains(',') || s.Contains(';');
 
     internal static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
 
@@ -325,7 +311,8 @@ internal static class LatexNormalizer
         // dot: ,?\\ldots
         if (At(s, i, "\\ldots")) { repl = " "; return 6; }
         if (c == ',' && At(s, i + 1, "\\ldots")) { repl = " "; return 7; }
-        // percentage / percent / pct (with \s* and word boundaries), and their \text{} forms
+        // percentage / percent / pct after optional whitespace, and their \text{} forms (1.10.2: no word
+        // boundaries, so "28percent" and "percentages" are replaced too).
         {
             int j = wsEnd[i];
             foreach (var (word, isText) in PercentWords)
@@ -333,15 +320,10 @@ internal static class LatexNormalizer
                 if (isText)
                 {
                     var lit = "\\text{" + word + "}";
-                    if (At(s, i, lit)) { repl = "%"; return lit.Length; }
+                    if (At(s, i, lit)) { repl = "\\%"; return lit.Length; }
                     continue;
                 }
-                bool leftBoundary = j == 0 || !IsWordChar(s[j - 1]);
-                if (leftBoundary && At(s, j, word) && (j + word.Length >= s.Length || !IsWordChar(s[j + word.Length])))
-                {
-                    repl = "\\%";
-                    return j + word.Length - i;
-                }
+                if (At(s, j, word)) { repl = "\\%"; return j + word.Length - i; }
             }
         }
         // inf: (?<!\\)inf(?!inity)
@@ -377,17 +359,17 @@ internal static class LatexNormalizer
         if (end >= 3 && s[end - 2] == '^' && char.IsDigit(s[end - 1]) && s[end - 3] == '}') closings.Add(end - 3);
         if (end >= 5 && s[end - 1] == '}' && char.IsDigit(s[end - 2]) && s[end - 3] == '^' && s[end - 4] == '{' && s[end - 5] == '}') closings.Add(end - 5);
         if (closings.Count == 0) return s;
+        // `.*?` does not cross a newline: the content must start after the last newline before the closing brace.
+        var lastNewlineBefore = closings.Select(q => s.LastIndexOf('\n', Math.Max(0, q - 1))).ToArray();
         int depth = 0;
-        int lastNewline = -1;
         for (int i = 0; i < end; i++)
         {
             char c = s[i];
-            if (c == '\n') lastNewline = i;
             if (c == '\\' && depth == 0 && (At(s, i, "\\text{") || At(s, i, "\\mbox{")))
             {
                 int open = i + 5;
-                foreach (var q in closings)
-                    if (q > open && s.IndexOf('\n', open, q - open) < 0) return s[..i];
+                for (int k = 0; k < closings.Count; k++)
+                    if (closings[k] > open && lastNewlineBefore[k] < open) return s[..i];
             }
             if (c == '\\' && i + 1 < end && (s[i + 1] == '{' || s[i + 1] == '}')) { i++; continue; }
             if (c == '{') depth++;
