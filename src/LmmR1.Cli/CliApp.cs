@@ -11,8 +11,12 @@ public static class CliApp
     {
         var root = new RootCommand("LmmR1.NET: rule-based RL (LMM-R1) for Qwen2-VL / Qwen2.5-VL in one .NET binary");
         var debug = new Command("debug", "Low-level commands for checking parity and data");
+        debug.Subcommands.Add(Commands.DebugTokenizeCommand.Create());
+        debug.Subcommands.Add(Commands.DebugImageCommand.Create());
+        debug.Subcommands.Add(Commands.DebugPromptCommand.Create());
         root.Subcommands.Add(debug);
         ModelCommands.Register(root, debug);
+        root.Subcommands.Add(Commands.DataCommands.Create());
         return root;
     }
 
