@@ -1,0 +1,165 @@
+// `lmmr1 reward …`: verify JSONL answer pairs, score one LMM-R1 response, or serve rewards over HTTP in LMM-R1's
+// protocol (so OpenRLHF's --remote_rm_url can use it).
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using LmmR1.Rewards;
+using LmmR1.Rewards.Server;
+
+namespace LmmR1.Cli.Commands;
+
+public static class RewardCommands
+{
+    public const string ApiKeyEnvironmentVariable = "LMMR1_REWARD_API_KEY";
+
+    public static Command Create()
+    {
+        var reward = new Command("reward", "Verifiable rewards: Math-Verify-style answer checking and the LMM-R1 rule reward");
+        reward.Subcommands.Add(VerifyCommand());
+        reward.Subcommands.Add(ScoreCommand());
+        reward.Subcommands.Add(ServeCommand());
+        return reward;
+    }
+
+    // ---------------------------------------------------------------- verify
+    private static Command VerifyCommand()
+    {
+        var input = new Option<FileInfo?>("--input") { Description = "JSONL file to read instead of stdin" };
+        var budget = new Option<int>("--time-budget-ms") { Description = "Time budget of one verification in ms", DefaultValueFactory = _ => 40 };
+        var cmd = new Command("verify",
+            "Read JSONL {\"gold\", \"pred\", \"config\"} lines (stdin or --input) and write {\"verified\", \"reason\", \"ms\"} lines. " +
+            "config keys (all optional): extraction (latex|expr|latex+expr), latex_boxed_match_priority, float_rounding, " +
+            "numeric_precision, strict, allow_set_relation_comp.");
+        cmd.Options.Add(input);
+        cmd.Options.Add(budget);
+        cmd.SetAction(parse =>
+        {
+            var file = parse.GetValue(input);
+            var budgetMs = parse.GetValue(budget);
+            if (budgetMs <= 0) return Fail("--time-budget-ms must be positive");
+            try
+            {
+                using var reader = file != null ? new StreamReader(file.FullName) : new StreamReader(Console.OpenStandardInput());
+                using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = false };
+                MathVerifier.WarmUp();
+                try { return VerifyJsonl.Run(reader, stdout, file?.FullName ?? "<stdin>", TimeSpan.FromMilliseconds(budgetMs)); }
+                finally { stdout.Flush(); }
+            }
+            catch (RewardInputException e) { return Fail(e.Message); }
+            catch (IOException e) { return Fail(e.Message); }
+            catch (UnauthorizedAccessException e) { return Fail(e.Message); }
+        });
+        return cmd;
+    }
+
+    // ---------------------------------------------------------------- score
+    private static Command ScoreCommand()
+    {
+        var label = new Option<string>("--label") { Description = "The label (answer), e.g. 60 or $\\frac{1}{2}$", Required = true };
+        var response = new Option<string>("--response")
+        {
+            Description = "The model output: a full query with <|im_start|>assistant\\n, or just the response text", Required = true,
+        };
+        var (noFormat, formatWeight, accWeight, budget) = RewardOptionFlags();
+        var cmd = new Command("score", "Score one response with the LMM-R1 rule reward and print reward, format_reward and acc_reward");
+        cmd.Options.Add(label);
+        cmd.Options.Add(response);
+        cmd.Options.Add(noFormat);
+        cmd.Options.Add(formatWeight);
+        cmd.Options.Add(accWeight);
+        cmd.Options.Add(budget);
+        cmd.SetAction(parse =>
+        {
+            RewardOptions options;
+            try { options = BuildRewardOptions(parse, noFormat, formatWeight, accWeight, budget); }
+            catch (ArgumentException e) { return Fail(e.Message); }
+            MathVerifier.WarmUp(1);
+            var query = parse.GetValue(response)!;
+            var lab = parse.GetValue(label)!;
+            var result = LmmR1Reward.Score(query, lab, options);
+            var text = LmmR1Reward.ExtractResponse(query, options);
+            var why = LmmR1Reward.Accuracy(text, lab, options.TimeBudget);
+            Console.WriteLine($"reward {Num(result.Reward)}");
+            Console.WriteLine($"format_reward {Num(result.FormatReward)}");
+            Console.WriteLine($"acc_reward {Num(result.AccuracyReward)}");
+            Console.WriteLine($"accuracy: {why.Reason}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static string Num(double v) => v.ToString("0.0##", CultureInfo.InvariantCulture);
+
+    private static (Option<bool>, Option<double>, Option<double>, Option<int>) RewardOptionFlags() =>
+    (
+        new Option<bool>("--disable-format-reward") { Description = "Give no format reward (LMM-R1's flag of the same name)" },
+        new Option<double>("--format-weight") { Description = "Reward for <think>…</think><answer>…</answer>", DefaultValueFactory = _ => 0.5 },
+        new Option<double>("--accuracy-weight") { Description = "Reward for a verified answer", DefaultValueFactory = _ => 1.0 },
+        new Option<int>("--time-budget-ms") { Description = "Time budget of one verification in ms", DefaultValueFactory = _ => 40 }
+    );
+
+    private static RewardOptions BuildRewardOptions(ParseResult parse, Option<bool> noFormat, Option<double> formatWeight, Option<double> accWeight, Option<int> budget)
+    {
+        var ms = parse.GetValue(budget);
+        if (ms <= 0) throw new ArgumentException("--time-budget-ms must be positive");
+        var options = new RewardOptions
+        {
+            FormatReward = !parse.GetValue(noFormat),
+            FormatWeight = parse.GetValue(formatWeight),
+            AccuracyWeight = parse.GetValue(accWeight),
+            TimeBudget = TimeSpan.FromMilliseconds(ms),
+        };
+        options.Validate();
+        return options;
+    }
+
+    // ---------------------------------------------------------------- serve
+    private static Command ServeCommand()
+    {
+        var host = new Option<string>("--host") { Description = "Address to bind (IP or localhost); 0.0.0.0 exposes it to the network", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port", DefaultValueFactory = _ => 5000 };
+        var apiKey = new Option<string?>("--api_key") { Description = $"Require 'Authorization: Bearer <key>' (or set {ApiKeyEnvironmentVariable})" };
+        var maxMb = new Option<int>("--max-request-mb") { Description = "Largest accepted request body in MiB (larger: 413)", DefaultValueFactory = _ => 64 };
+        var threads = new Option<int?>("--threads") { Description = "Verification threads (default: one per core)" };
+        var (noFormat, formatWeight, accWeight, budget) = RewardOptionFlags();
+        var cmd = new Command("serve", "Serve LMM-R1 rewards: POST /get_reward {\"query\",\"prompts\",\"labels\"} → {\"rewards\",\"format_rewards\",\"acc_rewards\"}");
+        foreach (var o in new Option[] { host, port, apiKey, maxMb, threads, noFormat, formatWeight, accWeight, budget }) cmd.Options.Add(o);
+        cmd.SetAction(async (parse, ct) =>
+        {
+            RewardServerOptions options;
+            try
+            {
+                var key = parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable(ApiKeyEnvironmentVariable);
+                var mb = parse.GetValue(maxMb);
+                if (mb <= 0) throw new ArgumentException("--max-request-mb must be positive");
+                options = new RewardServerOptions
+                {
+                    Host = parse.GetValue(host)!,
+                    Port = parse.GetValue(port),
+                    ApiKey = string.IsNullOrEmpty(key) ? null : key,
+                    MaxRequestBytes = mb * 1024L * 1024L,
+                    Threads = parse.GetValue(threads),
+                    Reward = BuildRewardOptions(parse, noFormat, formatWeight, accWeight, budget),
+                };
+                options.Validate();
+            }
+            catch (ArgumentException e) { return Fail(e.Message); }
+
+            MathVerifier.WarmUp();
+            await using var server = RewardServer.Create(options);
+            try { await server.StartAsync(ct); }
+            catch (IOException e) { return Fail($"cannot listen on {options.Host}:{options.Port}: {e.Message}"); }
+            Console.Error.WriteLine($"reward server listening on {string.Join(", ", server.Addresses)} (POST /get_reward){(options.ApiKey != null ? ", bearer token required" : "")}");
+            try { await server.WaitForShutdownAsync(ct); }
+            catch (OperationCanceledException) { }
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"error: {message}");
+        return 1;
+    }
+}
