@@ -1,0 +1,24 @@
+// Counter-based random numbers for sampling: the uniform for (seed, prompt key, sample index, step) is a pure hash
+// (splitmix64 finalizer chained over the four counters), so a sample's draws do not depend on batch size, micro-batching
+// or which rows were dropped. Departs from vLLM/HF, whose draws come from a stateful generator over the whole batch.
+namespace LmmR1.Generation;
+
+public static class CounterRng
+{
+    /// <summary>The splitmix64 output function (Steele, Lea, Flood 2014) of z + golden gamma.</summary>
+    public static ulong Mix(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
+    public static ulong Hash(ulong seed, long key, long sample, long step) =>
+        Mix(Mix(Mix(Mix(seed) ^ (ulong)key) ^ (ulong)sample) ^ (ulong)step);
+
+    /// <summary>A uniform k·2⁻²³ with k in [0, 2²³): exact in fp32 and at most 1 − 2⁻²³, so u·total (fp32) stays strictly
+    /// below total and inverse-CDF sampling never runs past the last token with non-zero weight.</summary>
+    public static float Uniform(ulong seed, long key, long sample, long step) =>
+        (Hash(seed, key, sample, step) >> 41) * (1.0f / (1 << 23));
+}

@@ -1,0 +1,40 @@
+// Batching knobs of the generation engine: how many rows and KV positions a micro-batch may hold, how often the host
+// looks for finished samples, and when finished rows are dropped from the running batch.
+using LmmR1.Infrastructure;
+
+namespace LmmR1.Generation;
+
+public sealed record GenerationEngineOptions
+{
+    /// <summary>Most samples decoded together.</summary>
+    public int MaxRowsPerBatch { get; init; } = 512;
+    /// <summary>KV-cache budget in positions: rows × (longest prompt + max_new_tokens) ≤ this (0 = no limit). Memory per
+    /// position = layers × 2 × kv_heads × head_dim × dtype size (36 KiB for Qwen2.5-VL-3B in bf16).</summary>
+    public long MaxTokensPerBatch { get; init; } = 1L << 19;
+    /// <summary>Prefill budget: prompts × longest prompt ≤ this (0 = no limit).</summary>
+    public long MaxPrefillTokens { get; init; } = 1L << 16;
+    /// <summary>Most distinct prompts per micro-batch (OpenRLHF micro_rollout_batch_size; 0 = no limit).</summary>
+    public int MaxPromptsPerBatch { get; init; }
+    /// <summary>Decode steps between host checks for finished samples (each check is one small device→host copy,
+    /// i.e. one sync). Finished rows keep decoding until the next check; their extra tokens are discarded.</summary>
+    public int CheckEvery { get; init; } = 4;
+    /// <summary>At a check, drop finished rows (copying the KV cache once) when they are at least this fraction of the
+    /// running batch. 0 = whenever any row finished; above 1 = never.</summary>
+    public double CompactFraction { get; init; } = 0.25;
+    /// <summary>Prefill each prompt once and copy its KV rows to its samples (true), or prefill one copy of the prompt per
+    /// sample (false: the plain way, for comparisons).</summary>
+    public bool SharePrefix { get; init; } = true;
+    /// <summary>Never sample the model's &lt;|image_pad|&gt; / &lt;|video_pad|&gt; tokens: one in a response would not match the
+    /// prompt's pixel inputs when the trainer re-runs prompt + response (vLLM has no such guard).</summary>
+    public bool BanVisionPadTokens { get; init; } = true;
+
+    public void Validate()
+    {
+        if (MaxRowsPerBatch < 1) throw new InputException($"max rows per batch must be ≥ 1, got {MaxRowsPerBatch}");
+        if (MaxTokensPerBatch < 0) throw new InputException($"token budget must be ≥ 0, got {MaxTokensPerBatch}");
+        if (MaxPrefillTokens < 0) throw new InputException($"prefill token budget must be ≥ 0, got {MaxPrefillTokens}");
+        if (MaxPromptsPerBatch < 0) throw new InputException($"prompts per batch must be ≥ 0, got {MaxPromptsPerBatch}");
+        if (CheckEvery < 1) throw new InputException($"check interval must be ≥ 1, got {CheckEvery}");
+        if (!(CompactFraction >= 0)) throw new InputException($"compaction fraction must be ≥ 0, got {CompactFraction}");
+    }
+}
