@@ -17,6 +17,7 @@ public static class CliApp
         root.Subcommands.Add(debug);
         ModelCommands.Register(root, debug);
         root.Subcommands.Add(Commands.DataCommands.Create());
+        root.Subcommands.Add(Commands.TrainCommand.Create());
         root.Subcommands.Add(Commands.RewardCommands.Create());
         return root;
     }
