@@ -1,0 +1,107 @@
+// Everything `lmmr1 demo` does, as one immutable record: data sizes, the SFT warm-up budget, the two RL stages
+// (FRE on text, MGT on images) in the trainer's own terms, and how held-out accuracy is measured. Quick and full
+// differ only in budgets (steps, prompts, held-out size); the whole run is a function of this record and the seed.
+using LmmR1.Algorithms;
+using LmmR1.Infrastructure;
+
+namespace LmmR1.Demo;
+
+/// <summary>The supervised warm-up: a fixed, deliberately short budget so RL has headroom.</summary>
+public sealed record DemoSftSettings
+{
+    public int Steps { get; init; } = 150;
+    public int BatchSize { get; init; } = 64;
+    public int MicroBatchSize { get; init; } = 64;
+    public double LearningRate { get; init; } = 3e-3;
+    public double WarmupRatio { get; init; } = 0.05;
+    /// <summary>Share of image examples in the SFT set (the rest is text).</summary>
+    public double ImageFraction { get; init; } = 0.5;
+    /// <summary>Share of SFT demonstrations whose final answer disagrees with their own (correct) worked steps.</summary>
+    public double AnswerNoise { get; init; }
+}
+
+/// <summary>One RL stage, in LMM-R1's flags.</summary>
+public sealed record DemoRlSettings
+{
+    public AdvantageEstimator Estimator { get; init; } = AdvantageEstimator.ReinforceBaseline;
+    /// <summary>--max_global_steps: rollouts.</summary>
+    public int Steps { get; init; } = 20;
+    /// <summary>--rollout_batch_size.</summary>
+    public int PromptsPerStep { get; init; } = 16;
+    /// <summary>--n_samples_per_prompt.</summary>
+    public int SamplesPerPrompt { get; init; } = 8;
+    /// <summary>--train_batch_size (samples per optimizer step).</summary>
+    public int TrainBatchSize { get; init; } = 128;
+    public int MicroTrainBatchSize { get; init; } = 64;
+    public double LearningRate { get; init; } = 3e-4;
+    /// <summary>--lr_warmup_ratio: a fresh AdamW's first steps move every weight by about the learning rate whatever
+    /// the gradient, which a noisy policy gradient turns into damage; a short warmup avoids that.</summary>
+    public double WarmupRatio { get; init; } = 0.1;
+    public double InitKlCoef { get; init; }
+    /// <summary>--freeze_prefix.</summary>
+    public IReadOnlyList<string> FreezePrefix { get; init; } = [];
+}
+
+public sealed record DemoConfig
+{
+    public int Seed { get; init; } = 42;
+    public bool Quick { get; init; }
+    /// <summary>cpu, cuda or cuda:N.</summary>
+    public string Device { get; init; } = "cpu";
+    /// <summary>Torch intra-op threads (fixed, so a CPU run reproduces its numbers).</summary>
+    public int Threads { get; init; } = 2;
+
+    // ---- data
+    /// <summary>Multisets of four digits 0–4 held out of the 70.</summary>
+    public int TextHeldOutSets { get; init; } = 20;
+    /// <summary>Held-out text prompts (orders of the held-out multisets).</summary>
+    public int TextHeldOut { get; init; } = 64;
+    /// <summary>Training scenes per image task (count, compare).</summary>
+    public int ImageTrainPerTask { get; init; } = 384;
+    /// <summary>Held-out scenes per image task.</summary>
+    public int ImageHeldOutPerTask { get; init; } = 32;
+    /// <summary>Examples in the SFT set (text and images, see <see cref="DemoSftSettings.ImageFraction"/>).</summary>
+    public int SftExamples { get; init; } = 1024;
+
+    // ---- evaluation
+    /// <summary>Samples per held-out prompt; pass@1 = mean accuracy over them.</summary>
+    public int EvalSamplesPerPrompt { get; init; } = 8;
+    /// <summary>Sampling temperature of rollouts and of the pass@1 evaluation.</summary>
+    public double Temperature { get; init; } = 1.0;
+    public int GenerateMaxLen { get; init; } = 32;
+    /// <summary>Also report greedy accuracy (one more, cheap, generation per evaluation).</summary>
+    public bool GreedyEval { get; init; } = true;
+
+    // ---- stages
+    public DemoSftSettings Sft { get; init; } = new();
+    public DemoRlSettings Fre { get; init; } = new();
+    public DemoRlSettings Mgt { get; init; } = new();
+
+    /// <summary>The demo's settings: <paramref name="quick"/> for the test suite (under 2 minutes on 2 cores), else
+    /// the README's run (under 10).</summary>
+    public static DemoConfig For(bool quick, int seed = 42) => quick
+        ? new DemoConfig { Seed = seed, Quick = true }
+        : new DemoConfig
+        {
+            Seed = seed,
+            ImageHeldOutPerTask = 64,
+            Sft = new DemoSftSettings { Steps = 300 },
+            Fre = new DemoRlSettings { Steps = 60 },
+            Mgt = new DemoRlSettings { Steps = 60 },
+        };
+
+    public DemoConfig Validate()
+    {
+        if (Threads < 1) throw Bad("threads", $"must be ≥ 1, got {Threads}");
+        if (TextHeldOutSets < 1 || TextHeldOutSets > 60) throw Bad("text_held_out_sets", $"must be in 1..60, got {TextHeldOutSets}");
+        if (TextHeldOut < 1) throw Bad("text_held_out", $"must be ≥ 1, got {TextHeldOut}");
+        if (ImageTrainPerTask < 1 || ImageHeldOutPerTask < 1) throw Bad("image_per_task", "must be ≥ 1");
+        if (SftExamples < 1 || Sft.Steps < 0 || Sft.BatchSize < 1 || Sft.MicroBatchSize < 1) throw Bad("sft", "sizes must be positive");
+        if (!(Sft.ImageFraction >= 0 && Sft.ImageFraction <= 1)) throw Bad("sft.image_fraction", $"must be in [0, 1], got {Sft.ImageFraction}");
+        if (EvalSamplesPerPrompt < 1) throw Bad("eval_samples_per_prompt", $"must be ≥ 1, got {EvalSamplesPerPrompt}");
+        if (!(Temperature > 0)) throw Bad("temperature", $"must be > 0, got {Temperature}");
+        return this;
+    }
+
+    static InputException Bad(string field, string message) => InputException.At(null, null, field, message);
+}
