@@ -49,16 +49,8 @@ public sealed class GenerationEngine
         var stats = new GenerationStats();
         LastStats = stats;
         var outputs = new GenerationOutput?[(long)prompts.Count * sampling.N];
-        var lengths = prompts.Select(p => p.TokenIds.Count).ToArray();
-        var plan = Plan(lengths, sampling.N, sampling.MaxNewTokens, Options);
-        int threads = Options.DecodeThreads;
-        if (threads > 1 && plan.Count < threads && (long)prompts.Count * sampling.N > 1)
-        {
-            // Spread the rows so every decode thread gets a micro-batch of about the same size.
-            long totalRows = (long)prompts.Count * sampling.N;
-            int perBatch = (int)Math.Max(1, (totalRows + threads - 1) / threads);
-            plan = Plan(lengths, sampling.N, sampling.MaxNewTokens, Options with { MaxRowsPerBatch = Math.Min(Options.MaxRowsPerBatch, perBatch) });
-        }
+        var plan = Plan(prompts.Select(p => p.TokenIds.Count).ToArray(), sampling.N, sampling.MaxNewTokens, Options);
+
         var run = new RunState(prompts.Count, sampling.N, progress);
 
         using var noGrad = torch.no_grad();
@@ -69,32 +61,10 @@ public sealed class GenerationEngine
         var early = sampling.MinNewTokens > 0 ? always.Concat(sampling.StopTokenIds.Select(t => (long)t)).ToList() : always;
         using var bannedAlways = BanTensor(always);
         using var bannedEarly = BanTensor(early);
-        if (threads <= 1 || plan.Count == 1)
+        foreach (var batch in plan)
         {
-            foreach (var batch in plan)
-            {
-                cancel.ThrowIfCancellationRequested();
-                RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, stats, run, cancel);
-            }
-        }
-        else
-        {
-            // Micro-batches write disjoint output slots; counters are merged under a lock. Grad mode and dispose scopes
-            // are per thread, so each worker sets its own.
-            try
-            {
-                Parallel.ForEach(plan, new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = cancel }, batch =>
-                {
-                    using var workerNoGrad = torch.no_grad();
-                    var local = new GenerationStats();
-                    RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, local, run, cancel);
-                    lock (stats) stats.Add(local);
-                });
-            }
-            catch (AggregateException e) when (e.InnerExceptions.Count > 0)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
-            }
+            cancel.ThrowIfCancellationRequested();
+            RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, stats, run, cancel);
         }
         return outputs.Select(o => o!).ToArray();
     }
@@ -164,24 +134,13 @@ public sealed class GenerationEngine
         int promptsDone;
         long samplesDone, tokens;
 
-        readonly object gate = new();
-
         public void SampleDone(int prompt)
         {
-            lock (gate)
-            {
-                samplesDone++;
-                if (--samplesLeft[prompt] == 0) promptsDone++;
-            }
+            samplesDone++;
+            if (--samplesLeft[prompt] == 0) promptsDone++;
         }
-        public void Tokens(long count) { lock (gate) tokens += count; }
-        public void Report()
-        {
-            if (progress is null) return;
-            GenerationProgress p;
-            lock (gate) p = new GenerationProgress(promptsDone, prompts, samplesDone, (long)prompts * n, tokens);
-            lock (progress) progress(p);
-        }
+        public void Tokens(long count) => tokens += count;
+        public void Report() => progress?.Invoke(new GenerationProgress(promptsDone, prompts, samplesDone, (long)prompts * n, tokens));
     }
 
     /// <summary>A sample being decoded: its place in the output and what it has produced so far.</summary>
