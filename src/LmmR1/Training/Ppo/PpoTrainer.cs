@@ -9,6 +9,7 @@ using System.Diagnostics;
 using LmmR1.Algorithms;
 using LmmR1.Data;
 using LmmR1.Infrastructure;
+using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Text;
 using LmmR1.Training.Logging;
@@ -255,6 +256,7 @@ public sealed class PpoTrainer : IDisposable
                 Tensor? entropyMean = entropy is null ? null : Entropy.MaskedMean(entropy, e.ActionMask);
                 var loss = ActorLoss.Combine(pl.Loss, klLoss, kl.Value, entropyMean, a.EntropyLossCoef);
                 (loss / accum).backward();
+                QwenVLModel.ReleaseBackwardHandles();
                 pending++;
 
                 Add(sums, "policy_loss", pl.Loss.item<float>());
@@ -297,6 +299,7 @@ public sealed class PpoTrainer : IDisposable
                 var values = critic.Values(e);                                                               // [B, A]
                 using var vl = ValueLoss.Compute(values, e.Values!, e.Returns!, e.ActionMask, config.Algorithm.ValueClip);
                 (vl.Loss / accum).backward();
+                QwenVLModel.ReleaseBackwardHandles();
                 pending++;
                 Add(sums, "critic_loss", vl.Loss.item<float>());
                 using (torch.no_grad()) Add(sums, "values", Masked.Mean(values.detach(), e.ActionMask).item<float>());

@@ -118,6 +118,7 @@ public sealed class SftTrainer : IDisposable
                 {
                     var loss = Loss(batch);
                     (loss / accum).backward();
+                    QwenVLModel.ReleaseBackwardHandles();
                     lossSum += loss.item<float>();
                 }
                 if (++pending < accum) continue;
