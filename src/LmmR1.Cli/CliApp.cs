@@ -16,6 +16,7 @@ public static class CliApp
         debug.Subcommands.Add(Commands.DebugPromptCommand.Create());
         root.Subcommands.Add(debug);
         ModelCommands.Register(root, debug);
+        GenerationCommands.Register(root, debug);
         root.Subcommands.Add(Commands.DataCommands.Create());
         root.Subcommands.Add(Commands.TrainCommand.Create());
         root.Subcommands.Add(Commands.SftCommand.Create());

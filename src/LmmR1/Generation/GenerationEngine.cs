@@ -328,9 +328,10 @@ public sealed class GenerationEngine
         var idsT = torch.tensor(ids, [p, maxLen]);
         var maskT = torch.tensor(mask, [p, maxLen]);
         if (pix.Count == 0) return (idsT, maskT, null, null);
-        var dtype = pix[0].dtype;
-        return (idsT, maskT, torch.cat(pix.Select(x => x.to(dtype).cpu()).ToList(), 0),
-                torch.cat(grid.Select(g => g.to(ScalarType.Int64).cpu()).ToList(), 0));
+        // Concatenated where the first prompt's pixels live (the model moves them to its device once).
+        var (dtype, dev) = (pix[0].dtype, pix[0].device);
+        return (idsT, maskT, torch.cat(pix.Select(x => x.to(dtype, dev)).ToList(), 0),
+                torch.cat(grid.Select(g => g.to(ScalarType.Int64, torch.CPU)).ToList(), 0));
     }
 
     static void Synchronize(Device dev)

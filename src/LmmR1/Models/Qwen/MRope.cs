@@ -21,16 +21,17 @@ public static class MRope
     public static (Tensor Cos, Tensor Sin) CosSin(Tensor positionIds, QwenTextConfig cfg, ScalarType dtype)
     {
         using var scope = torch.NewDisposeScope();
-        int d = cfg.HeadDim;
+        int d = cfg.HeadDim, half = d / 2;
         var dev = positionIds.device;
+        long b = positionIds.shape[1], t = positionIds.shape[2];
         var invFreq = InverseFrequencies(d, cfg.RopeTheta, dev);                                  // [D/2]
         var angles = positionIds.to(ScalarType.Float32).unsqueeze(-1) * invFreq;                   // [3, B, T, D/2]
-        // Frequency pairs [0, s0) take the temporal row, the next s1 the height row, the last s2 the width row. Slices
-        // and one cat (no index tensor: building one from host memory costs a host→device copy and sync per forward).
-        var parts = new List<Tensor>(3);
-        for (int r = 0, start = 0; r < 3; start += cfg.MropeSection[r], r++)
-            if (cfg.MropeSection[r] > 0) parts.Add(angles[r].narrow(-1, start, cfg.MropeSection[r]));
-        var freqs = torch.cat(parts, -1);                                                          // [B, T, D/2]
+        // Frequency pair i takes its position from row (i ≥ s0) + (i ≥ s0+s1): the first mrope_section[0] pairs the
+        // temporal row, the next s1 the height row, the rest the width row. Built on the device: no host copy per step.
+        var pair = torch.arange(half, ScalarType.Int64, dev);
+        var rowOf = pair.ge(cfg.MropeSection[0]).to(ScalarType.Int64) + pair.ge(cfg.MropeSection[0] + cfg.MropeSection[1]).to(ScalarType.Int64);
+        var index = rowOf.view(1, 1, 1, half).expand(1, b, t, half);
+        var freqs = angles.gather(0, index).squeeze(0);                                            // [B, T, D/2]
         var emb = torch.cat([freqs, freqs], -1);                                                   // [B, T, D]
         var cos = emb.cos().to(dtype).unsqueeze(1);
         var sin = emb.sin().to(dtype).unsqueeze(1);

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Generation benchmark on the GPU machine: writes a random bf16 Qwen2.5-VL-3B-shaped checkpoint with our writer, runs
+# `lmmr1 bench generate` (64 prompts x 8 samples x 512 tokens, with and without a 448x448 image; plus HF's own 64-row
+# shapes and two engine variants), then transformers' generate on the same shapes (hf_baseline.py). JSON lines go to
+# $OUT/generation.jsonl as each case finishes, logs to $OUT/*.log.
+#
+# usage: bash bench/generation/run_gpu.sh [LMMR1_DIR_OR_TARBALL]     (default out/gpu or out/gpu.tar.xz)
+#   LMMR1_DIR_OR_TARBALL: the output of
+#     dotnet publish src/LmmR1.Cli -c Release -r linux-x64 --self-contained -p:TorchBackend=system -o out/gpu
+#   (or `tar -cJf out/gpu.tar.xz -C out gpu` of it). Env: OUT (default ./bench-out), CKPT (default /tmp/qwen25vl-3b-random),
+#   SKIP_HF=1, SKIP_VARIANTS=1; for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=${1:-out/gpu}
+OUT=${OUT:-$PWD/bench-out}
+CKPT=${CKPT:-/tmp/qwen25vl-3b-random}
+DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE:-bfloat16}
+CASES=${CASES:-64x8:512:image448,64x8:512:text,64x1:512:text,64x1:256:image448}
+VARIANT_CASE=${VARIANT_CASE:-64x8:512}
+mkdir -p "$OUT"
+RES=$OUT/generation.jsonl
+
+# A failing step is logged and the next one still runs (each appends its own JSON lines to $RES).
+step() { local name=$1; shift; echo "== $name: $*" >&2; "$@" || echo "{\"what\":\"failed\",\"step\":\"$name\",\"exit\":$?}" | tee -a "$RES"; }
+
+if [[ -f "$SRC" ]]; then            # a tarball
+  mkdir -p /tmp/lmmr1-bin && tar -xJf "$SRC" -C /tmp/lmmr1-bin
+  BIN=$(dirname "$(find /tmp/lmmr1-bin -name lmmr1 -type f | head -1)")
+elif [[ -f "$SRC.tar.xz" && ! -x "$SRC/lmmr1" ]]; then
+  mkdir -p /tmp/lmmr1-bin && tar -xJf "$SRC.tar.xz" -C /tmp/lmmr1-bin
+  BIN=$(dirname "$(find /tmp/lmmr1-bin -name lmmr1 -type f | head -1)")
+else
+  BIN=$SRC
+fi
+LMMR1=$BIN/lmmr1
+chmod +x "$LMMR1"
+
+if [[ "$DEVICE" == cuda* ]]; then
+  # PyTorch's libtorch + CUDA libraries for TorchSharp (README "Running on GPU").
+  TL=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')
+  NV=$(python3 -c 'import nvidia,os;print(os.path.dirname(nvidia.__path__[0]))')/nvidia
+  export LD_LIBRARY_PATH=$TL:$(ls -d "$NV"/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  echo "{\"what\":\"env\",\"gpu\":\"$(head -1 "$OUT/gpu.txt")\",\"date\":\"$(date -u +%FT%TZ)\"}" >> "$RES"
+fi
+
+if [[ ! -f "$CKPT/config.json" ]]; then
+  step synth "$LMMR1" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT"
+fi
+
+# Main cases on one loaded model: the rollout shapes (64 prompts x 8 samples) and HF's own 64-row shapes.
+step ours "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --output "$RES"
+
+if [[ "${SKIP_VARIANTS:-0}" != 1 ]]; then
+  # Host check interval (1 = a sync every step; 16) and prefill without prefix sharing.
+  step check1 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 1 --output "$RES"
+  step check16 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" --check-every 16 --output "$RES"
+  step noshare "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:image448" --no-share-prefix --output "$RES"
+  # Variable lengths (1/256 of the vocabulary stops: mean ~250 tokens): drop finished rows at 25 % (default), never, always.
+  for cf in 0.25 2 0; do
+    step "compact$cf" "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" \
+      --stop-fraction 0.0039 --compact-fraction "$cf" --output "$RES"
+  done
+fi
+
+if [[ "${SKIP_HF:-0}" != 1 ]]; then
+  # hf_baseline.py prints its JSON lines on stdout; keep them in $RES too.
+  step hf bash -c "set -o pipefail; python3 '$HERE/hf_baseline.py' gen+rollout 2> '$OUT/hf.log' | tee -a '$RES'"
+fi
+echo "done: $RES"
