@@ -45,7 +45,6 @@ public class PpoTrainerTests(ITestOutputHelper output)
         trainer.Fit();
 
         foreach (var (st, m) in sink.Rows) output.WriteLine($"{st}: " + string.Join(", ", m.OrderBy(k => k.Key).Select(kv => $"{kv.Key}={kv.Value:G4}")));
-        Assert.Null(sink.Rows.Select(r => r.Metrics).FirstOrDefault(m => m["train/kl"] < 0));
         Assert.Equal(2, trainer.State.GlobalStep);
         Assert.Equal(4, trainer.State.ConsumedPrompts);
         Assert.Equal(2, trainer.ActorOptimizer.Steps);              // 2 prompts × 2 samples = one train batch of 4 per step
