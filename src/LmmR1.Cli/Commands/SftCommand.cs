@@ -95,6 +95,8 @@ public static class SftCommand
         torch.manual_seed(c.Seed);
         using var model = QwenVLModel.Load(dir, c.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32, device);
         Directory.CreateDirectory(c.SavePath);
+        AtomicFile.WriteAllText(Path.Combine(c.SavePath, "sft_config.json"), System.Text.Json.JsonSerializer.Serialize(c,
+            new System.Text.Json.JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower }));
         using var metrics = new MetricsLog(c.SavePath, c.UseTensorboard);
         using var trainer = new SftTrainer(c, model, data, tokenizer.PadTokenId, metrics, Console.WriteLine);
         Console.WriteLine($"lmmr1 sft: {data.Count} samples, {trainer.StepsPerEpoch} step(s) per epoch, {trainer.MaxSteps} in total " +

@@ -152,7 +152,8 @@ public sealed record PpoConfig
     /// KL loss is zeros); without it the KL term is skipped entirely.</summary>
     public bool UsesReference => Algorithm.InitKlCoef > 0;
 
-    /// <summary>The flags the advantage pipeline reads.</summary>
+    /// <summary>The flags the advantage pipeline reads (derived; not part of the dumped config).</summary>
+    [JsonIgnore]
     public AdvantageSettings Advantage => new()
     {
         Estimator = Algorithm.Estimator,
