@@ -49,7 +49,16 @@ public sealed class GenerationEngine
         var stats = new GenerationStats();
         LastStats = stats;
         var outputs = new GenerationOutput?[(long)prompts.Count * sampling.N];
-        var plan = Plan(prompts.Select(p => p.TokenIds.Count).ToArray(), sampling.N, sampling.MaxNewTokens, Options);
+        var lengths = prompts.Select(p => p.TokenIds.Count).ToArray();
+        var plan = Plan(lengths, sampling.N, sampling.MaxNewTokens, Options);
+        int threads = Options.DecodeThreads;
+        if (threads > 1 && plan.Count < threads && (long)prompts.Count * sampling.N > 1)
+        {
+            // Spread the rows so every decode thread gets a micro-batch of about the same size.
+            long totalRows = (long)prompts.Count * sampling.N;
+            int perBatch = (int)Math.Max(1, (totalRows + threads - 1) / threads);
+            plan = Plan(lengths, sampling.N, sampling.MaxNewTokens, Options with { MaxRowsPerBatch = Math.Min(Options.MaxRowsPerBatch, perBatch) });
+        }
         var run = new RunState(prompts.Count, sampling.N, progress);
 
         using var noGrad = torch.no_grad();
@@ -60,10 +69,32 @@ public sealed class GenerationEngine
         var early = sampling.MinNewTokens > 0 ? always.Concat(sampling.StopTokenIds.Select(t => (long)t)).ToList() : always;
         using var bannedAlways = BanTensor(always);
         using var bannedEarly = BanTensor(early);
-        foreach (var batch in plan)
+        if (threads <= 1 || plan.Count == 1)
         {
-            cancel.ThrowIfCancellationRequested();
-            RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, stats, run, cancel);
+            foreach (var batch in plan)
+            {
+                cancel.ThrowIfCancellationRequested();
+                RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, stats, run, cancel);
+            }
+        }
+        else
+        {
+            // Micro-batches write disjoint output slots; counters are merged under a lock. Grad mode and dispose scopes
+            // are per thread, so each worker sets its own.
+            try
+            {
+                Parallel.ForEach(plan, new ParallelOptions { MaxDegreeOfParallelism = threads, CancellationToken = cancel }, batch =>
+                {
+                    using var workerNoGrad = torch.no_grad();
+                    var local = new GenerationStats();
+                    RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, local, run, cancel);
+                    lock (stats) stats.Add(local);
+                });
+            }
+            catch (AggregateException e) when (e.InnerExceptions.Count > 0)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+            }
         }
         return outputs.Select(o => o!).ToArray();
     }
@@ -96,9 +127,11 @@ public sealed class GenerationEngine
         {
             int l = Math.Max(longest, len);
             if (o.MaxPromptsPerBatch > 0 && cur.Count >= o.MaxPromptsPerBatch) return -1;
-            if (o.MaxPrefillTokens > 0 && (long)(cur.Count + 1) * l > o.MaxPrefillTokens && cur.Count > 0) return -1;
+            if (o.SharePrefix && o.MaxPrefillTokens > 0 && (long)(cur.Count + 1) * l > o.MaxPrefillTokens && cur.Count > 0) return -1;
             long room = o.MaxRowsPerBatch - rows;
             if (o.MaxTokensPerBatch > 0) room = Math.Min(room, o.MaxTokensPerBatch / (l + maxNew) - rows);
+            // Without prefix sharing every row is prefilled (vision tower included), so the prefill budget bounds rows.
+            if (!o.SharePrefix && o.MaxPrefillTokens > 0) room = Math.Min(room, o.MaxPrefillTokens / l - rows);
             return (int)Math.Max(room, cur.Count == 0 ? 1 : 0);  // an empty batch always takes one row
         }
         void Close()
@@ -131,13 +164,24 @@ public sealed class GenerationEngine
         int promptsDone;
         long samplesDone, tokens;
 
+        readonly object gate = new();
+
         public void SampleDone(int prompt)
         {
-            samplesDone++;
-            if (--samplesLeft[prompt] == 0) promptsDone++;
+            lock (gate)
+            {
+                samplesDone++;
+                if (--samplesLeft[prompt] == 0) promptsDone++;
+            }
         }
-        public void Tokens(long count) => tokens += count;
-        public void Report() => progress?.Invoke(new GenerationProgress(promptsDone, prompts, samplesDone, (long)prompts * n, tokens));
+        public void Tokens(long count) { lock (gate) tokens += count; }
+        public void Report()
+        {
+            if (progress is null) return;
+            GenerationProgress p;
+            lock (gate) p = new GenerationProgress(promptsDone, prompts, samplesDone, (long)prompts * n, tokens);
+            lock (progress) progress(p);
+        }
     }
 
     /// <summary>A sample being decoded: its place in the output and what it has produced so far.</summary>
@@ -246,6 +290,7 @@ public sealed class GenerationEngine
                 pendTok.Clear(); pendLp.Clear();
 
                 int finishedInBatch = 0;
+                long added = 0;
                 for (int r = 0; r < live.Count; r++)
                 {
                     var row = live[r];
@@ -253,7 +298,7 @@ public sealed class GenerationEngine
                     {
                         row.Tokens.Add((int)toks[r * chunkLen + j]);
                         row.LogProbs.Add(lps[r * chunkLen + j]);
-                        run.Tokens(1);
+                        added++;
                         if (checker.Ended(row.Tokens, out var reason, out var stopToken, out var stopString))
                         {
                             row.Finished = true;
@@ -269,6 +314,7 @@ public sealed class GenerationEngine
                     }
                     if (row.Finished) finishedInBatch++;
                 }
+                run.Tokens(added);
                 run.Report();
                 s0 = s + 1;
                 if (finishedInBatch == live.Count) break;

@@ -27,6 +27,11 @@ public sealed record GenerationEngineOptions
     /// <summary>Never sample the model's &lt;|image_pad|&gt; / &lt;|video_pad|&gt; tokens: one in a response would not match the
     /// prompt's pixel inputs when the trainer re-runs prompt + response (vLLM has no such guard).</summary>
     public bool BanVisionPadTokens { get; init; } = true;
+    /// <summary>Micro-batches decoded at the same time, each on its own host thread (1 = one after another). On a GPU a
+    /// decode step of a ~3B model is bound by the host's kernel launches (~2,000 per step), not by the GPU; .NET threads
+    /// launch in parallel (no GIL), so several smaller batches keep the GPU busier than one large one. When above 1,
+    /// the rows are spread over at least this many micro-batches. On CPU leave it at 1 (libtorch already uses the cores).</summary>
+    public int DecodeThreads { get; init; } = 1;
 
     public void Validate()
     {
@@ -35,6 +40,7 @@ public sealed record GenerationEngineOptions
         if (MaxPrefillTokens < 0) throw new InputException($"prefill token budget must be ≥ 0, got {MaxPrefillTokens}");
         if (MaxPromptsPerBatch < 0) throw new InputException($"prompts per batch must be ≥ 0, got {MaxPromptsPerBatch}");
         if (CheckEvery < 1) throw new InputException($"check interval must be ≥ 1, got {CheckEvery}");
+        if (DecodeThreads < 1) throw new InputException($"decode threads must be ≥ 1, got {DecodeThreads}");
         if (!(CompactFraction >= 0)) throw new InputException($"compaction fraction must be ≥ 0, got {CompactFraction}");
     }
 }

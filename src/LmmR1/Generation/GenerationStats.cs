@@ -22,4 +22,13 @@ public sealed class GenerationStats
     /// <summary>Largest number of rows decoded together and the KV capacity (positions) of that batch.</summary>
     public int MaxRows { get; set; }
     public int MaxCapacity { get; set; }
+
+    /// <summary>Adds the counters of one micro-batch (timings add up over concurrent micro-batches, i.e. thread-seconds).</summary>
+    internal void Add(GenerationStats o)
+    {
+        MicroBatches += o.MicroBatches; PrefillSeconds += o.PrefillSeconds; DecodeSeconds += o.DecodeSeconds;
+        PrefillTokens += o.PrefillTokens; DecodeSteps += o.DecodeSteps; RowSteps += o.RowSteps; OutputTokens += o.OutputTokens;
+        Checks += o.Checks; Compactions += o.Compactions;
+        MaxRows = Math.Max(MaxRows, o.MaxRows); MaxCapacity = Math.Max(MaxCapacity, o.MaxCapacity);
+    }
 }
