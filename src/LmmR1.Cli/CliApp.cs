@@ -18,6 +18,8 @@ public static class CliApp
         ModelCommands.Register(root, debug);
         GenerationCommands.Register(root, debug);
         root.Subcommands.Add(Commands.DataCommands.Create());
+        root.Subcommands.Add(Commands.TrainCommand.Create());
+        root.Subcommands.Add(Commands.SftCommand.Create());
         root.Subcommands.Add(Commands.RewardCommands.Create());
         return root;
     }

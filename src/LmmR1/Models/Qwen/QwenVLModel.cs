@@ -73,23 +73,25 @@ public sealed class QwenVLModel : nn.Module
     /// <summary>Loads config.json (+ generation_config.json) and the safetensors weights of a Hugging Face folder.
     /// Parameters are allocated once in <paramref name="dtype"/> on <paramref name="device"/> and filled straight from
     /// the memory-mapped files.</summary>
-    public static QwenVLModel Load(string dir, ScalarType dtype, Device device)
+    /// <param name="ignoreUnused">Checkpoint tensors that may stay unused (e.g. a critic's value head, read separately).</param>
+    public static QwenVLModel Load(string dir, ScalarType dtype, Device device, Func<string, bool>? ignoreUnused = null)
     {
         var cfg = QwenVLConfig.Load(dir);
         using var ckpt = SafetensorsCheckpoint.Open(dir);
         var m = new QwenVLModel(cfg, dtype, device);
-        try { m.LoadWeights(ckpt); }
+        try { m.LoadWeights(ckpt, ignoreUnused); }
         catch { m.Dispose(); throw; }
         return m;
     }
 
     /// <summary>Fills every parameter from <paramref name="ckpt"/>, accepting the classic keys (model.layers.*, visual.*)
     /// and the transformers ≥ 4.52 keys (model.language_model.*, model.visual.*); a tied lm_head.weight is ignored.</summary>
-    public void LoadWeights(SafetensorsCheckpoint ckpt)
+    public void LoadWeights(SafetensorsCheckpoint ckpt, Func<string, bool>? ignoreUnused = null)
     {
         bool newLayout = ckpt.Names.Any(n => n.StartsWith("model.language_model.", StringComparison.Ordinal));
         bool tied = Config.Text.TieWordEmbeddings;
-        StateDictLoader.Load(this, ckpt, name => newLayout ? ToNewLayout(name) : name, n => tied && n == "lm_head.weight");
+        StateDictLoader.Load(this, ckpt, name => newLayout ? ToNewLayout(name) : name,
+            n => (tied && n == "lm_head.weight") || (ignoreUnused?.Invoke(n) ?? false));
     }
 
     /// <summary>Classic key → transformers ≥ 4.52 key (HF's two ordered rename rules, inverted).</summary>
@@ -287,6 +289,10 @@ public sealed class QwenVLModel : nn.Module
             PositionIds = positionIds.MoveToOuterDisposeScope(),
         };
     }
+
+    /// <summary>Frees handles that activation checkpointing hands to libtorch during backward (call after each
+    /// backward() of a checkpointed model; a no-op otherwise).</summary>
+    public static void ReleaseBackwardHandles() => CheckpointFunction.ReleaseReturnedGradients();
 
     // ---------------------------------------------------------------- bookkeeping
 

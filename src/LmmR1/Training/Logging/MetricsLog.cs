@@ -9,7 +9,7 @@ using TorchSharp;
 
 namespace LmmR1.Training.Logging;
 
-public sealed class MetricsLog : IDisposable
+public sealed class MetricsLog : IMetricsSink, IDisposable
 {
     public const string FileName = "metrics.jsonl";
 

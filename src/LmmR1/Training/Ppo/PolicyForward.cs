@@ -1,0 +1,29 @@
+// The actor's forward over a collated micro-batch (openrlhf/models/actor.py Actor.forward): hidden states of the
+// whole sequence (vision tower included), then lm_head and log_softmax(logits / T) only at the A action slots — the
+// positions S−1−A … S−2 that predict the last A tokens. Departure: logits are never built for prompt positions,
+// which upstream computes and discards (a 4k-token prompt × 151k vocabulary in fp32 per row).
+using LmmR1.Algorithms;
+using LmmR1.Models.Qwen;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LmmR1.Training.Ppo;
+
+public static class PolicyForward
+{
+    /// <summary>Action log-probs [B, A] fp32 (0 on padding) and, when asked, the entropy [B, A] of the raw logits at
+    /// the same slots (upstream computes it before the temperature division). Differentiable when grad mode is on.</summary>
+    public static (Tensor LogProbs, Tensor? Entropy) ActionLogProbs(QwenVLModel model, Experience e, double temperature, bool withEntropy = false)
+    {
+        using var scope = torch.NewDisposeScope();
+        long s = e.Sequences.shape[1], a = e.NumActions;
+        var output = model.Forward(e.Sequences, e.AttentionMask, e.PixelValues, e.ImageGridThw, e.ImageEmbeds, logitsForLast: 0);
+        var hidden = output.Hidden.narrow(1, s - 1 - a, a);                                            // [B, A, H]
+        var logits = model.LmHead(hidden);                                                             // [B, A, V]
+        var labels = e.Sequences.narrow(1, s - a, a);                                                  // [B, A]
+        var lp = LogProbs.FromLogits(logits, labels, temperature);                                     // [B, A] fp32
+        lp = Masked.Zeroed(lp, e.ActionMask);
+        Tensor? entropy = withEntropy ? Entropy.FromLogits(logits) : null;                              // [B, A] fp32
+        return (lp.MoveToOuterDisposeScope(), entropy?.MoveToOuterDisposeScope());
+    }
+}
