@@ -242,6 +242,7 @@ static (string[] Q, string[] P, string[] L) Samples(int n)
 
 async Task<int> Serve()
 {
+    AppContext.SetData("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", 0); // as `lmmr1 reward serve`
     var options = new RewardServerOptions
     {
         Host = Arg("--host", "127.0.0.1"),
