@@ -3,6 +3,7 @@
 // Unknown commands and stray characters are errors, exactly as the reference lexer rejects them (that is how
 // `1 = \zzz = x = 0` falls back to its last `=` part). Departure: `∞` and a bare `°` are accepted.
 using System.Text;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Latex;
 
@@ -104,6 +105,7 @@ internal static class LatexLexer
     // One-character token texts without a fresh string each.
     private static readonly string[] OneChar = [.. Enumerable.Range(0, 128).Select(c => ((char)c).ToString())];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static List<LatexToken> Tokenize(string s, Budget budget)
     {
         var tokens = new List<LatexToken>(Math.Min(s.Length / 2 + 4, 1024));
@@ -203,6 +205,7 @@ internal static class LatexLexer
     internal static bool IsAsciiDigit(char c) => c is >= '0' and <= '9';
     internal static bool IsAsciiLetter(char c) => c is >= 'a' and <= 'z' or >= 'A' and <= 'Z';
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int LexNumber(string s, int i, List<LatexToken> tokens)
     {
         int start = i;
@@ -230,6 +233,7 @@ internal static class LatexLexer
         return i;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int LexLetters(string s, int i, List<LatexToken> tokens)
     {
         int start = i;
@@ -256,6 +260,7 @@ internal static class LatexLexer
         return start + best;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int LexBackslash(string s, int i, List<LatexToken> tokens)
     {
         int start = i;
