@@ -48,7 +48,7 @@ int Cases()
     {
         if (string.IsNullOrWhiteSpace(line)) continue;
         var (g, p, o) = VerifyJsonl.ParseLine(line, path, cases.Count + 1);
-        cases.Add((g, p, o)); // production budget (40 ms)
+        cases.Add((g, p, o)); // production budget (30 ms)
     }
     MathVerifier.WarmUp();
     foreach (var (g, p, o) in cases) MathVerifier.Verify(g, p, o);

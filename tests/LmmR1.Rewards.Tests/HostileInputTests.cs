@@ -19,7 +19,7 @@ public sealed class HostileInputTests
 
     private static string R(string s, int n) => string.Concat(Enumerable.Repeat(s, n));
 
-    /// <summary>Inputs whose honest verdict is "not verified"; the production budget (40 ms) applies.</summary>
+    /// <summary>Inputs whose honest verdict is "not verified"; the production budget (30 ms) applies.</summary>
     public static TheoryData<string, string, string> NotVerified => new()
     {
         { "a million digits", "$1$", R("1", 1_000_000) },
