@@ -2,7 +2,7 @@
 same files, with Hugging Face `tokenizers` and transformers' Qwen2VLImageProcessor (PIL and torchvision variants).
 Prints JSON lines.
 
-Inputs: `dotnet run -c Release --project bench/inputs -- write-inputs DIR` writes DIR/corpus.jsonl and DIR/images/.
+Inputs: `lmmr1 bench inputs write --output DIR` writes DIR/corpus.jsonl and DIR/images/.
 Usage:  python3 python_baseline.py --inputs DIR --tokenizer DIR/or/tokenizer.json [--threads N] [--repeats N]
 --threads N limits tokenizers (RAYON_NUM_THREADS) and torch to N threads (use 2 to compare with the 2-core dev box).
 """

@@ -81,6 +81,7 @@ public static class BenchGenerateCommand
                           "text | imageSIDE); overrides --prompts/--samples/--new-tokens/--image/--text-only",
         };
         var threads = new Option<int>("--threads") { Description = "CPU threads of libtorch (0 = its default)", DefaultValueFactory = _ => 0 };
+
         var cmd = new Command("generate", "Measure generation throughput on synthetic prompts (prints JSON)")
         {
             model, prompts, samples, newTokens, promptLen, image, textOnly, device, dtype, checkEvery, noShare, temperature, topP, topK,
@@ -166,7 +167,7 @@ public static class BenchGenerateCommand
         var options = new GenerationEngineOptions
         {
             MaxRowsPerBatch = s.MaxRows > 0 ? s.MaxRows : rows,
-            MaxTokensPerBatch = 0, MaxPrefillTokens = 0,
+            MaxTokensPerBatch = 0,
             CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction,
         };
         var sampling = new SamplingParams

@@ -18,6 +18,7 @@ public static class GenerationCommands
             root.Subcommands.Add(bench);
         }
         bench.Subcommands.Add(BenchGenerateCommand.Create());
+        bench.Subcommands.Add(BenchInputsCommand.Create());
     }
 
     static Command CreateTinyModel()

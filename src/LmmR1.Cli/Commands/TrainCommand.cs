@@ -3,7 +3,6 @@
 // note each, so those scripts port line by line. --dry_run validates everything, reads the configs, tokenizer and
 // data (not the weights) and prints the plan and a memory estimate.
 using System.CommandLine;
-using System.Globalization;
 using LmmR1.Algorithms;
 using LmmR1.Data;
 using LmmR1.Infrastructure;
@@ -329,7 +328,6 @@ public static class TrainCommand
         string pretrain = config.Model.Pretrain!;
         var actorConfig = LoadConfig(pretrain, "--pretrain");
         QwenVLConfig? criticConfig = config.UsesCritic ? LoadConfig(config.Model.CriticPretrain!, "--critic_pretrain") : null;
-        if (criticConfig is not null && criticConfig.Text.HiddenSize <= 0) throw InputException.At(null, null, "--critic_pretrain", "bad config");
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");
@@ -408,6 +406,4 @@ public static class TrainCommand
             throw InputException.At(Path.Combine(dir, "tokenizer.json"), null, "--pretrain", "tokenizer.json not found: the policy folder must hold the tokenizer too");
         return QwenTokenizer.Load(dir);
     }
-
-    internal static string Fmt(double v) => v.ToString("G4", CultureInfo.InvariantCulture);
 }

@@ -50,6 +50,7 @@ public sealed class GenerationEngine
         LastStats = stats;
         var outputs = new GenerationOutput?[(long)prompts.Count * sampling.N];
         var plan = Plan(prompts.Select(p => p.TokenIds.Count).ToArray(), sampling.N, sampling.MaxNewTokens, Options);
+
         var run = new RunState(prompts.Count, sampling.N, progress);
 
         using var noGrad = torch.no_grad();
@@ -96,9 +97,11 @@ public sealed class GenerationEngine
         {
             int l = Math.Max(longest, len);
             if (o.MaxPromptsPerBatch > 0 && cur.Count >= o.MaxPromptsPerBatch) return -1;
-            if (o.MaxPrefillTokens > 0 && (long)(cur.Count + 1) * l > o.MaxPrefillTokens && cur.Count > 0) return -1;
+            if (o.SharePrefix && o.MaxPrefillTokens > 0 && (long)(cur.Count + 1) * l > o.MaxPrefillTokens && cur.Count > 0) return -1;
             long room = o.MaxRowsPerBatch - rows;
             if (o.MaxTokensPerBatch > 0) room = Math.Min(room, o.MaxTokensPerBatch / (l + maxNew) - rows);
+            // Without prefix sharing every row is prefilled (vision tower included), so the prefill budget bounds rows.
+            if (!o.SharePrefix && o.MaxPrefillTokens > 0) room = Math.Min(room, o.MaxPrefillTokens / l - rows);
             return (int)Math.Max(room, cur.Count == 0 ? 1 : 0);  // an empty batch always takes one row
         }
         void Close()
@@ -246,6 +249,7 @@ public sealed class GenerationEngine
                 pendTok.Clear(); pendLp.Clear();
 
                 int finishedInBatch = 0;
+                long added = 0;
                 for (int r = 0; r < live.Count; r++)
                 {
                     var row = live[r];
@@ -253,7 +257,7 @@ public sealed class GenerationEngine
                     {
                         row.Tokens.Add((int)toks[r * chunkLen + j]);
                         row.LogProbs.Add(lps[r * chunkLen + j]);
-                        run.Tokens(1);
+                        added++;
                         if (checker.Ended(row.Tokens, out var reason, out var stopToken, out var stopString))
                         {
                             row.Finished = true;
@@ -269,6 +273,7 @@ public sealed class GenerationEngine
                     }
                     if (row.Finished) finishedInBatch++;
                 }
+                run.Tokens(added);
                 run.Report();
                 s0 = s + 1;
                 if (finishedInBatch == live.Count) break;

@@ -111,6 +111,7 @@ public class GenerationEngineTests(GenerationFixtures fx, ITestOutputHelper log)
             ("one prompt per micro-batch, check every 5, compact always", new() { MaxPromptsPerBatch = 1, CheckEvery = 5, CompactFraction = 0 }),
             ("KV budget of 2 rows", new() { MaxTokensPerBatch = 2 * (prompts.Max(x => x.TokenIds.Count) + 40), CheckEvery = 4 }),
             ("no prefix sharing, check every 7", new() { SharePrefix = false, CheckEvery = 7, CompactFraction = 0.5 }),
+            ("no prefix sharing, prefill budget of 3 prompts", new() { SharePrefix = false, MaxPrefillTokens = 3 * prompts.Max(x => x.TokenIds.Count) }),
         };
         foreach (var (what, o) in variants)
         {
@@ -120,6 +121,7 @@ public class GenerationEngineTests(GenerationFixtures fx, ITestOutputHelper log)
             log.WriteLine($"{what}: {engine.LastStats.MicroBatches} micro-batches, {engine.LastStats.Compactions} compactions, " +
                           $"{engine.LastStats.RowSteps} row-steps");
             if (o.CompactFraction == 0) Assert.True(engine.LastStats.Compactions > 0, $"{what}: expected compactions");
+
         }
     }
 

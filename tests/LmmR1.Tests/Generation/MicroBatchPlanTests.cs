@@ -35,6 +35,23 @@ public class MicroBatchPlanTests
     }
 
     [Fact]
+    public void WithoutPrefixSharingThePrefillBudgetCountsEveryRow()
+    {
+        // Each row is prefilled (vision tower included), so rows × longest prompt must fit the prefill budget.
+        int[] lens = [10, 50, 20, 20, 80, 5, 5, 5];
+        const int n = 4;
+        var o = new GenerationEngineOptions { SharePrefix = false, MaxPrefillTokens = 200, MaxTokensPerBatch = 0 };
+        var plan = GenerationEngine.Plan(lens, n, 30, o);
+        CheckCoverage(plan, lens.Length, n);
+        foreach (var b in plan)
+        {
+            int rows = b.Sum(u => u.Count), longest = b.Max(u => lens[u.Prompt]);
+            Assert.True(rows == 1 || (long)rows * longest <= 200, $"{rows} rows × {longest} tokens exceed the prefill budget");
+        }
+        Assert.True(plan.Count > 1);
+    }
+
+    [Fact]
     public void SamplesAreSplitOnlyWhenAPromptAloneIsTooBig()
     {
         var plan = GenerationEngine.Plan([10, 10, 10], 8, 10, new GenerationEngineOptions { MaxRowsPerBatch = 3 });

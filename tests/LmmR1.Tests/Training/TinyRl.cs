@@ -1,7 +1,8 @@
-// A tiny RL setup on the CPU: a byte-level tokenizer (the inputs branch's writer) and a random Qwen2.5-VL whose
-// vocabulary and special-token ids match it (QwenVLModel.Create + SaveHf), the example prompt set, and reward models
-// that give varied rewards to a random policy (the LMM-R1 rule reward would score it all 0, leaving no gradient).
+// A tiny RL setup on the CPU: the generation branch's tiny random Qwen2.5-VL (byte-level tokenizer, matching special
+// ids), the example prompt set, and a reward that gives varied rewards to a random policy (the LMM-R1 rule reward
+// scores random bytes 0, which leaves no gradient).
 using LmmR1.Data;
+using LmmR1.Generation;
 using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Tests.Support;
@@ -15,43 +16,17 @@ namespace LmmR1.Tests.Training;
 
 public static class TinyRl
 {
-    public static readonly string[] ExtraTokens = ["<think>", "</think>", "<answer>", "</answer>"];
-
-    /// <summary>A model folder (config.json, model.safetensors, tokenizer.json …) with random weights from <paramref name="seed"/>.</summary>
+    /// <summary>A model folder (config.json, model.safetensors, tokenizer.json …) with random weights from <paramref name="seed"/>:
+    /// the generation branch's tiny Qwen2.5-VL demo model (vocabulary = the byte-level tokenizer's 274 ids).</summary>
     public static string WriteModel(string dir, long seed = 0)
     {
-        ByteLevelTokenizerWriter.Write(dir, extraTokens: ExtraTokens);
-        var tok = QwenTokenizer.Load(dir);
-        using var m = QwenVLModel.Create(Config(tok), ScalarType.Float32, torch.CPU, seed);
-        m.SaveHf(dir);
+        TinyDemoModel.Write(dir, QwenFamily.Qwen25VL, seed);
         return dir;
     }
 
     /// <summary>The shared model folder (written once per test run).</summary>
     public static string Model => model.Value;
     static readonly Lazy<string> model = new(() => WriteModel(TestPaths.NewTempDir("tiny-rl-model")));
-
-    public static QwenVLConfig Config(QwenTokenizer tok) => new()
-    {
-        Family = QwenFamily.Qwen25VL,
-        Text = new QwenTextConfig
-        {
-            VocabSize = 288, HiddenSize = 64, IntermediateSize = 128, NumLayers = 2, NumHeads = 4, NumKvHeads = 2,
-            MropeSection = [2, 3, 3], TieWordEmbeddings = true, MaxPositionEmbeddings = 4096,
-        },
-        Vision = new QwenVisionConfig
-        {
-            Depth = 2, Width = 32, NumHeads = 4, IntermediateSize = 64, OutHiddenSize = 64, HiddenAct = "silu",
-            WindowSize = 56, FullAttBlockIndexes = [1], TokensPerSecond = 2,
-        },
-        Tokens = new QwenTokenIds
-        {
-            ImageTokenId = tok.TokenToId("<|image_pad|>"), VideoTokenId = tok.TokenToId("<|video_pad|>"),
-            VisionStartTokenId = tok.TokenToId("<|vision_start|>"), VisionEndTokenId = tok.TokenToId("<|vision_end|>"),
-            BosTokenId = tok.TokenToId("<|endoftext|>"), PadTokenId = tok.TokenToId("<|endoftext|>"),
-            EosTokenIds = [tok.TokenToId("<|im_end|>"), tok.TokenToId("<|endoftext|>")],
-        },
-    };
 
     public static string ExampleData => Path.Combine(TestPaths.RepoRoot, "examples", "data", "test_message.jsonl");
 

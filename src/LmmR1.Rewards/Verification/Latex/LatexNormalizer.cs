@@ -4,6 +4,7 @@
 // `1-\frac{1}{\mathrm{e}}` keeps its e instead of losing `\text{e}}` and its closing brace.
 using System.Globalization;
 using System.Text;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Latex;
 
@@ -20,7 +21,9 @@ internal static class LatexNormalizer
             text = RemoveLeftRight(text);
             text = FixPermutations(text);
             text = RemoveUseless(text);
+            budget.CheckNow();
             text = ReplaceInLatex(text);
+            budget.CheckNow();
             text = text.Replace('\n', ' ').Replace('\t', ' ');
             if (!text.Contains("matrix", StringComparison.Ordinal)) text = FixDoubledBackslashes(text);
         }
@@ -42,6 +45,7 @@ internal static class LatexNormalizer
         }
         if (config.MalformedOperators)
         {
+            budget.CheckNow();
             text = FixMalformedOperators(text);
             text = FixSqrt(text);
             text = FixFracs(text);
@@ -54,6 +58,7 @@ internal static class LatexNormalizer
     // ---------------------------------------------------------------- boxed
     /// <summary>extract_boxed_content: searching right to left for \boxed/\fbox; "last" keeps the last box plus
     /// earlier ones that are close (&lt;10 chars) or separated by and/or/,/; within 70 chars.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static string ExtractBoxedContent(string text, bool lastMode)
     {
         var results = new List<string>();
@@ -135,6 +140,7 @@ internal static class LatexNormalizer
     private static readonly string[] RightDelims =
         ["\\}", "}", "\\|", "|", "]", ")", "\\rbrack", "\\rgroup", "\\rbrace", "\\vert", "\\rvert", "\\rceil", "\\rfloor", "\\rangle", "\\lrcorner", "\\urcorner"];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveLeftRight(string s)
     {
         if (!s.Contains("left", StringComparison.Ordinal) && !s.Contains("right", StringComparison.Ordinal)) return s;
@@ -162,6 +168,7 @@ internal static class LatexNormalizer
     }
 
     // \(([a-zA-Z0-9+\-*/\\ ]+?)\)_{([a-zA-Z0-9+\-*/\\ ]+?)} → \frac{(\1)!}{((\1)-(\2))!}
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixPermutations(string s)
     {
         if (!s.Contains(")_{", StringComparison.Ordinal)) return s;
@@ -195,6 +202,7 @@ internal static class LatexNormalizer
     }
 
     // \\mathrm\{th\} | \\!\s* | \\text\s*\{\s*\} | \\\$ | \$ | (?<!\\)["'] | \\displaystyle  → ""
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveUseless(string s)
     {
         var sb = new StringBuilder(s.Length);
@@ -227,6 +235,7 @@ internal static class LatexNormalizer
     }
 
     /// <summary>The to_replace_patterns of latex2sympy2, one alternation scanned left to right.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string ReplaceInLatex(string s)
     {
         var sb = new StringBuilder(s.Length + 16);
@@ -245,6 +254,7 @@ internal static class LatexNormalizer
     private static readonly (string Word, bool IsText)[] PercentWords =
         [("percentage", false), ("percentage", true), ("percent", false), ("percent", true), ("pct", false), ("pct", true)];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int MatchReplacement(string s, int[] wsEnd, int i, out string repl)
     {
         char c = s[i];
@@ -334,6 +344,7 @@ internal static class LatexNormalizer
     }
 
     // \\\\(?=[a-zA-Z]) → \  (a doubled backslash before a command name)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixDoubledBackslashes(string s)
     {
         if (!s.Contains("\\\\", StringComparison.Ordinal)) return s;
@@ -349,6 +360,7 @@ internal static class LatexNormalizer
     // ---------------------------------------------------------------- units
     /// <summary>unit_superscript_regex: (\\(?:text|mbox){.*?})(\^\d|\{\^\d\})?$ — the first \text{ or \mbox{
     /// (at brace depth 0, our departure) from which the string runs to a final `}` (optionally `^d`).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveTrailingTextUnit(string s)
     {
         int end = s.Length;
@@ -393,6 +405,7 @@ internal static class LatexNormalizer
     ];
 
     /// <summary>units_regex: (\d|\}|\s)\s*(?:unit)(?:s|es)?\s*$ → \1, at the leftmost position it can match.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveUnitWord(string s)
     {
         int end = s.Length;
@@ -431,6 +444,7 @@ internal static class LatexNormalizer
     }
 
     // `^\s?\((.*?)\)` → `^{\1}` and `sqrt\s?\((.*?)\)` → `\sqrt{\1}` (no newline inside, as `.` in Python).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string ReplaceParenGroup(string s, string head, string open, string close)
     {
         if (!s.Contains(head, StringComparison.Ordinal)) return s;
@@ -462,6 +476,7 @@ internal static class LatexNormalizer
     }
 
     /// <summary>next[i] = smallest index ≥ i whose char satisfies <paramref name="pred"/>, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int[] NextIndexArray(string s, Func<char, bool> pred)
     {
         var next = new int[s.Length + 1];
@@ -551,6 +566,7 @@ internal static class LatexNormalizer
 
     /// <summary>re.sub over occurrences of <paramref name="head"/>: <paramref name="tryAt"/> gets the index after
     /// the head and returns (end, replacement) or null. Bounded: a failing scan never repeats past a newline.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string ScanCommand(string s, string head, Func<int, (int End, string Repl)?> tryAt)
     {
         if (!s.Contains(head, StringComparison.Ordinal)) return s;
@@ -569,6 +585,7 @@ internal static class LatexNormalizer
         return sb.ToString();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixSqrt(string text)
     {
         if (!text.Contains("\\sqrt", StringComparison.Ordinal)) return text;
@@ -583,6 +600,7 @@ internal static class LatexNormalizer
         return sb.ToString();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixFracs(string text)
     {
         var substrs = text.Split("\\frac");
@@ -624,6 +642,7 @@ internal static class LatexNormalizer
     // ---------------------------------------------------------------- helpers
     private static bool At(string s, int i, string lit) => i >= 0 && i + lit.Length <= s.Length && string.CompareOrdinal(s, i, lit, 0, lit.Length) == 0;
     /// <summary>wsEnd[i] = first index ≥ i that is not whitespace (wsEnd[len] = len); makes `\s*X` O(1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int[] WhitespaceRunEnds(string s)
     {
         var r = new int[s.Length + 1];

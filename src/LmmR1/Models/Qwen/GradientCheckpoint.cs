@@ -25,11 +25,15 @@ internal sealed class CheckpointFunction : torch.autograd.SingleTensorFunction<C
 
     public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad)
     {
-        var saved = ctx.get_saved_variables();
         var fn = (Func<Tensor, IReadOnlyList<Tensor>, Tensor>)ctx.get_data("fn");
         Tensor inputGrad;
+        int savedCount;
         using (var scope = torch.NewDisposeScope())
         {
+            // Unpacked saved tensors are fresh handles: inside the scope so they are freed here even when libtorch runs
+            // this on a worker thread (no caller scope there).
+            var saved = ctx.get_saved_variables();
+            savedCount = saved.Count;
             var xd = saved[0].detach().requires_grad_(true);
             using (torch.enable_grad())
             {
@@ -38,9 +42,23 @@ internal sealed class CheckpointFunction : torch.autograd.SingleTensorFunction<C
             }
             inputGrad = (xd.grad ?? torch.zeros_like(xd)).DetachFromDisposeScope();
         }
+        // TorchSharp wraps the incoming gradient in a handle it never frees, and libtorch copies the one we return:
+        // both would otherwise hold a [B, T, H] activation-gradient each until the finalizer runs (late, blind to GPU
+        // memory). The incoming one is done now; the returned one is freed by ReleaseReturnedGradients after backward.
+        grad.Dispose();
+        Returned.Enqueue(inputGrad);
         // One gradient per forward argument: the input, then null for the delegate and every auxiliary tensor.
         var result = new List<Tensor> { inputGrad, null! };
-        for (int i = 1; i < saved.Count; i++) result.Add(null!);
+        for (int i = 1; i < savedCount; i++) result.Add(null!);
         return result;
+    }
+
+    static readonly System.Collections.Concurrent.ConcurrentQueue<Tensor> Returned = new();
+
+    /// <summary>Frees the handles of the input gradients this function returned to libtorch (which keeps its own
+    /// references). Call after each backward() that went through checkpointed layers.</summary>
+    public static void ReleaseReturnedGradients()
+    {
+        while (Returned.TryDequeue(out var t)) t.Dispose();
     }
 }

@@ -290,6 +290,10 @@ public sealed class QwenVLModel : nn.Module
         };
     }
 
+    /// <summary>Frees handles that activation checkpointing hands to libtorch during backward (call after each
+    /// backward() of a checkpointed model; a no-op otherwise).</summary>
+    public static void ReleaseBackwardHandles() => CheckpointFunction.ReleaseReturnedGradients();
+
     // ---------------------------------------------------------------- bookkeeping
 
     /// <summary>Parameter counts by part (lm_head is 0 when tied to embed_tokens).</summary>

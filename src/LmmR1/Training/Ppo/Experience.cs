@@ -3,7 +3,6 @@
 // (its Experience dataclass), grouped by RL role. Collation follows replay_buffer.make_experience_batch: every
 // sequence and every per-action array is left-padded, so all responses end at the last column and the last A
 // positions of a sequence are its action slots (A = longest response in the micro-batch).
-using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
 

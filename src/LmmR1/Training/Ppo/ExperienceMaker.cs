@@ -269,6 +269,7 @@ public sealed class ExperienceMaker
         foreach (var v in visions)
         {
             if (v is null || v.ImageEmbeds is not null) continue;
+            using var scope = torch.NewDisposeScope();   // EncodeVision leaves temporaries in the caller's scope
             v.ImageEmbeds = models.Actor.EncodeVision(v.PixelValues, v.ImageGridThw).DetachFromDisposeScope();
             Stats.VisionEncodes++;
         }

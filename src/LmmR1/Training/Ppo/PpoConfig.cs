@@ -152,7 +152,8 @@ public sealed record PpoConfig
     /// KL loss is zeros); without it the KL term is skipped entirely.</summary>
     public bool UsesReference => Algorithm.InitKlCoef > 0;
 
-    /// <summary>The flags the advantage pipeline reads.</summary>
+    /// <summary>The flags the advantage pipeline reads (derived; not part of the dumped config).</summary>
+    [JsonIgnore]
     public AdvantageSettings Advantage => new()
     {
         Estimator = Algorithm.Estimator,
@@ -273,7 +274,14 @@ public sealed record PpoConfig
     }
 
     /// <summary>The image processor settings (LMM-R1 defaults, overridden by --processor_kwargs).</summary>
-    public ImageProcessorOptions ImageOptions() => new ImageProcessorOptions().WithProcessorKwargs(Data.ProcessorKwargs);
+    public ImageProcessorOptions ImageOptions()
+    {
+        try { return new ImageProcessorOptions().WithProcessorKwargs(Data.ProcessorKwargs); }
+        catch (InputException e) when (!e.Message.Contains("--processor_kwargs", StringComparison.Ordinal))
+        {
+            throw Flag("--processor_kwargs", e.Message);
+        }
+    }
 
     /// <summary>The resolved configuration as indented JSON, flag names as keys (dumped per run).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);

@@ -8,7 +8,9 @@
 using System.Diagnostics;
 using LmmR1.Algorithms;
 using LmmR1.Data;
+using LmmR1.Generation;
 using LmmR1.Infrastructure;
+using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Text;
 using LmmR1.Training.Logging;
@@ -17,29 +19,6 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LmmR1.Training.Ppo;
-
-/// <summary>Everything that advances during a run (what a checkpoint must restore), in one place. The random streams
-/// are derived from --seed and these counters (sampling: seed and global step; shuffles: seed, step and epoch;
-/// prompt order: seed and episode), so there is no hidden RNG state.</summary>
-public sealed record PpoTrainState
-{
-    /// <summary>Completed global steps (rollouts trained on).</summary>
-    public long GlobalStep { get; set; }
-    /// <summary>Prompts consumed so far (upstream total_consumed_samples).</summary>
-    public long ConsumedPrompts { get; set; }
-    /// <summary>Current episode (pass over the prompt set), 0-based.</summary>
-    public int Episode { get; set; }
-    /// <summary>Next rollout batch within the episode's shuffled prompt order.</summary>
-    public long RolloutInEpisode { get; set; }
-    /// <summary>Optimizer steps taken (the schedules' positions).</summary>
-    public long ActorOptimizerSteps { get; set; }
-    public long CriticOptimizerSteps { get; set; }
-    /// <summary>The KL coefficient β.</summary>
-    public double KlCoef { get; set; }
-}
-
-/// <summary>What one global step did: its metrics (as logged) and the first sample, for people.</summary>
-public sealed record PpoStepReport(long GlobalStep, IReadOnlyDictionary<string, double> Metrics, string FirstSample, double FirstReward);
 
 public sealed class PpoTrainer : IDisposable
 {
@@ -255,6 +234,7 @@ public sealed class PpoTrainer : IDisposable
                 Tensor? entropyMean = entropy is null ? null : Entropy.MaskedMean(entropy, e.ActionMask);
                 var loss = ActorLoss.Combine(pl.Loss, klLoss, kl.Value, entropyMean, a.EntropyLossCoef);
                 (loss / accum).backward();
+                QwenVLModel.ReleaseBackwardHandles();
                 pending++;
 
                 Add(sums, "policy_loss", pl.Loss.item<float>());
@@ -297,6 +277,7 @@ public sealed class PpoTrainer : IDisposable
                 var values = critic.Values(e);                                                               // [B, A]
                 using var vl = ValueLoss.Compute(values, e.Values!, e.Returns!, e.ActionMask, config.Algorithm.ValueClip);
                 (vl.Loss / accum).backward();
+                QwenVLModel.ReleaseBackwardHandles();
                 pending++;
                 Add(sums, "critic_loss", vl.Loss.item<float>());
                 using (torch.no_grad()) Add(sums, "values", Masked.Mean(values.detach(), e.ActionMask).item<float>());
@@ -316,29 +297,39 @@ public sealed class PpoTrainer : IDisposable
     // ================================================================ evaluation
 
     /// <summary>ppo_trainer.evaluate: every eval prompt sampled eval_n_samples_per_prompt times at eval_temperature and
-    /// scored; per datasource pass@1 = mean reward over samples, pass@n = mean over prompts of the best sample's reward
-    /// (rewards, not 0/1 correctness, as upstream). Returns "eval/{datasource}_pass1" and "eval/{datasource}_pass{n}".</summary>
+    /// scored, summarised per datasource with the generation branch's EvalSummary (as `lmmr1 eval`):
+    /// "eval/{datasource}_pass1" = share of correct samples (accuracy reward &gt; 0), "_pass{n}" = unbiased pass@n,
+    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length".</summary>
     public Dictionary<string, double> Evaluate(CancellationToken ct = default)
     {
         if (eval is null || eval.Count == 0) return [];
         var sw = Stopwatch.StartNew();
         int n = config.Rollout.EvalSamplesPerPrompt;
-        var byPrompt = new double[eval.Count][];
+        var byPrompt = new ScoredSample[eval.Count][];
         int chunk = Math.Max(1, config.Rollout.RolloutBatchSize);
+        var stops = Maker.StopTokens.ToHashSet();
         for (int start = 0; start < eval.Count; start += chunk)
         {
             var prompts = eval.Skip(start).Take(chunk).ToList();
             using var rollout = Maker.Generate(prompts, n, config.Rollout.EvalTemperature, Maker.SeedFor(-1 - start), ct);
             Maker.Score(rollout, ct);
             foreach (var it in rollout.Items)
-                (byPrompt[start + it.PromptIndex] ??= new double[n])[it.SampleIndex] = it.Info.Reward;
+            {
+                bool truncated = it.ResponseLength >= config.Rollout.GenerateMaxLen && !stops.Contains((int)it.ResponseIds[^1]);
+                (byPrompt[start + it.PromptIndex] ??= new ScoredSample[n])[it.SampleIndex] =
+                    new ScoredSample(it.Info.AccuracyReward > 0, it.Info.FormatReward > 0, it.Info.Reward, it.ResponseLength, truncated);
+            }
         }
         var result = new Dictionary<string, double>(StringComparer.Ordinal);
         foreach (var group in Enumerable.Range(0, eval.Count).GroupBy(i => eval[i].Datasource))
         {
-            var rows = group.Select(i => byPrompt[i]).ToList();
-            result[$"eval/{group.Key}_pass1"] = rows.Average(r => r.Average());
-            if (n > 1) result[$"eval/{group.Key}_pass{n}"] = rows.Average(r => r.Max());
+            var m = EvalSummary.Compute(group.Select(i => (IReadOnlyList<ScoredSample>)byPrompt[i]).ToList());
+            string p = $"eval/{group.Key}_";
+            result[p + "pass1"] = m.Pass1;
+            if (n > 1) result[p + $"pass{n}"] = m.PassK;
+            result[p + "reward"] = m.MeanReward;
+            result[p + "format"] = m.FormatRate;
+            result[p + "response_length"] = m.MeanResponseTokens;
         }
         result["time/eval"] = sw.Elapsed.TotalSeconds;
         log("eval: " + string.Join(", ", result.Where(kv => kv.Key.StartsWith("eval/", StringComparison.Ordinal)).Select(kv => $"{kv.Key} {kv.Value:F4}")));

@@ -1,8 +1,11 @@
-// Benchmarks of the inputs path (bench/README.md "Inputs"), printing JSON lines:
-//   write-inputs DIR            deterministic corpus.jsonl (~4 MB mixed text) and ~1 MP images, shared with python_baseline.py
-//   run --inputs DIR --tokenizer DIR [--repeats N]
-//     tokenizer encode MB/s single-threaded and batched over all cores; image preprocessing images/s at default max_pixels
-//     (decode + Qwen2-VL image processor, and the processor alone on decoded RGB).
+// `lmmr1 bench inputs`: benchmarks of the inputs path (bench/README.md "Inputs"), printing JSON lines.
+//   lmmr1 bench inputs write --output DIR       deterministic corpus.jsonl (~2.3 MB mixed text) and ~1 MP images, shared
+//                                               with bench/inputs/python_baseline.py
+//   lmmr1 bench inputs run --inputs DIR --tokenizer DIR [--repeats N]
+//     tokenizer encode MB/s single-threaded and batched over all cores; image preprocessing images/s at default
+//     max_pixels (decode + Qwen2-VL image processor, and the processor alone on decoded RGB). In the CLI (not a
+//     separate program) so the GPU machine, which has no .NET SDK, runs it from the same self-contained publish.
+using System.CommandLine;
 using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
@@ -11,30 +14,27 @@ using LmmR1.Text;
 using LmmR1.Vision;
 using SkiaSharp;
 
-static int Usage()
+namespace LmmR1.Cli.Commands;
+
+internal static class BenchInputsCommand
 {
-    Console.Error.WriteLine("usage: write-inputs DIR | run --inputs DIR --tokenizer DIR [--repeats N]");
-    return 2;
+    public static Command Create()
+    {
+        var output = new Option<string>("--output") { Description = "Folder to write the inputs to", Required = true };
+        var write = new Command("write", "Write the deterministic benchmark inputs (corpus.jsonl, images/)") { output };
+        write.SetAction(pr => { InputsBenchData.Write(pr.GetValue(output)!); return 0; });
+
+        var inputs = new Option<string>("--inputs") { Description = "Folder written by `bench inputs write`", Required = true };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "Folder with tokenizer.json", Required = true };
+        var repeats = new Option<int>("--repeats") { Description = "Timed repeats (the median is reported)", DefaultValueFactory = _ => 3 };
+        var run = new Command("run", "Tokenizer encode MB/s and image preprocessing images/s (JSON lines)") { inputs, tokenizer, repeats };
+        run.SetAction(pr => { InputsBench.Run(pr.GetValue(inputs)!, pr.GetValue(tokenizer)!, pr.GetValue(repeats)); return 0; });
+
+        return new Command("inputs", "Benchmarks of the tokenizer and image preprocessing") { write, run };
+    }
 }
 
-if (args.Length == 0) return Usage();
-if (args[0] == "write-inputs" && args.Length == 2) { Inputs.Write(args[1]); return 0; }
-if (args[0] != "run") return Usage();
-string? inputs = null, tokenizer = null;
-int repeats = 3;
-for (int i = 1; i + 1 < args.Length; i += 2)
-    switch (args[i])
-    {
-        case "--inputs": inputs = args[i + 1]; break;
-        case "--tokenizer": tokenizer = args[i + 1]; break;
-        case "--repeats": repeats = int.Parse(args[i + 1]); break;
-        default: return Usage();
-    }
-if (inputs == null || tokenizer == null) return Usage();
-Bench.Run(inputs, tokenizer, repeats);
-return 0;
-
-static class Bench
+internal static class InputsBench
 {
     static void Emit(object o) => Console.WriteLine(JsonSerializer.Serialize(o));
 
@@ -95,7 +95,7 @@ static class Bench
 }
 
 /// <summary>Deterministic benchmark inputs: a mixed text corpus and synthetic ~1 MP images.</summary>
-static class Inputs
+internal static class InputsBenchData
 {
     static readonly string[] Words = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an they you " +
         "were her she there been one all we their has would when if so no will more can out up into do any your what some time than " +
