@@ -14,15 +14,17 @@ public static class DemoCommand
         var output = new Option<string?>("--output") { Description = "Keep the models, data, logs, summary.json and reward_curve.png in this folder" };
         var seed = new Option<int>("--seed") { Description = "Seed of everything: weights, data, sampling", DefaultValueFactory = _ => 42 };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var configFile = new Option<string?>("--config") { Description = "All settings from a JSON file (the form of demo_config.json in the output; --seed and --device still apply)" };
         var cmd = new Command("demo", "Tiny end-to-end LMM-R1 run: SFT warm-up, FRE (RL on text arithmetic), MGT (RL on images of shapes); " +
                                       "prints held-out accuracy before/after each stage and the reward curves")
         {
-            quick, output, seed, device,
+            quick, output, seed, device, configFile,
         };
         cmd.SetAction(pr => InputsCli.Guard(() =>
         {
             ModelCommands.ParseDevice(pr.GetValue(device)!);
-            var config = DemoConfig.For(pr.GetValue(quick), pr.GetValue(seed)) with { Device = pr.GetValue(device)! };
+            var config = (pr.GetValue(configFile) is { } file ? DemoConfig.FromJsonFile(file) : DemoConfig.For(pr.GetValue(quick)))
+                with { Seed = pr.GetValue(seed), Device = pr.GetValue(device)! };
             string? keep = pr.GetValue(output);
             string dir = keep ?? Path.Combine(Path.GetTempPath(), $"lmmr1-demo-{Environment.ProcessId}");
             try

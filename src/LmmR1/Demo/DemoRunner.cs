@@ -29,6 +29,7 @@ public static class DemoRunner
         c.Validate();
         var total = Stopwatch.StartNew();
         Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "demo_config.json"), c.ToJson());
         using var logFile = new StreamWriter(Path.Combine(outDir, "demo.log"), append: false) { AutoFlush = true };
         void Log(string s)
         {
@@ -76,7 +77,7 @@ public static class DemoRunner
         Log($"model: Qwen2.5-VL architecture, {parameters / 1e6:F2} M parameters (decoder {modelConfig.Text.HiddenSize}×{modelConfig.Text.NumLayers} layers; " +
             $"vision {modelConfig.Vision!.Width}×{modelConfig.Vision.Depth} blocks, window {modelConfig.Vision.WindowSize} px), byte-level tokenizer ({tok.VocabSize} ids)");
         Log($"data: text a+b+c+d on digits 0–{DemoTasks.MaxDigit}: {text.Train.Count} training prompts, {text.HeldOut.Count} held out " +
-            $"({c.TextHeldOutSets} of the 70 digit multisets never trained on, in any order); " +
+            (c.TextHeldOutSets > 0 ? $"({c.TextHeldOutSets} of the 70 digit multisets never trained on, in any order); " : "(digit sequences never trained on); ") +
             $"images {ShapeScene.ImagePixels}×{ShapeScene.ImagePixels} px (4 vision tokens): {images.Train.Count} training, {images.HeldOut.Count} held out " +
             "(count 1–4 shapes, red vs blue; scene layouts never trained on)");
         Log($"accuracy: held-out pass@1 = mean over {c.EvalSamplesPerPrompt} samples per prompt at T={Fmt(c.Temperature)}, correct = LMM-R1 accuracy reward > 0" +
@@ -108,7 +109,7 @@ public static class DemoRunner
         using (var model = QwenVLModel.Load(Model("init"), ScalarType.Float32, device))
         {
             sftCurve = SftWarmup.Run(model, processor, sftData, c.Sft, c.Seed,
-                r => { if (r.Step % 25 == 0 || r.Step == c.Sft.Steps) Detail($"sft step {r.Step}: loss {r.Loss:F4}, lr {r.LearningRate:G3}"); }, ct);
+                r => { if (r.Step % 25 == 0 || r.Step == c.Sft.Steps) Detail($"sft step {r.Step}: loss {r.Loss:F4}, lr {r.LearningRate:G3}, {r.Seconds:F2} s"); }, ct);
             model.SaveHf(Model("sft"));
             PpoCheckpoint.CopyTokenizerFiles(Model("init"), Model("sft"));
         }

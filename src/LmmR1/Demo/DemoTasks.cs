@@ -62,6 +62,7 @@ public static class DemoTasks
             for (int d = min; d <= MaxDigit; d++) { cur.Add(d); Build(cur, d); cur.RemoveAt(cur.Count - 1); }
         }
         Build([], 0);
+        if (heldOutSets == 0) return ArithmeticByOrder(sets.SelectMany(Orders).ToList(), heldOutPrompts, rng);
         if (heldOutSets < 1 || heldOutSets >= sets.Count)
             throw new ArgumentOutOfRangeException(nameof(heldOutSets), $"must be in 1..{sets.Count - 1}, got {heldOutSets}");
         Shuffle(sets, rng);
@@ -73,6 +74,23 @@ public static class DemoTasks
             .Select(o => ArithmeticExample($"arith-heldout-{string.Concat(o)}", o, rng.Next(ArithmeticPhrasings.Length))).ToList();
         var train = new List<DemoExample>();
         foreach (var order in sets.Skip(heldOutSets).SelectMany(Orders))
+            for (int p = 0; p < ArithmeticPhrasings.Length; p++)
+                train.Add(ArithmeticExample($"arith-{string.Concat(order)}-{p}", order, p));
+        Shuffle(train, rng);
+        return new DemoSplit(train, heldOut);
+    }
+
+    /// <summary>The i.i.d. split: <paramref name="heldOutPrompts"/> digit sequences are held out (one random phrasing
+    /// each), and no phrasing of them is in the training pool; other orders of the same digits are.</summary>
+    static DemoSplit ArithmeticByOrder(List<int[]> sequences, int heldOutPrompts, Random rng)
+    {
+        if (heldOutPrompts < 1 || heldOutPrompts >= sequences.Count)
+            throw new ArgumentOutOfRangeException(nameof(heldOutPrompts), $"must be in 1..{sequences.Count - 1}, got {heldOutPrompts}");
+        Shuffle(sequences, rng);
+        var heldOut = sequences.Take(heldOutPrompts)
+            .Select(o => ArithmeticExample($"arith-heldout-{string.Concat(o)}", o, rng.Next(ArithmeticPhrasings.Length))).ToList();
+        var train = new List<DemoExample>();
+        foreach (var order in sequences.Skip(heldOutPrompts))
             for (int p = 0; p < ArithmeticPhrasings.Length; p++)
                 train.Add(ArithmeticExample($"arith-{string.Concat(order)}-{p}", order, p));
         Shuffle(train, rng);

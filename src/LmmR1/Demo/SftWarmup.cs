@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 
 namespace LmmR1.Demo;
 
-public sealed record SftStepReport(int Step, double Loss, double LearningRate);
+public sealed record SftStepReport(int Step, double Loss, double LearningRate, double Seconds);
 
 public static class SftWarmup
 {
@@ -45,8 +45,10 @@ public static class SftWarmup
             model.train();
             int[] order = [];
             int pos = 0, epoch = 0;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             for (int step = 1; step <= s.Steps; step++)
             {
+                clock.Restart();
                 ct.ThrowIfCancellationRequested();
                 var batch = new List<ExperienceItem>(s.BatchSize);
                 while (batch.Count < s.BatchSize)
@@ -67,7 +69,7 @@ public static class SftWarmup
                     loss += nll.item<float>();
                 }
                 opt.Step();
-                var report = new SftStepReport(step, loss, lr);
+                var report = new SftStepReport(step, loss, lr, clock.Elapsed.TotalSeconds);
                 reports.Add(report);
                 onStep?.Invoke(report);
             }
