@@ -1,8 +1,11 @@
-// `lmmr1 demo [--quick] [--output DIR] [--seed N] [--device cpu|cuda]`: the whole LMM-R1 recipe on a tiny
-// Qwen2.5-VL in minutes on a CPU, nothing downloaded (LmmR1.Demo.DemoRunner). Without --output the files go to a
+// `lmmr1 demo [--quick] [--output DIR] [--seed N] [--device cpu|cuda] [--config FILE]`: the whole LMM-R1 recipe on a
+// tiny Qwen2.5-VL in minutes on a CPU, nothing downloaded (LmmR1.Demo.DemoRunner). Progress lines as the stages run,
+// then a Spectre.Console table of held-out accuracy before → after each stage. Without --output the files go to a
 // temporary folder that is removed at the end.
 using System.CommandLine;
+using System.Globalization;
 using LmmR1.Demo;
+using Spectre.Console;
 
 namespace LmmR1.Cli.Commands;
 
@@ -27,17 +30,49 @@ public static class DemoCommand
                 with { Seed = pr.GetValue(seed), Device = pr.GetValue(device)! };
             string? keep = pr.GetValue(output);
             string dir = keep ?? Path.Combine(Path.GetTempPath(), $"lmmr1-demo-{Environment.ProcessId}");
+            DemoSummary summary;
             try
             {
-                DemoRunner.Run(config, dir, Console.WriteLine);
+                summary = DemoRunner.Run(config, dir, Console.WriteLine);
             }
             finally
             {
                 if (keep is null && Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
             }
+            Console.WriteLine();
+            AnsiConsole.Write(Table(summary));
+            var fre = summary.Stages.Single(s => s.Name == "fre");
+            var mgt = summary.Stages.Single(s => s.Name == "mgt");
+            Console.WriteLine($"RL gains on held-out prompts: FRE text {Points(fre.Gain)}, MGT images {Points(mgt.Gain)} " +
+                              $"({summary.Mode} mode, seed {summary.Seed}, {summary.Seconds.ToString("F0", CultureInfo.InvariantCulture)} s in all)");
             if (keep is null) Console.WriteLine("(files removed; pass --output DIR to keep them)");
             return 0;
         }));
         return cmd;
     }
+
+    /// <summary>Held-out pass@1 before → after each stage, the paired gain, greedy accuracy, held-out size and time.</summary>
+    static Table Table(DemoSummary s)
+    {
+        var t = new Table().Border(TableBorder.Rounded)
+            .Title($"lmmr1 demo: held-out pass@1 (T=1, mean over samples; greedy beside)")
+            .AddColumn("stage").AddColumn("starts from").AddColumn("task").AddColumn(new TableColumn("held-out").RightAligned())
+            .AddColumn(new TableColumn("before").RightAligned()).AddColumn(new TableColumn("after").RightAligned())
+            .AddColumn(new TableColumn("gain ± s.e.").RightAligned()).AddColumn(new TableColumn("greedy").RightAligned())
+            .AddColumn(new TableColumn("time").RightAligned());
+        foreach (var st in s.Stages)
+        {
+            int k = st.EvalPrompts == 0 ? 0 : st.EvalSamples / st.EvalPrompts;
+            string gain = $"{Points(st.Gain)} ± {(100 * st.GainStdErr).ToString("F1", CultureInfo.InvariantCulture)}";
+            string greedy = st.GreedyBefore is { } gb && st.GreedyAfter is { } ga ? $"{DemoRunner.Pct(gb)} → {DemoRunner.Pct(ga)}" : "";
+            t.AddRow(
+                Markup.Escape(st.Name.ToUpperInvariant()), Markup.Escape(st.InitFrom), Markup.Escape(st.Task), $"{st.EvalPrompts}×{k}",
+                DemoRunner.Pct(st.AccuracyBefore), DemoRunner.Pct(st.AccuracyAfter),
+                st.Gain > 0 ? $"[green]{gain}[/]" : $"[red]{gain}[/]",
+                greedy, $"{st.Seconds.ToString("F1", CultureInfo.InvariantCulture)} s");
+        }
+        return t;
+    }
+
+    static string Points(double gain) => (gain >= 0 ? "+" : "") + (100 * gain).ToString("F1", CultureInfo.InvariantCulture) + " pts";
 }

@@ -26,9 +26,16 @@ public static class DemoRunner
     /// <param name="log">Progress lines for people (also written to demo.log).</param>
     public static DemoSummary Run(DemoConfig c, string outDir, Action<string>? log = null, CancellationToken ct = default)
     {
+        int threads = torch.get_num_threads();
+        try { return RunStages(c, outDir, log, ct); }
+        finally { torch.set_num_threads(threads); }   // the process's setting, as it was (the demo's is its own)
+    }
+
+    static DemoSummary RunStages(DemoConfig c, string outDir, Action<string>? log, CancellationToken ct)
+    {
         c.Validate();
         var total = Stopwatch.StartNew();
-        Directory.CreateDirectory(outDir);
+        CheckWritable(outDir);
         File.WriteAllText(Path.Combine(outDir, "demo_config.json"), c.ToJson());
         using var logFile = new StreamWriter(Path.Combine(outDir, "demo.log"), append: false) { AutoFlush = true };
         void Log(string s)
@@ -103,7 +110,8 @@ public static class DemoRunner
         var sftData = LoadPrompts(sftFile, "response", c.Seed);
         Log("");
         Log($"[1/3] SFT warm-up: {c.Sft.Steps} steps × {c.Sft.BatchSize} examples ({sftSet.Count - sftImages} text, {sftImages} image; " +
-            $"lr {Fmt(c.Sft.LearningRate)}, cosine) — short on purpose, to leave headroom for RL");
+            $"lr {Fmt(c.Sft.LearningRate)}, cosine; {Pct(c.Sft.AnswerNoise)} of the demonstrations end in a wrong final answer) — " +
+            "short and sloppy on purpose, to leave headroom for RL");
         var clock = Stopwatch.StartNew();
         IReadOnlyList<SftStepReport> sftCurve;
         using (var model = QwenVLModel.Load(Model("init"), ScalarType.Float32, device))
@@ -116,9 +124,9 @@ public static class DemoRunner
         double sftSeconds = clock.Elapsed.TotalSeconds;
         Log($"      loss {sftCurve[0].Loss:F3} → {sftCurve[^1].Loss:F3} in {sftSeconds:F1} s");
         var sft = Measure("sft");
-        stages.Add(Stage("sft", $"{TextTask}+{ImageTask}", Merge(init.Text, init.Image), Merge(sft.Text, sft.Image), sftSeconds,
+        stages.Add(Stage("sft", "init", $"{TextTask}+{ImageTask}", Merge(init.Text, init.Image), Merge(sft.Text, sft.Image), sftSeconds,
             ByTask(init.Text, sft.Text, init.Image, sft.Image),
-            $"SFT {c.Sft.Steps} steps × {c.Sft.BatchSize}, lr {Fmt(c.Sft.LearningRate)}") with { LossCurve = sftCurve.Select(r => r.Loss).ToList() });
+            $"SFT {c.Sft.Steps} steps × {c.Sft.BatchSize}, lr {Fmt(c.Sft.LearningRate)}, answer noise {Fmt(c.Sft.AnswerNoise)}") with { LossCurve = sftCurve.Select(r => r.Loss).ToList() });
 
         // ---------------------------------------------------------------- FRE
         Log("");
@@ -129,7 +137,7 @@ public static class DemoRunner
         double freSeconds = clock.Elapsed.TotalSeconds;
         Log($"      reward {DemoReport.Sparkline(freCurve.Select(p => p.Reward).ToList(), 0, 1.5)}  {freCurve[0].Reward:F2} → {freCurve[^1].Reward:F2} in {freSeconds:F1} s");
         var fre = Measure("fre");
-        stages.Add(Stage("fre", TextTask, sft.Text, fre.Text, freSeconds, ByTask(sft.Text, fre.Text, null, null), "FRE " + Recipe(c.Fre))
+        stages.Add(Stage("fre", "sft", TextTask, sft.Text, fre.Text, freSeconds, ByTask(sft.Text, fre.Text, null, null), "FRE " + Recipe(c.Fre))
             with { RewardCurve = freCurve.Select(p => p.Reward).ToList(), AccuracyRewardCurve = freCurve.Select(p => p.AccuracyReward).ToList() });
 
         // ---------------------------------------------------------------- MGT
@@ -141,7 +149,7 @@ public static class DemoRunner
         double mgtSeconds = clock.Elapsed.TotalSeconds;
         Log($"      reward {DemoReport.Sparkline(mgtCurve.Select(p => p.Reward).ToList(), 0, 1.5)}  {mgtCurve[0].Reward:F2} → {mgtCurve[^1].Reward:F2} in {mgtSeconds:F1} s");
         var mgt = Measure("mgt");
-        stages.Add(Stage("mgt", ImageTask, fre.Image, mgt.Image, mgtSeconds, ByTask(null, null, fre.Image, mgt.Image), "MGT " + Recipe(c.Mgt))
+        stages.Add(Stage("mgt", "fre", ImageTask, fre.Image, mgt.Image, mgtSeconds, ByTask(null, null, fre.Image, mgt.Image), "MGT " + Recipe(c.Mgt))
             with { RewardCurve = mgtCurve.Select(p => p.Reward).ToList(), AccuracyRewardCurve = mgtCurve.Select(p => p.AccuracyReward).ToList() });
 
         // ---------------------------------------------------------------- blind check, outputs
@@ -164,7 +172,7 @@ public static class DemoRunner
             ImageChanceAccuracy = chance,
         };
         Log("");
-        foreach (var line in DemoReport.Table(summary)) Log(line);
+        foreach (var line in DemoReport.Table(summary)) logFile.WriteLine(line);   // the CLI draws its own table
         Log($"transfer: image accuracy {Pct(sft.Image.Pass1)} after SFT → {Pct(fre.Image.Pass1)} after text-only FRE; text accuracy {Pct(fre.Text.Pass1)} → {Pct(mgt.Text.Pass1)} after MGT");
         Log($"blind check: the final model on the held-out images replaced by blank ones scores {Pct(blind)} (a guess that ignores the image: {Pct(chance)})");
         DemoReport.WriteRewardCurve(Path.Combine(outDir, "reward_curve.png"), freCurve, mgtCurve);
@@ -172,6 +180,23 @@ public static class DemoRunner
         AtomicFile.WriteAllText(Path.Combine(outDir, "summary.json"), summary.ToJson());
         Log($"total {summary.Seconds:F1} s; summary.json, reward_curve.png, demo.log, data/ and models/ (init, sft, fre, mgt) in {Path.GetFullPath(outDir)}");
         return summary;
+    }
+
+    /// <summary>Creates <paramref name="dir"/> and writes a probe file into it, so an unusable --output fails before
+    /// any work, as an input error naming the folder.</summary>
+    static void CheckWritable(string dir)
+    {
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, ".lmmr1-demo-probe");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            throw InputException.At(dir, null, "--output", $"cannot write the demo's files there ({e.Message})");
+        }
     }
 
     static PromptDataset LoadPrompts(string file, string labelKey, int seed) =>
@@ -194,13 +219,13 @@ public static class DemoRunner
         $"train batch {s.TrainBatchSize}, lr {Fmt(s.LearningRate)}" + (s.InitKlCoef > 0 ? $", KL {Fmt(s.InitKlCoef)}" : ", no KL") +
         (s.FreezePrefix.Count > 0 ? $", frozen {string.Join(",", s.FreezePrefix)}" : "");
 
-    static DemoStageResult Stage(string name, string task, HeldOutAccuracy before, HeldOutAccuracy after, double seconds,
+    static DemoStageResult Stage(string name, string from, string task, HeldOutAccuracy before, HeldOutAccuracy after, double seconds,
                                  IReadOnlyDictionary<string, DemoTaskResult> byTask, string recipe)
     {
         var (gain, se) = after.PairedGain(before);
         return new DemoStageResult
         {
-            Name = name, Task = task,
+            Name = name, Task = task, InitFrom = "models/" + from,
             AccuracyBefore = before.Pass1, AccuracyAfter = after.Pass1,
             EvalSamples = after.Samples, EvalPrompts = after.Prompts, Seconds = seconds,
             Gain = gain, GainStdErr = se,

@@ -33,6 +33,8 @@ public sealed record DemoStageResult
     /// <summary>Wall time of the stage's training (evaluations excluded).</summary>
     [JsonPropertyName("seconds")] public required double Seconds { get; init; }
 
+    /// <summary>The checkpoint the stage started from (relative to the output folder): MGT starts from FRE's.</summary>
+    [JsonPropertyName("init_from")] public required string InitFrom { get; init; }
     [JsonPropertyName("gain")] public required double Gain { get; init; }
     /// <summary>Standard error of the gain over held-out prompts (paired: same prompts, same random streams).</summary>
     [JsonPropertyName("gain_stderr")] public required double GainStdErr { get; init; }
