@@ -46,6 +46,10 @@ public static class DemoCommand
             Console.WriteLine($"RL gains on held-out prompts: FRE text {Points(fre.Gain)}, MGT images {Points(mgt.Gain)} " +
                               $"({summary.Mode} mode, seed {summary.Seed}, {summary.Seconds.ToString("F0", CultureInfo.InvariantCulture)} s in all)");
             if (keep is null) Console.WriteLine("(files removed; pass --output DIR to keep them)");
+            // Run the finalizers of tensors the stages left to the GC now, while libtorch is alive: one full run
+            // crashed (SIGSEGV) after its last line, at process exit.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
             return 0;
         }));
         return cmd;

@@ -72,7 +72,10 @@ public static class DemoRunner
         var modelConfig = DemoModel.Write(Model("init"), c.Seed);
         var tok = QwenTokenizer.Load(Model("init"));
         var processor = new QwenVLProcessor(tok);
-        using var reward = new RuleRewardModel();
+        // The reward's default 30 ms verification budget guards a server against hostile answers; here it would make
+        // rewards depend on machine load (the first, cold calls in a process exceed it), and a run would no longer
+        // be a function of its seed. The demo's answers are a few characters: 10 s is never reached.
+        using var reward = new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromSeconds(10) });
         var evaluator = new DemoEvaluator(processor, reward, c.EvalSamplesPerPrompt, c.Temperature, c.GenerateMaxLen,
             unchecked((ulong)c.Seed * 7919UL + 17UL), c.GreedyEval);
         var textEval = LoadPrompts(textEvalFile, "answer", c.Seed);
