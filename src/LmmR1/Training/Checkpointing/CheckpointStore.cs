@@ -40,6 +40,7 @@ public sealed partial class CheckpointStore
             write(tmp);
             File.WriteAllText(Path.Combine(tmp, CompleteMarker), step.ToString(CultureInfo.InvariantCulture));
             SyncTree(tmp);
+            Runs.RunHooks.Reach("save-written", step);
             string final = Path.Combine(Root, FolderName(step));
             if (Directory.Exists(final))
             {
@@ -56,8 +57,10 @@ public sealed partial class CheckpointStore
                 Directory.Move(tmp, final);
                 AtomicFile.SyncDirectory(Root);
             }
+            Runs.RunHooks.Reach("save-renamed", step);
             AtomicFile.WriteAllText(Path.Combine(Root, LatestFile), FolderName(step) + "\n");
             Prune();
+            Runs.RunHooks.Reach("save-done", step);
             return final;
         }
         catch
@@ -88,16 +91,26 @@ public sealed partial class CheckpointStore
             .ToList();
     }
 
+    /// <summary>The Hugging Face export of checkpoint <paramref name="step"/> (--save_hf_ckpt): global_step{N}_hf.</summary>
+    public string HfFolder(long step) => Path.Combine(Root, FolderName(step) + HfSuffix);
+
+    public const string HfSuffix = "_hf";
+
     void Prune()
     {
         var all = Complete().ToList();
-        foreach (var (_, dir) in all.Take(Math.Max(0, all.Count - MaxCheckpoints))) TryDelete(dir);
+        foreach (var (step, dir) in all.Take(Math.Max(0, all.Count - MaxCheckpoints)))
+        {
+            TryDelete(dir);
+            TryDelete(HfFolder(step));   // its HF export goes with it
+        }
         // Folders without the marker are remains of saves killed before the rename; never the newest complete one.
         foreach (var d in Directory.EnumerateDirectories(Root))
             if (StepFolder().IsMatch(Path.GetFileName(d)) && !IsComplete(d)) TryDelete(d);
     }
 
-    static void SyncTree(string dir)
+    /// <summary>fsyncs every file and folder under <paramref name="dir"/> (and the folder itself).</summary>
+    public static void SyncTree(string dir)
     {
         foreach (var f in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories))
         {

@@ -133,6 +133,11 @@ public sealed record RunSettings
     public string? UseTensorboard { get; init; }
     /// <summary>--eval_steps: -1 = once per episode (upstream).</summary>
     public long EvalSteps { get; init; } = -1;
+    /// <summary>--max_nonfinite_steps (ours): stop after this many optimizer steps in a row skipped for a non-finite
+    /// loss or gradient.</summary>
+    public int MaxNonFiniteSteps { get; init; } = 3;
+    /// <summary>--log_samples (ours): generations per logging step written to samples.jsonl and TensorBoard text.</summary>
+    public int LogSamples { get; init; } = 4;
 }
 
 public sealed record PpoConfig
@@ -270,6 +275,8 @@ public sealed record PpoConfig
         if (run.EvalSteps == 0 || run.EvalSteps < -1) throw Flag("--eval_steps", $"must be -1 (once per episode) or ≥ 1, got {run.EvalSteps}");
         if (run.LoggingSteps < 1) throw Flag("--logging_steps", $"must be ≥ 1, got {run.LoggingSteps}");
         if (run.MaxCkptNum < 1) throw Flag("--max_ckpt_num", $"must be ≥ 1, got {run.MaxCkptNum}");
+        if (run.MaxNonFiniteSteps < 1) throw Flag("--max_nonfinite_steps", $"must be ≥ 1, got {run.MaxNonFiniteSteps}");
+        if (run.LogSamples < 0) throw Flag("--log_samples", $"must be ≥ 0, got {run.LogSamples}");
         return this;
     }
 
