@@ -17,7 +17,7 @@ public sealed record RewardOptions
     public string ResponsePrefix { get; init; } = "<|im_start|>assistant\n";
     public IReadOnlyList<string> EndTokens { get; init; } = ["<|im_end|>", "<｜end▁of▁sentence｜>", "<|endoftext|>", "<end_of_turn>"];
     /// <summary>Wall-clock budget for verifying one sample.</summary>
-    public TimeSpan TimeBudget { get; init; } = TimeSpan.FromMilliseconds(40);
+    public TimeSpan TimeBudget { get; init; } = TimeSpan.FromMilliseconds(30);
 
     public void Validate()
     {
@@ -92,7 +92,7 @@ public static class LmmR1Reward
     {
         label = (label ?? "").Trim();
         if (!label.StartsWith('$')) label = "$" + label + "$";
-        var options = new VerifyOptions { Gold = LabelExtraction, Prediction = ResponseExtraction, TimeBudget = timeBudget ?? TimeSpan.FromMilliseconds(40) };
+        var options = new VerifyOptions { Gold = LabelExtraction, Prediction = ResponseExtraction, TimeBudget = timeBudget ?? TimeSpan.FromMilliseconds(30) };
         var budget = new Verification.Budget(options.TimeBudget);
         try
         {

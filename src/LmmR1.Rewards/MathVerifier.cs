@@ -1,7 +1,6 @@
 // Entry point of the verifier: extract answers from gold and prediction, then compare every pair (Math-Verify's
 // verify(parse(gold), parse(pred))). Never throws: bad input, unsupported notation, a spent time budget or an
 // internal error all come back as Verified=false with a reason.
-using System.Diagnostics;
 using LmmR1.Rewards.Verification;
 using LmmR1.Rewards.Verification.Extraction;
 using LmmR1.Rewards.Verification.Symbolic;
@@ -93,7 +92,4 @@ public static class MathVerifier
                     new RewardOptions { TimeBudget = TimeSpan.FromSeconds(5) });
             }
     }
-
-    [Conditional("DEBUG")]
-    internal static void Trace(string message) => Debug.WriteLine(message);
 }

@@ -49,7 +49,7 @@ public sealed record VerifyOptions
     /// <summary>Also turn a predicted relation into a set when the gold is a set.</summary>
     public bool AllowSetRelationComp { get; init; }
     /// <summary>Wall-clock budget of one Verify call; spent = "not verified" with a reason.</summary>
-    public TimeSpan TimeBudget { get; init; } = TimeSpan.FromMilliseconds(40);
+    public TimeSpan TimeBudget { get; init; } = TimeSpan.FromMilliseconds(30);
     /// <summary>Longer inputs keep only their last MaxInputChars characters (answers sit at the end).</summary>
     public int MaxInputChars { get; init; } = 32_768;
 

@@ -2,7 +2,6 @@
 // protocol (so OpenRLHF's --remote_rm_url can use it).
 using System.CommandLine;
 using System.Globalization;
-using System.Text;
 using LmmR1.Rewards;
 using LmmR1.Rewards.Server;
 
@@ -25,7 +24,7 @@ public static class RewardCommands
     private static Command VerifyCommand()
     {
         var input = new Option<FileInfo?>("--input") { Description = "JSONL file to read instead of stdin" };
-        var budget = new Option<int>("--time-budget-ms") { Description = "Time budget of one verification in ms", DefaultValueFactory = _ => 40 };
+        var budget = new Option<int>("--time-budget-ms") { Description = "Time budget of one verification in ms", DefaultValueFactory = _ => 30 };
         var cmd = new Command("verify",
             "Read JSONL {\"gold\", \"pred\", \"config\"} lines (stdin or --input) and write {\"verified\", \"reason\", \"ms\"} lines. " +
             "config keys (all optional): extraction (latex|expr|latex+expr), latex_boxed_match_priority, float_rounding, " +
@@ -39,11 +38,10 @@ public static class RewardCommands
             if (budgetMs <= 0) return Fail("--time-budget-ms must be positive");
             try
             {
-                using var reader = file != null ? new StreamReader(file.FullName) : new StreamReader(Console.OpenStandardInput());
-                using var stdout = new StreamWriter(Console.OpenStandardOutput(), new UTF8Encoding(false)) { AutoFlush = false };
+                using var fileReader = file != null ? new StreamReader(file.FullName) : null;
                 MathVerifier.WarmUp();
-                try { return VerifyJsonl.Run(reader, stdout, file?.FullName ?? "<stdin>", TimeSpan.FromMilliseconds(budgetMs)); }
-                finally { stdout.Flush(); }
+                try { return VerifyJsonl.Run(fileReader ?? Console.In, Console.Out, file?.FullName ?? "<stdin>", TimeSpan.FromMilliseconds(budgetMs)); }
+                finally { Console.Out.Flush(); }
             }
             catch (RewardInputException e) { return Fail(e.Message); }
             catch (IOException e) { return Fail(e.Message); }
@@ -95,7 +93,7 @@ public static class RewardCommands
         new Option<bool>("--disable-format-reward") { Description = "Give no format reward (LMM-R1's flag of the same name)" },
         new Option<double>("--format-weight") { Description = "Reward for <think>…</think><answer>…</answer>", DefaultValueFactory = _ => 0.5 },
         new Option<double>("--accuracy-weight") { Description = "Reward for a verified answer", DefaultValueFactory = _ => 1.0 },
-        new Option<int>("--time-budget-ms") { Description = "Time budget of one verification in ms", DefaultValueFactory = _ => 40 }
+        new Option<int>("--time-budget-ms") { Description = "Time budget of one verification in ms", DefaultValueFactory = _ => 30 }
     );
 
     private static RewardOptions BuildRewardOptions(ParseResult parse, Option<bool> noFormat, Option<double> formatWeight, Option<double> accWeight, Option<int> budget)
@@ -126,6 +124,9 @@ public static class RewardCommands
         foreach (var o in new Option[] { host, port, apiKey, maxMb, threads, noFormat, formatWeight, accWeight, budget }) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
+            // Idle thread-pool workers spin for work by default; on a 2-core box that spin takes CPU from the
+            // verification threads (measured: ~0.68 → ~0.46 ms of CPU per sample). Read when the pool starts.
+            AppContext.SetData("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", 0);
             RewardServerOptions options;
             try
             {

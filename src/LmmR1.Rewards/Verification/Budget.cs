@@ -25,10 +25,10 @@ internal sealed class Budget
     public int MaxDepth { get; }
     public bool Expired => Stopwatch.GetTimestamp() > _deadline;
 
-    /// <summary>Cheap check for hot loops: reads the clock every 64 calls.</summary>
+    /// <summary>Cheap check for hot loops: reads the clock (~20 ns) every 16 calls.</summary>
     public void Tick()
     {
-        if ((++_ticks & 63) == 0 && Stopwatch.GetTimestamp() > _deadline)
+        if ((++_ticks & 15) == 0 && Stopwatch.GetTimestamp() > _deadline)
             throw new BudgetExceededException("time budget exceeded");
     }
 

@@ -119,7 +119,9 @@ internal static class AnswerExtractor
             var normalized = LatexNormalizer.Normalize(s[env.ContentStart..env.ContentEnd], config, budget);
             strs.Add(normalized);
             var parsed = ParseLatex(normalized, budget);
-            if (parsed != null && env.Percent) parsed = MulNode.Percent(parsed);
+            // convert_to_pct multiplies by 1/100; sympy refuses that for relations, sets, tuples and matrices.
+            if (parsed != null && env.Percent)
+                parsed = parsed is RelationNode or AndNode or SetNode or TupleNode or MatrixNode ? null : MulNode.Percent(parsed);
             exprs.Add(parsed);
         }
         if (exprs.Count == 0) return (null, "");

@@ -3,6 +3,8 @@
 // sign before them; expressions of digits and + - * × / ^ ( ) ÷ that start with a digit and contain an operator.
 // Each needs whitespace, `=` or the start before it. Not DOTALL: the anchored forms stop at newlines.
 // Departure: after `answer … X` the reference backtracks into X when `(?!\s*=)` fails; here that start is skipped.
+using System.Runtime.CompilerServices;
+
 namespace LmmR1.Rewards.Verification.Extraction;
 
 internal sealed class ExprMatch(int start, int end, string? expr, string integer, string @decimal, bool percent) : RawMatch(start, end)
@@ -27,6 +29,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
 
     // ---------------------------------------------------------------- expr_re + suffix
     /// <summary>-?\(?-?\d[C]*[O][C]+\)? followed by (?:\*\*)?(?:\.|,|:|\s|\)|\$|$), starting at q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Hit? ExprAt(int q)
     {
         var s = t.S;
@@ -65,6 +68,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
 
     private bool ValidEnd(int e) => (e < t.Length && t.S[e] == ')' && SuffixLength(e + 1) >= 0) || SuffixLength(e) >= 0;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int RunEnd(int i)
     {
         if (_runEnd == null)
@@ -78,6 +82,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
     }
 
     /// <summary>Largest e in (run, runEnd] with a valid suffix, cached per run (it does not depend on the start).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int RunValidEnd(int from, int runEnd)
     {
         if (_runValidEnd.TryGetValue(runEnd, out var cached)) return cached >= from + 1 ? cached : -1;
@@ -92,6 +97,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         return best >= from + 1 ? best : -1;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int PrevOp(int i)
     {
         if (_prevOp == null)
@@ -107,6 +113,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
 
     // ---------------------------------------------------------------- number_re
     /// <summary>(?&lt;!\d)(INT1 DEC1? | INT2 DEC2 | DEC3 | INT3) PERCENT? at q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Hit? NumberAt(int q)
     {
         var s = t.S;
@@ -370,6 +377,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
     private int[]? _prevEquals, _nextCandidate;
 
     /// <summary>Largest j ≤ i holding '=', or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int PrevEquals(int i)
     {
         if (i < 0) return -1;
@@ -384,6 +392,7 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
 
     /// <summary>Smallest j ≥ i where a prefix char (whitespace or '=') is followed by something a number or an
     /// expression can start with; other positions cannot match expr_or_number.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int NextCandidate(int i)
     {
         if (i >= t.Length) return -1;

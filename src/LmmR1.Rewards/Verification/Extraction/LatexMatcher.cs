@@ -2,6 +2,8 @@
 // $$…$$, \[…\] (multi-line), $…$, \(…\) (one line), ` […] `, a bare numeric \frac{n}{m}, an optional percent
 // suffix, up to five more environments joined by and/or/`,`; the "boxed" variants require a \boxed{…} inside.
 // Anchored forms: "final answer is … I hope" (0), "final answer … is" (50), "answer:" (100), "answer" (200), plain (300).
+using System.Runtime.CompilerServices;
+
 namespace LmmR1.Rewards.Verification.Extraction;
 
 internal readonly record struct LatexEnv(int ContentStart, int ContentEnd, bool Percent, bool BareBoxed);
@@ -42,6 +44,7 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
     }
 
     /// <summary>Smallest j ≥ i where a plain environment starts, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int NextPlainStart(int i)
     {
         if (i >= t.Length) return -1;
@@ -59,6 +62,7 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
     }
 
     /// <summary>One environment starting exactly at <paramref name="pos"/> (regex alternation order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Env? ComputeEnvAt(int pos, bool boxed)
     {
         var s = t.S;

@@ -3,6 +3,7 @@
 // (thousands of unclosed `\[`) those go quadratic, these tables never do. Tables are rented from the shared
 // ArrayPool (a 32k-char input would otherwise put a dozen arrays on the large-object heap per call).
 using System.Buffers;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Extraction;
 
@@ -46,6 +47,7 @@ internal sealed class TextIndex : IDisposable
     public int NextBoxed(int i) => Next(ref _nextBoxed, i, static (s, j) => s[j] == '\\' && string.CompareOrdinal(s, j, "\\boxed{", 0, 7) == 0);
 
     /// <summary>Largest j ≤ i holding '}', or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int PrevCloseBrace(int i)
     {
         if (i < 0) return -1;
@@ -67,6 +69,7 @@ internal sealed class TextIndex : IDisposable
         return PrevCloseBrace(to - 1) >= b + 8;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int Next(ref int[]? table, int i, Func<string, int, bool> pred)
     {
         if (i >= S.Length || i < 0) return -1;
@@ -79,6 +82,7 @@ internal sealed class TextIndex : IDisposable
         return table[i];
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int[] BuildWsEnd()
     {
         var r = RentInts(S.Length + 1);

@@ -3,6 +3,7 @@
 // Unknown commands and stray characters are errors, exactly as the reference lexer rejects them (that is how
 // `1 = \zzz = x = 0` falls back to its last `=` part). Departure: `∞` and a bare `°` are accepted.
 using System.Text;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Latex;
 
@@ -30,7 +31,7 @@ internal static class LatexLexer
         ["gt"] = Tok.Gt, ["ge"] = Tok.Ge, ["geq"] = Tok.Ge, ["geqslant"] = Tok.Ge, ["ne"] = Tok.Ne, ["neq"] = Tok.Ne,
         ["cup"] = Tok.Union, ["cap"] = Tok.Intersection, ["setminus"] = Tok.SetMinus, ["pm"] = Tok.PlusMinus, ["mp"] = Tok.PlusMinus,
         ["emptyset"] = Tok.SetEmpty, ["subseteq"] = Tok.Subset, ["supseteq"] = Tok.Supset,
-        ["infty"] = Tok.Infinity, ["partial"] = Tok.Partial, ["Gamma"] = Tok.FuncGamma, ["gamma"] = Tok.FuncGamma,
+        ["infty"] = Tok.Infinity, ["partial"] = Tok.Partial,
         ["exponentialE"] = Tok.ExpE,
     };
 
@@ -56,7 +57,7 @@ internal static class LatexLexer
 
     internal static readonly HashSet<string> GreekNames = new(StringComparer.Ordinal)
     {
-        "alpha", "beta", "delta", "Delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "Theta", "vartheta", "iota",
+        "alpha", "beta", "gamma", "Gamma", "delta", "Delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "Theta", "vartheta", "iota",
         "kappa", "lambda", "Lambda", "mu", "nu", "xi", "Xi", "omicron", "pi", "Pi", "varpi", "rho", "varrho", "sigma", "Sigma",
         "varsigma", "tau", "upsilon", "Upsilon", "phi", "Phi", "varphi", "chi", "psi", "Psi", "omega", "Omega",
     };
@@ -97,20 +98,29 @@ internal static class LatexLexer
 
     private static readonly string[] MatrixTypes = ["matrix", "pmatrix", "bmatrix"];
 
+    /// <summary>An answer longer than this is not parsed (no real answer comes near it; a hostile one would only
+    /// fill the heap with tokens and tree nodes).</summary>
+    public const int MaxTokens = 20_000;
+
+    // One-character token texts without a fresh string each.
+    private static readonly string[] OneChar = [.. Enumerable.Range(0, 128).Select(c => ((char)c).ToString())];
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static List<LatexToken> Tokenize(string s, Budget budget)
     {
-        var tokens = new List<LatexToken>(s.Length / 2 + 4);
+        var tokens = new List<LatexToken>(Math.Min(s.Length / 2 + 4, 1024));
         int i = 0;
         while (i < s.Length)
         {
             budget.Tick();
+            if (tokens.Count >= MaxTokens) throw new LatexParseException($"more than {MaxTokens} tokens");
             char c = s[i];
             if (c is ' ' or '\t' or '\r' or '\n') { i++; continue; }
             int start = i;
             if (c == '\\') { i = LexBackslash(s, i, tokens); continue; }
             if (IsAsciiDigit(c) || (c == '.' && i + 1 < s.Length && IsAsciiDigit(s[i + 1]))) { i = LexNumber(s, i, tokens); continue; }
             if (IsAsciiLetter(c)) { i = LexLetters(s, i, tokens); continue; }
-            if (GreekChars.TryGetValue(c, out var greek)) { tokens.Add(new(greek is "gamma" or "Gamma" ? Tok.FuncGamma : Tok.Greek, "\\" + greek, start)); i++; continue; }
+            if (GreekChars.TryGetValue(c, out var greek)) { tokens.Add(new(Tok.Greek, "\\" + greek, start)); i++; continue; }
             switch (c)
             {
                 case '+': case '∔': case '⊕': case '⊞': Add(Tok.Add, 1); break;
@@ -185,7 +195,7 @@ internal static class LatexLexer
             }
             continue;
 
-            void Add(Tok kind, int len) { tokens.Add(new(kind, s.Substring(i, len), i)); i += len; }
+            void Add(Tok kind, int len) { tokens.Add(new(kind, len == 1 && s[i] < 128 ? OneChar[s[i]] : s.Substring(i, len), i)); i += len; }
         }
         tokens.Add(new(Tok.Eof, "", s.Length));
         return tokens;
@@ -195,6 +205,7 @@ internal static class LatexLexer
     internal static bool IsAsciiDigit(char c) => c is >= '0' and <= '9';
     internal static bool IsAsciiLetter(char c) => c is >= 'a' and <= 'z' or >= 'A' and <= 'Z';
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int LexNumber(string s, int i, List<LatexToken> tokens)
     {
         int start = i;
@@ -222,6 +233,7 @@ internal static class LatexLexer
         return i;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int LexLetters(string s, int i, List<LatexToken> tokens)
     {
         int start = i;
@@ -244,10 +256,11 @@ internal static class LatexLexer
             }
             if (end - i > best) { best = end - i; kind = Tok.Differential; }
         }
-        tokens.Add(new(kind, s.Substring(start, best), start));
+        tokens.Add(new(kind, best == 1 ? OneChar[s[start]] : s.Substring(start, best), start));
         return start + best;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int LexBackslash(string s, int i, List<LatexToken> tokens)
     {
         int start = i;

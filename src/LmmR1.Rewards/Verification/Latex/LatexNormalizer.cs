@@ -4,6 +4,7 @@
 // `1-\frac{1}{\mathrm{e}}` keeps its e instead of losing `\text{e}}` and its closing brace.
 using System.Globalization;
 using System.Text;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Latex;
 
@@ -20,7 +21,9 @@ internal static class LatexNormalizer
             text = RemoveLeftRight(text);
             text = FixPermutations(text);
             text = RemoveUseless(text);
+            budget.CheckNow();
             text = ReplaceInLatex(text);
+            budget.CheckNow();
             text = text.Replace('\n', ' ').Replace('\t', ' ');
             if (!text.Contains("matrix", StringComparison.Ordinal)) text = FixDoubledBackslashes(text);
         }
@@ -42,6 +45,7 @@ internal static class LatexNormalizer
         }
         if (config.MalformedOperators)
         {
+            budget.CheckNow();
             text = FixMalformedOperators(text);
             text = FixSqrt(text);
             text = FixFracs(text);
@@ -54,6 +58,7 @@ internal static class LatexNormalizer
     // ---------------------------------------------------------------- boxed
     /// <summary>extract_boxed_content: searching right to left for \boxed/\fbox; "last" keeps the last box plus
     /// earlier ones that are close (&lt;10 chars) or separated by and/or/,/; within 70 chars.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static string ExtractBoxedContent(string text, bool lastMode)
     {
         var results = new List<string>();
@@ -89,7 +94,7 @@ internal static class LatexNormalizer
                     bool ok = between.Length < 10 || (content != prev && between.Length < 70 && HasSeparator(between));
                     if (!ok) break;
                 }
-                if (results.Count == 0 || results[^1] != content) results.Add(content);
+                results.Add(content);
                 lastBoxedStart = startIdx;
                 maxPos = startIdx;
             }
@@ -123,23 +128,9 @@ internal static class LatexNormalizer
         return -1;
     }
 
-    // \b(and|or)\b|,|;
-    private static bool HasSeparator(string s)
-    {
-        if (s.Contains(',') || s.Contains(';')) return true;
-        foreach (var w in new[] { "and", "or" })
-        {
-            int i = 0;
-            while ((i = s.IndexOf(w, i, StringComparison.Ordinal)) >= 0)
-            {
-                bool left = i == 0 || !IsWordChar(s[i - 1]);
-                bool right = i + w.Length >= s.Length || !IsWordChar(s[i + w.Length]);
-                if (left && right) return true;
-                i++;
-            }
-        }
-        return false;
-    }
+    // latex2sympy2_extended 1.10.2 (the version Math-Verify 0.8.0 pins): a plain substring test, so "more" counts.
+    private static bool HasSeparator(string s) =>
+        s.Contains("and", StringComparison.Ordinal) || s.Contains("or", StringComparison.Ordinal) || s.Contains(',') || s.Contains(';');
 
     internal static bool IsWordChar(char c) => char.IsLetterOrDigit(c) || c == '_';
 
@@ -149,6 +140,7 @@ internal static class LatexNormalizer
     private static readonly string[] RightDelims =
         ["\\}", "}", "\\|", "|", "]", ")", "\\rbrack", "\\rgroup", "\\rbrace", "\\vert", "\\rvert", "\\rceil", "\\rfloor", "\\rangle", "\\lrcorner", "\\urcorner"];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveLeftRight(string s)
     {
         if (!s.Contains("left", StringComparison.Ordinal) && !s.Contains("right", StringComparison.Ordinal)) return s;
@@ -176,6 +168,7 @@ internal static class LatexNormalizer
     }
 
     // \(([a-zA-Z0-9+\-*/\\ ]+?)\)_{([a-zA-Z0-9+\-*/\\ ]+?)} → \frac{(\1)!}{((\1)-(\2))!}
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixPermutations(string s)
     {
         if (!s.Contains(")_{", StringComparison.Ordinal)) return s;
@@ -209,6 +202,7 @@ internal static class LatexNormalizer
     }
 
     // \\mathrm\{th\} | \\!\s* | \\text\s*\{\s*\} | \\\$ | \$ | (?<!\\)["'] | \\displaystyle  → ""
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveUseless(string s)
     {
         var sb = new StringBuilder(s.Length);
@@ -241,6 +235,7 @@ internal static class LatexNormalizer
     }
 
     /// <summary>The to_replace_patterns of latex2sympy2, one alternation scanned left to right.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string ReplaceInLatex(string s)
     {
         var sb = new StringBuilder(s.Length + 16);
@@ -259,6 +254,7 @@ internal static class LatexNormalizer
     private static readonly (string Word, bool IsText)[] PercentWords =
         [("percentage", false), ("percentage", true), ("percent", false), ("percent", true), ("pct", false), ("pct", true)];
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int MatchReplacement(string s, int[] wsEnd, int i, out string repl)
     {
         char c = s[i];
@@ -325,7 +321,8 @@ internal static class LatexNormalizer
         // dot: ,?\\ldots
         if (At(s, i, "\\ldots")) { repl = " "; return 6; }
         if (c == ',' && At(s, i + 1, "\\ldots")) { repl = " "; return 7; }
-        // percentage / percent / pct (with \s* and word boundaries), and their \text{} forms
+        // percentage / percent / pct after optional whitespace, and their \text{} forms (1.10.2: no word
+        // boundaries, so "28percent" and "percentages" are replaced too).
         {
             int j = wsEnd[i];
             foreach (var (word, isText) in PercentWords)
@@ -333,15 +330,10 @@ internal static class LatexNormalizer
                 if (isText)
                 {
                     var lit = "\\text{" + word + "}";
-                    if (At(s, i, lit)) { repl = "%"; return lit.Length; }
+                    if (At(s, i, lit)) { repl = "\\%"; return lit.Length; }
                     continue;
                 }
-                bool leftBoundary = j == 0 || !IsWordChar(s[j - 1]);
-                if (leftBoundary && At(s, j, word) && (j + word.Length >= s.Length || !IsWordChar(s[j + word.Length])))
-                {
-                    repl = "\\%";
-                    return j + word.Length - i;
-                }
+                if (At(s, j, word)) { repl = "\\%"; return j + word.Length - i; }
             }
         }
         // inf: (?<!\\)inf(?!inity)
@@ -352,6 +344,7 @@ internal static class LatexNormalizer
     }
 
     // \\\\(?=[a-zA-Z]) → \  (a doubled backslash before a command name)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixDoubledBackslashes(string s)
     {
         if (!s.Contains("\\\\", StringComparison.Ordinal)) return s;
@@ -367,6 +360,7 @@ internal static class LatexNormalizer
     // ---------------------------------------------------------------- units
     /// <summary>unit_superscript_regex: (\\(?:text|mbox){.*?})(\^\d|\{\^\d\})?$ — the first \text{ or \mbox{
     /// (at brace depth 0, our departure) from which the string runs to a final `}` (optionally `^d`).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveTrailingTextUnit(string s)
     {
         int end = s.Length;
@@ -377,17 +371,17 @@ internal static class LatexNormalizer
         if (end >= 3 && s[end - 2] == '^' && char.IsDigit(s[end - 1]) && s[end - 3] == '}') closings.Add(end - 3);
         if (end >= 5 && s[end - 1] == '}' && char.IsDigit(s[end - 2]) && s[end - 3] == '^' && s[end - 4] == '{' && s[end - 5] == '}') closings.Add(end - 5);
         if (closings.Count == 0) return s;
+        // `.*?` does not cross a newline: the content must start after the last newline before the closing brace.
+        var lastNewlineBefore = closings.Select(q => s.LastIndexOf('\n', Math.Max(0, q - 1))).ToArray();
         int depth = 0;
-        int lastNewline = -1;
         for (int i = 0; i < end; i++)
         {
             char c = s[i];
-            if (c == '\n') lastNewline = i;
             if (c == '\\' && depth == 0 && (At(s, i, "\\text{") || At(s, i, "\\mbox{")))
             {
                 int open = i + 5;
-                foreach (var q in closings)
-                    if (q > open && s.IndexOf('\n', open, q - open) < 0) return s[..i];
+                for (int k = 0; k < closings.Count; k++)
+                    if (closings[k] > open && lastNewlineBefore[k] < open) return s[..i];
             }
             if (c == '\\' && i + 1 < end && (s[i + 1] == '{' || s[i + 1] == '}')) { i++; continue; }
             if (c == '{') depth++;
@@ -411,6 +405,7 @@ internal static class LatexNormalizer
     ];
 
     /// <summary>units_regex: (\d|\}|\s)\s*(?:unit)(?:s|es)?\s*$ → \1, at the leftmost position it can match.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string RemoveUnitWord(string s)
     {
         int end = s.Length;
@@ -449,6 +444,7 @@ internal static class LatexNormalizer
     }
 
     // `^\s?\((.*?)\)` → `^{\1}` and `sqrt\s?\((.*?)\)` → `\sqrt{\1}` (no newline inside, as `.` in Python).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string ReplaceParenGroup(string s, string head, string open, string close)
     {
         if (!s.Contains(head, StringComparison.Ordinal)) return s;
@@ -480,6 +476,7 @@ internal static class LatexNormalizer
     }
 
     /// <summary>next[i] = smallest index ≥ i whose char satisfies <paramref name="pred"/>, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int[] NextIndexArray(string s, Func<char, bool> pred)
     {
         var next = new int[s.Length + 1];
@@ -569,6 +566,7 @@ internal static class LatexNormalizer
 
     /// <summary>re.sub over occurrences of <paramref name="head"/>: <paramref name="tryAt"/> gets the index after
     /// the head and returns (end, replacement) or null. Bounded: a failing scan never repeats past a newline.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string ScanCommand(string s, string head, Func<int, (int End, string Repl)?> tryAt)
     {
         if (!s.Contains(head, StringComparison.Ordinal)) return s;
@@ -587,6 +585,7 @@ internal static class LatexNormalizer
         return sb.ToString();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixSqrt(string text)
     {
         if (!text.Contains("\\sqrt", StringComparison.Ordinal)) return text;
@@ -601,6 +600,7 @@ internal static class LatexNormalizer
         return sb.ToString();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static string FixFracs(string text)
     {
         var substrs = text.Split("\\frac");
@@ -642,6 +642,7 @@ internal static class LatexNormalizer
     // ---------------------------------------------------------------- helpers
     private static bool At(string s, int i, string lit) => i >= 0 && i + lit.Length <= s.Length && string.CompareOrdinal(s, i, lit, 0, lit.Length) == 0;
     /// <summary>wsEnd[i] = first index ≥ i that is not whitespace (wsEnd[len] = len); makes `\s*X` O(1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int[] WhitespaceRunEnds(string s)
     {
         var r = new int[s.Length + 1];

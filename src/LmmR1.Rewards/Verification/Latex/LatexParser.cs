@@ -581,7 +581,7 @@ internal sealed class LatexParser
             case Tok.Phantom: case Tok.Boxed: case Tok.Norm: case Tok.LVert: case Tok.LFloor: case Tok.LCeil: case Tok.LlCorner: case Tok.UlCorner:
             case Tok.Func: case Tok.MultiFunc: case Tok.OperatorName: case Tok.Sqrt: case Tok.Sum: case Tok.Prod: case Tok.ExpE:
             case Tok.Letter: case Tok.Greek: case Tok.OtherSymbol: case Tok.Accent: case Tok.Infinity: case Tok.Number: case Tok.PercentNumber:
-            case Tok.ENotation: case Tok.ENotationE: case Tok.Differential: case Tok.FuncGamma: case Tok.Frac: case Tok.Binom:
+            case Tok.ENotation: case Tok.ENotationE: case Tok.Differential: case Tok.Frac: case Tok.Binom:
             case Tok.MatrixStart: case Tok.ArrayStart: case Tok.DetStart:
                 return true;
             case Tok.Bar: case Tok.Vert:
@@ -847,15 +847,6 @@ internal sealed class LatexParser
             }
             case Tok.Letter: case Tok.Greek: case Tok.OtherSymbol: case Tok.Accent:
                 return UserFunc() ?? Reset(start);
-            case Tok.FuncGamma:
-                if (PeekKind(1) == Tok.LParen)
-                {
-                    _p++;
-                    var arg = ParenArg();
-                    if (arg == null) return Reset(start);
-                    return new FuncNode("gamma", [arg]);
-                }
-                return null;
         }
         return null;
     }
@@ -1039,6 +1030,7 @@ internal sealed class LatexParser
                 _p++;
                 var rhs = Expr();
                 if (rhs == null || !Accept(Tok.RBrace)) return null;
+                if (lhs is not SymbolNode) return null; // sympy.Sum needs a symbol as its variable
                 var = lhs; from = rhs;
             }
             else if (Kind == Tok.Caret)
@@ -1145,7 +1137,6 @@ internal sealed class LatexParser
                 var varName = tok.Text[1..].TrimStart(' ', '\t', '\r', '\n').TrimStart('\\');
                 return new SymbolNode("d" + varName);
             }
-            case Tok.FuncGamma: _p++; return ConstantNode.EulerGamma;
             default: return null;
         }
     }
@@ -1238,18 +1229,14 @@ internal sealed class LatexParser
     }
 }
 
-/// <summary>get_symbol: Greek names, π and Euler's γ as constants, everything lowercased.</summary>
+/// <summary>get_symbol (latex2sympy2_extended 1.10.2): Greek names, everything lowercased, π the only constant.</summary>
 internal static class Symbols
 {
     public static Node Get(string text)
     {
         var letter = text.Replace("\"", "");
         if (letter.StartsWith('\\')) letter = letter[1..];
-        if (letter == "pi") return ConstantNode.Pi;
-        if (letter is "gamma" or "Gamma") return ConstantNode.EulerGamma;
         letter = letter.ToLowerInvariant();
-        if (letter == "pi") return ConstantNode.Pi;
-        if (letter is "gamma") return ConstantNode.EulerGamma;
-        return new SymbolNode(letter);
+        return letter == "pi" ? ConstantNode.Pi : new SymbolNode(letter);
     }
 }

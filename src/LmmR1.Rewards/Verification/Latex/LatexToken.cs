@@ -11,7 +11,7 @@ internal enum Tok
     Phantom, Boxed,
     Caret, Underscore, Bang, Transpose, Degree,
     Number, PercentNumber, ENotation, ENotationE, ExpE, Letter, Greek, OtherSymbol, Accent, Differential,
-    Infinity, Partial, FuncGamma,
+    Infinity, Partial,
     Func,          // \sin, \log, … (Text holds the name without backslash)
     OperatorName,  // \operatorname
     OpName,        // bare operator names lexed as one token (gcd, floor, tr, …)

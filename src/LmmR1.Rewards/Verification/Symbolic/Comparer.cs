@@ -287,19 +287,17 @@ internal sealed class Comparer(CompareOptions options, Budget budget)
                     if (v is not { } d || !double.IsFinite(d)) return null;
                     pieces.Add(SetPiece.Point(x, d));
                 }
-                return DedupPoints(SetPiece.Merge(pieces));
+                return SetPiece.Merge(pieces);
             }
             case SetOpNode { Op: SetOpKind.Union } u:
             {
                 var l = SetPieces(u.Left); var r = SetPieces(u.Right);
                 if (l == null || r == null) return null;
-                return DedupPoints(SetPiece.Merge([.. l, .. r]));
+                return SetPiece.Merge([.. l, .. r]);
             }
             default: return null;
         }
     }
-
-    private static List<SetPiece> DedupPoints(List<SetPiece> pieces) => pieces;
 
     private double? RealValue(Node n)
     {

@@ -3,6 +3,7 @@
 // in for sympy's simplify). Undefined functions such as f(x) are modelled as fixed smooth pseudo-random functions
 // of their name, so f(x) ≡ f(x) but f(x) ≢ f(y). Every recursion checks the Budget.
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Symbolic;
 
@@ -13,6 +14,7 @@ internal static class Evaluator
 
     // ---------------------------------------------------------------- exact
     /// <summary>The exact rational value, or null when it is irrational, symbolic, too large or undefined.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static BigRational? Exact(Node n, Budget budget, int depth = 0)
     {
         budget.CheckDepth(depth);
@@ -130,6 +132,7 @@ internal static class Evaluator
 
     // ---------------------------------------------------------------- numeric
     /// <summary>Complex value with the given symbol values; NaN components when undefined.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static Complex Numeric(Node n, IReadOnlyDictionary<string, Complex>? env, Budget budget, int depth = 0)
     {
         budget.CheckDepth(depth);

@@ -2,12 +2,14 @@
 // sets compared as multisets), "only symbols" (what makes `x=5` an assignment), relation/equation tests, unwrapping
 // of undefined functions to symbols, renaming of free symbols, and the `a - b` difference node.
 using System.Text;
+using System.Runtime.CompilerServices;
 
 namespace LmmR1.Rewards.Verification.Symbolic;
 
 internal static class Structure
 {
     /// <summary>sympy's `a == b` on unevaluated trees, lenient on the order of commutative arguments.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool StructEq(Node a, Node b, Budget budget, int depth = 0)
     {
         budget.CheckDepth(depth);
@@ -91,6 +93,7 @@ internal static class Structure
     }
 
     /// <summary>Distinct items (sympy FiniteSet semantics), first occurrence kept; hashed, so linear.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static List<Node> Unique(IEnumerable<Node> items, Budget budget)
     {
         var list = new List<Node>();
@@ -109,6 +112,7 @@ internal static class Structure
 
     /// <summary>A hash consistent with StructEq: order-insensitive where StructEq is (sums, products, chains,
     /// set elements), cached on the node.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int Hash(Node n)
     {
         if (n.HashReady) return n.HashCache;
