@@ -397,6 +397,13 @@ public static class TrainCommand
                 MetricsLog.RestoreFrom(resumeFrom, config.Run.SavePath);
                 Log($"resumed from {resumeFrom} at global step {trainer.State.GlobalStep} ({trainer.State.ConsumedPrompts} prompts consumed, " +
                     $"episode {trainer.State.Episode + 1}, β {trainer.KlController.Value:G4})");
+                // A kill during the HF export of the resumed checkpoint left none: write it now (same weights).
+                long at = trainer.State.GlobalStep;
+                if (config.Run.SaveHfCkpt && !Directory.Exists(store.HfFolder(at)))
+                {
+                    HfExport.WriteAtomic(models.Actor, store.HfFolder(at), pretrain, config.ImageOptions());
+                    Log($"wrote the missing Hugging Face export {store.HfFolder(at)}");
+                }
             }
             using var metrics = new MetricsLog(config.Run.SavePath, config.Run.UseTensorboard, resumeFrom is null ? null : trainer.State.GlobalStep);
             trainer.AttachMetrics(metrics);

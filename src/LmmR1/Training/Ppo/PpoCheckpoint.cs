@@ -145,11 +145,14 @@ public static class PpoCheckpoint
         string configPath = Path.Combine(dir, ConfigFile);
         var old = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
         var now = JsonNode.Parse(config.ToJson())!.AsObject();
-        string? Get(JsonObject o, string path)
+        // A field's JSON text ("null" when null); a path missing from the current config is a bug here, not bad input.
+        string Get(JsonObject o, string path)
         {
             JsonNode? n = o;
-            foreach (var part in path.Split('.')) n = n?[part];
-            return n?.ToJsonString();
+            foreach (var part in path.Split('.'))
+                if (n is not JsonObject obj || !obj.TryGetPropertyValue(part, out n))
+                    return ReferenceEquals(o, now) ? throw new InvalidOperationException($"config has no field '{path}'") : "(missing)";
+            return n?.ToJsonString() ?? "null";
         }
         InputException Refuse(string flag, string what) => InputException.At(null, null, flag,
             $"{what}, so resuming from {dir} would not continue that run; use the checkpoint's setting, or start a fresh run " +
@@ -163,14 +166,14 @@ public static class PpoCheckpoint
             ("data.prompts.label_key", "--label_key"), ("data.prompts.input_template", "--input_template"),
             ("data.prompts.apply_chat_template", "--apply_chat_template"), ("data.prompts.max_samples", "--max_samples"),
             ("run.seed", "--seed"),
-            ("rollout.rollout_batch_size", "--rollout_batch_size"), ("rollout.n_samples_per_prompt", "--n_samples_per_prompt"),
+            ("rollout.rollout_batch_size", "--rollout_batch_size"), ("rollout.samples_per_prompt", "--n_samples_per_prompt"),
             ("optim.train_batch_size", "--train_batch_size"), ("optim.micro_train_batch_size", "--micro_train_batch_size"),
             ("optim.max_epochs", "--max_epochs"),
         ];
         foreach (var (path, flag) in mustMatch)
         {
-            string? a = Get(old, path), b = Get(now, path);
-            if (a != b) throw Refuse(flag, $"the checkpoint was written with {flag} {a ?? "(unset)"} and this run has {b ?? "(unset)"}");
+            string a = Get(old, path), b = Get(now, path);
+            if (a != b) throw Refuse(flag, $"the checkpoint was written with {flag} {a} and this run has {b}");
         }
         if (ModelFingerprint(config.Model.Pretrain!) != saved.PretrainFingerprint)
             throw Refuse("--pretrain", $"'{config.Model.Pretrain}' is not the model the checkpoint's run started from (its config.json or weight files differ)");
@@ -211,16 +214,28 @@ public static class PpoCheckpoint
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
-    /// <summary>A model folder's identity without reading its weights: SHA-256 of config.json plus the names and sizes
-    /// of its safetensors files (so moving the folder keeps it, replacing the model does not).</summary>
+    /// <summary>A model folder's identity without reading all its weights: SHA-256 of config.json plus, per safetensors
+    /// file, its name, size and first and last MiB (header and some weights), so moving the folder keeps the identity
+    /// and replacing the weights (even by a same-shaped re-initialisation) does not.</summary>
     public static string ModelFingerprint(string dir)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         string cfg = Path.Combine(dir, "config.json");
         if (File.Exists(cfg)) sha.AppendData(File.ReadAllBytes(cfg));
-        if (Directory.Exists(dir))
-            foreach (var f in Directory.GetFiles(dir, "*.safetensors").Order(StringComparer.Ordinal))
-                sha.AppendData(Encoding.UTF8.GetBytes($"{Path.GetFileName(f)}:{new FileInfo(f).Length}\n"));
+        if (!Directory.Exists(dir)) return Convert.ToHexStringLower(sha.GetHashAndReset());
+        const int Chunk = 1 << 20;
+        var buffer = new byte[Chunk];
+        foreach (var f in Directory.GetFiles(dir, "*.safetensors").Order(StringComparer.Ordinal))
+        {
+            using var fs = File.OpenRead(f);
+            sha.AppendData(Encoding.UTF8.GetBytes($"{Path.GetFileName(f)}:{fs.Length}\n"));
+            sha.AppendData(buffer, 0, fs.ReadAtLeast(buffer, Chunk, throwOnEndOfStream: false));
+            if (fs.Length > Chunk)
+            {
+                fs.Seek(-Math.Min(Chunk, fs.Length - Chunk), SeekOrigin.End);
+                sha.AppendData(buffer, 0, fs.ReadAtLeast(buffer, Chunk, throwOnEndOfStream: false));
+            }
+        }
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
 
