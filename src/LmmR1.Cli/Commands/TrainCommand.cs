@@ -80,6 +80,7 @@ public static class TrainCommand
         // reward
         public readonly Option<string?> RemoteRmUrl;
         public readonly Option<double[]> RewardClipRange;
+        public readonly Option<int> RewardTimeBudgetMs;
         public readonly Option<bool> NormalizeReward;
         // algorithm
         public readonly Option<string> Estimator, KlEstimator;
@@ -139,6 +140,7 @@ public static class TrainCommand
             RewardClipRange.Arity = new ArgumentArity(2, 2);
             RewardClipRange.AllowMultipleArgumentsPerToken = true;
             RewardClipRange.DefaultValueFactory = _ => [-10, 10];
+            RewardTimeBudgetMs = Add("--reward_time_budget_ms", "Wall-clock budget of one rule-reward verification; spent = accuracy 0 (ours)", 30);
             NormalizeReward = Add<bool>("--normalize_reward", "Accepted; no effect on rule/remote rewards (as upstream)");
 
             Estimator = Add("--advantage_estimator", "gae, reinforce, reinforce_baseline, rloo, group_norm or dr_grpo", "gae");
@@ -276,6 +278,7 @@ public static class TrainCommand
                     ClipMin = clip[0],
                     ClipMax = clip[1],
                     NormalizeReward = pr.GetValue(NormalizeReward),
+                    TimeBudgetMs = pr.GetValue(RewardTimeBudgetMs),
                 },
                 Algorithm = new AlgorithmSettings
                 {
@@ -387,7 +390,7 @@ public static class TrainCommand
         using var models = PpoModels.Load(config, device, Log);
         IRewardModel reward = config.Reward.RemoteRmUrl is { } urls
             ? new RemoteRewardModel(RemoteRewardOptions.FromUrlList(urls))
-            : new RuleRewardModel();
+            : new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromMilliseconds(config.Reward.TimeBudgetMs) });
         try
         {
             using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log) { StopAfterStep = stopAfter };

@@ -102,6 +102,18 @@ public class OutputTests
     }
 
     [Fact]
+    public void TheReadersCrc32CMatchesPublishedCheckValues()
+    {
+        Assert.Equal(0xE3069283u, Crc32C("123456789"u8));                          // the CRC catalogue's check value
+        Assert.Equal(0x8A9136AAu, Crc32C(new byte[32]));                           // RFC 3720 B.4: 32 bytes of zeros
+        Assert.Equal(0x62A8AB43u, Crc32C(Enumerable.Repeat((byte)0xFF, 32).ToArray()));   // 32 bytes of 0xFF
+        Assert.Equal(0x46DD794Eu, Crc32C(Enumerable.Range(0, 32).Select(i => (byte)i).ToArray()));   // 0, 1, …, 31
+        // The writer's (hardware CRC) framing agrees with it on arbitrary data.
+        var data = Enumerable.Range(0, 1000).Select(i => (byte)(i * 31 + 7)).ToArray();
+        Assert.Equal(MaskedCrc32C(data), TensorBoardWriter.MaskedCrc(data));
+    }
+
+    [Fact]
     public void TensorBoardEventFilesParseAndCarryEveryScalarAndTheSamples()
     {
         var files = Directory.GetFiles(Path.Combine(Reference, "tb"));

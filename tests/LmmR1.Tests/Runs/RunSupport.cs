@@ -4,7 +4,6 @@
 // bit), and independent readers of TensorBoard event files (TFRecord framing with CRC32C) and PNG files (chunk CRC-32).
 using System.Buffers.Binary;
 using System.Diagnostics;
-using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Text;
 using LmmR1.Models.Safetensors;
@@ -30,7 +29,11 @@ public static class RunSupport
         "--max_global_steps", steps.ToString(), "--save_steps", saveSteps.ToString(), "--max_ckpt_num", "2",
         "--ckpt_path", Path.Combine(root, "ckpt"), "--save_path", Path.Combine(root, "final"), "--use_tensorboard", Path.Combine(root, "tb"),
         "--eval_dataset", TinyRl.ExampleData, "--eval_steps", "2", "--eval_n_samples_per_prompt", "2", "--eval_temperature", "0",
-        "--save_value_network", "--save_hf_ckpt", "--log_samples", "2", .. extra,
+        "--save_value_network", "--save_hf_ckpt", "--log_samples", "2",
+        // The rule reward's 30 ms wall-clock budget is a wall-clock dependence: on a loaded machine one verification
+        // (an empty response is scored as the whole query, whose system prompt shows $\boxed{5}$) may run out of it
+        // in one run and not in the other. Equal runs need a budget nothing reaches.
+        "--reward_time_budget_ms", "60000", .. extra,
     ];
 
     /// <summary>Replaces the values of <paramref name="flag"/> in <paramref name="args"/> (or adds it).</summary>
@@ -220,12 +223,24 @@ public static class RunSupport
         return events;
     }
 
-    static uint MaskedCrc32C(ReadOnlySpan<byte> data)
+    /// <summary>TFRecord's masked CRC32C (TensorFlow's crc32c::Mask) over <see cref="Crc32C"/>.</summary>
+    public static uint MaskedCrc32C(ReadOnlySpan<byte> data)
     {
-        uint crc = ~0u;
-        foreach (var b in data) crc = BitOperations.Crc32C(crc, b);
-        crc = ~crc;
+        uint crc = Crc32C(data);
         return unchecked(((crc >> 15) | (crc << 17)) + 0xa282ead8u);
+    }
+
+    /// <summary>CRC-32C (Castagnoli) bit by bit from the reflected polynomial 0x82F63B78: independent of the writer's
+    /// hardware-instruction BitOperations.Crc32C.</summary>
+    public static uint Crc32C(ReadOnlySpan<byte> data)
+    {
+        uint c = ~0u;
+        foreach (var x in data)
+        {
+            c ^= x;
+            for (int k = 0; k < 8; k++) c = (c & 1) != 0 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+        }
+        return ~c;
     }
 
     static TbEvent DecodeEvent(byte[] data)

@@ -44,6 +44,31 @@ public static class HfExport
         if (File.Exists(jinja)) File.Delete(jinja);
         AtomicFile.WriteAllText(Path.Combine(dir, ChatTemplateFile), ChatTemplateJson());
         AtomicFile.WriteAllText(Path.Combine(dir, PreprocessorFile), PreprocessorConfigJson(image, model.Config.Family));
+        CompleteGenerationConfig(dir);
+    }
+
+    /// <summary>Fills the token ids generation_config.json lacks (a --pretrain folder without one, or one without
+    /// eos_token_id) from the exported tokenizer as Qwen's files set them: eos [&lt;|im_end|&gt;, &lt;|endoftext|&gt;],
+    /// bos and pad &lt;|endoftext|&gt;. Ids already there are kept; without those tokens nothing is added.</summary>
+    public static void CompleteGenerationConfig(string dir)
+    {
+        string path = Path.Combine(dir, QwenVLConfig.GenerationFileName);
+        var g = File.Exists(path) ? JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? [] : [];
+        bool Missing(string key) => g[key] is null;
+        if (!(Missing("eos_token_id") || Missing("bos_token_id") || Missing("pad_token_id")) || !File.Exists(Path.Combine(dir, "tokenizer.json"))) return;
+        var tok = QwenTokenizer.Load(dir);
+        bool changed = false;
+        if (tok.TryTokenToId("<|endoftext|>", out int endOfText))
+        {
+            if (Missing("bos_token_id")) { g["bos_token_id"] = endOfText; changed = true; }
+            if (Missing("pad_token_id")) { g["pad_token_id"] = endOfText; changed = true; }
+        }
+        if (Missing("eos_token_id"))
+        {
+            var eos = new[] { "<|im_end|>", "<|endoftext|>" }.Select(t => tok.TryTokenToId(t, out int id) ? id : -1).Where(id => id >= 0).ToArray();
+            if (eos.Length > 0) { g["eos_token_id"] = new JsonArray(eos.Select(id => (JsonNode)id).ToArray()); changed = true; }
+        }
+        if (changed) AtomicFile.WriteAllText(path, g.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     /// <summary>Writes the export as folder <paramref name="dir"/> atomically: a temporary sibling, fsync, rename (an

@@ -75,6 +75,10 @@ public sealed record RewardSettings
     public double ClipMax { get; init; } = 10;
     /// <summary>--normalize_reward: accepted; like upstream it changes nothing for rule or remote rewards.</summary>
     public bool NormalizeReward { get; init; }
+    /// <summary>--reward_time_budget_ms (ours): wall-clock budget of one built-in rule-reward verification; a spent
+    /// budget scores accuracy 0, so a slow verification on a loaded machine can change a reward (raise it for runs
+    /// that must repeat exactly).</summary>
+    public int TimeBudgetMs { get; init; } = 30;
 }
 
 /// <summary>The RL algorithm: advantages, clipping, KL.</summary>
@@ -222,6 +226,7 @@ public sealed record PpoConfig
         if (!(r.EvalTemperature >= 0) || double.IsInfinity(r.EvalTemperature))
             throw Flag("--eval_temperature", $"must be ≥ 0 (0 = greedy), got {r.EvalTemperature}");
 
+        if (Reward.TimeBudgetMs <= 0) throw Flag("--reward_time_budget_ms", $"must be > 0, got {Reward.TimeBudgetMs}");
         if (Reward.RemoteRmUrl is { } url)
         {
             var urls = url.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
