@@ -1,6 +1,6 @@
 // Clean stops of a real `lmmr1 train` child process: SIGINT in the middle of a step finishes that step, saves a
-// checkpoint at it and exits 0 (and resuming from it ends identical to the uninterrupted run); a second signal aborts
-// at once with a non-zero code, leaving the previous checkpoint the newest.
+// checkpoint at it and exits 0 (and resuming from it ends identical to the uninterrupted run); a second signal (SIGINT
+// or SIGTERM) aborts at once with a non-zero code, leaving the previous checkpoint the newest.
 using LmmR1.Tests.Support;
 using LmmR1.Training.Checkpointing;
 using Xunit.Abstractions;
@@ -39,17 +39,19 @@ public class SignalTests(ITestOutputHelper output)
         AssertSameWeights(Path.Combine(Reference, "final"), Path.Combine(root, "final"));
     }
 
-    [Fact]
-    public void ASecondSignalAbortsAtOnceWithANonZeroCode()
+    [Theory]
+    [InlineData(SIGINT, "SIGINT", 130)]
+    [InlineData(SIGTERM, "SIGTERM", 143)]                            // 128 + signal number, as shells report it
+    public void ASecondSignalAbortsAtOnceWithANonZeroCode(int signal, string name, int expectedCode)
     {
-        string root = TestPaths.NewTempDir("run-sigint2");
+        string root = TestPaths.NewTempDir("run-signal2");
         using var c = StartPaused(Args(root, Steps), "after-generate:2", root);
-        c.Signal(SIGINT);
-        c.WaitUntil(() => c.Err.Contains("received SIGINT"), "the first signal's acknowledgement");
-        c.Signal(SIGINT);                                            // still paused inside step 2
+        c.Signal(signal);
+        c.WaitUntil(() => c.Err.Contains($"received {name}: finishing global step 2"), "the first signal's acknowledgement");
+        c.Signal(signal);                                            // still paused inside step 2
         int code = c.WaitForExit();
         output.WriteLine(c.Out + c.Err);
-        Assert.Equal(130, code);
+        Assert.Equal(expectedCode, code);
         Assert.Contains("aborting now", c.Err);
         Assert.Equal([1L], new CheckpointStore(Path.Combine(root, "ckpt"), 2).Complete().Select(x => x.step));
     }
