@@ -32,6 +32,7 @@ public sealed partial class CheckpointStore
     public string Save(long step, Action<string> write)
     {
         Directory.CreateDirectory(Root);
+        PutBackMovedAside();
         foreach (var stale in Directory.EnumerateDirectories(Root, $".{Prefix}*.tmp-*")) TryDelete(stale);
         string tmp = Path.Combine(Root, $".{FolderName(step)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
@@ -75,7 +76,26 @@ public sealed partial class CheckpointStore
     /// rather than trusting `latest`: the pointer is written last, so a kill right after the rename leaves it one
     /// checkpoint behind although the newer folder is whole. `latest` is kept for people and other tools.
     /// </summary>
-    public string? FindLatest() => Complete().Select(c => c.dir).LastOrDefault();
+    public string? FindLatest()
+    {
+        PutBackMovedAside();
+        return Complete().Select(c => c.dir).LastOrDefault();
+    }
+
+    /// <summary>A kill between the two renames of a re-save leaves no global_step{N}, only its previous copy moved
+    /// aside (complete, under .global_step{N}.tmp-old-*): that copy is renamed back rather than lost with the debris.</summary>
+    void PutBackMovedAside()
+    {
+        if (!Directory.Exists(Root)) return;
+        foreach (var old in Directory.EnumerateDirectories(Root, $".{Prefix}*.tmp-old-*"))
+        {
+            var m = MovedAside().Match(Path.GetFileName(old));
+            string final = Path.Combine(Root, m.Groups[1].Value);
+            if (!m.Success || !IsComplete(old) || Directory.Exists(final)) continue;
+            Directory.Move(old, final);
+            AtomicFile.SyncDirectory(Root);
+        }
+    }
 
     public static bool IsComplete(string dir) => File.Exists(Path.Combine(dir, CompleteMarker));
 
@@ -128,4 +148,7 @@ public sealed partial class CheckpointStore
 
     [GeneratedRegex(@"^global_step\d+$")]
     private static partial Regex StepFolder();
+
+    [GeneratedRegex(@"^\.(global_step\d+)\.tmp-old-[0-9a-f]+$")]
+    private static partial Regex MovedAside();
 }
