@@ -60,7 +60,8 @@ public class OutputTests
             using var cfg = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
             Assert.Equal("qwen2_5_vl", cfg.RootElement.GetProperty("model_type").GetString());
             Assert.True(cfg.RootElement.TryGetProperty("vision_config", out _));
-            Assert.True(File.Exists(Path.Combine(dir, "generation_config.json")));
+            Assert.Equal(File.ReadAllText(Path.Combine(Training.TinyRl.Model, "generation_config.json")),     // --pretrain's, kept
+                         File.ReadAllText(Path.Combine(dir, "generation_config.json")));
             Assert.Empty(Directory.GetDirectories(Path.GetDirectoryName(dir)!, $".{Path.GetFileName(dir)}.tmp-*"));
         }
         // The final model is the last checkpoint's actor; the per-checkpoint export is that checkpoint's.
