@@ -14,6 +14,11 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+# True fp32 on the GPU: cuDNN convolutions (the Conv3d patch embedding) default to TF32, which alone moves fp32 logits
+# by ~1e-2 on image rows; `lmmr1 debug forward` computes in true fp32.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
 
 def write_inputs(a):
     from transformers import AutoProcessor, GenerationConfig

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine call for issue 7's checks on a Qwen2.5-VL-3B-shaped model (random bf16 weights, the real tokenizer):
 #   1. `lmmr1 train` on CUDA (reinforce_baseline + KL, bf16 + fp32 masters, gradient checkpointing, frozen vision
-#      tower) for 2 steps with TensorBoard, a checkpoint and an HF export at every step, then a resume for step 3;
+#      tower) for 2 steps with TensorBoard and the final HF export; checkpoints + resume on CUDA with a tiny model;
 #   2. TensorBoard's own reader on the event files (tensorboard_check.py);
 #   3. the final HF export loaded unchanged by transformers (AutoProcessor + AutoModelForImageTextToText) and its
 #      logits compared with `lmmr1 debug forward` on the same inputs (export_check.py), both fp32 on the GPU.
@@ -27,18 +27,28 @@ if [[ ! -f "$CKPT/config.json" ]]; then
 fi
 cp /tmp/lmmr1-data/qwen-tokenizer/tokenizer.json /tmp/lmmr1-data/qwen-tokenizer/tokenizer_config.json "$CKPT/"
 
-args=(--pretrain "$CKPT" --prompt_data examples/data/test_message.jsonl --input_key message --label_key answer
-      --device cuda --bf16 --gradient_checkpointing --freeze_prefix visual --advantage_estimator reinforce_baseline
+# A. The 3B shape: 2 RL steps with TensorBoard and the final HF export (no checkpoints: one with the fp32 AdamW state
+#    is ~45 GB and the machine's disk is 64 GB).
+common=(--prompt_data examples/data/test_message.jsonl --input_key message --label_key answer
+      --device cuda --gradient_checkpointing --freeze_prefix visual --advantage_estimator reinforce_baseline
       --rollout_batch_size 2 --n_samples_per_prompt 8 --micro_rollout_batch_size 4 --train_batch_size 16
       --micro_train_batch_size 2 --generate_max_len "$GEN" --prompt_max_len 4096 --init_kl_coef 0.001
-      --actor_learning_rate 1e-6 --entropy_loss_coef 0.01 --temperature 1.0 --seed 7
-      --use_tensorboard "$W/tb" --ckpt_path "$W/ckpt" --save_steps 1 --save_hf_ckpt --save_path "$W/final")
-echo "== train 2 steps" | tee -a "$OUT/train.log"
-"$L" train "${args[@]}" --max_global_steps 2 >> "$OUT/train.log" 2>&1; echo "exit $?" | tee -a "$OUT/train.log"
-echo "== resume to step 3" | tee -a "$OUT/train.log"
-"$L" train "${args[@]}" --max_global_steps 3 --load_checkpoint >> "$OUT/train.log" 2>&1; echo "exit $?" | tee -a "$OUT/train.log"
-ls -la "$W/ckpt" "$W/final" >> "$OUT/train.log" 2>&1
+      --actor_learning_rate 1e-6 --entropy_loss_coef 0.01 --temperature 1.0 --seed 7)
+echo "== 3B: train 2 steps" | tee -a "$OUT/train.log"
+"$L" train "${common[@]}" --pretrain "$CKPT" --bf16 --max_global_steps 2 --use_tensorboard "$W/tb" --save_path "$W/final" >> "$OUT/train.log" 2>&1
+echo "exit $?" | tee -a "$OUT/train.log"
 cp "$W/final/metrics.jsonl" "$OUT/metrics.jsonl" 2>/dev/null
+# B. Checkpoints and resume on CUDA with a tiny Qwen2.5-VL (lmmr1 debug tiny-model): 2 steps saving a checkpoint and an
+#    HF export at each, then --load_checkpoint continues to step 3.
+"$L" debug tiny-model --family qwen2_5_vl --output "$W/tiny" >> "$OUT/train.log" 2>&1
+targs=("${common[@]}" --pretrain "$W/tiny" --ckpt_path "$W/tckpt" --save_steps 1 --save_hf_ckpt --save_path "$W/tfinal" --use_tensorboard "$W/ttb")
+echo "== tiny: train 2 steps with checkpoints" | tee -a "$OUT/train.log"
+"$L" train "${targs[@]}" --max_global_steps 2 >> "$OUT/train.log" 2>&1; echo "exit $?" | tee -a "$OUT/train.log"
+echo "== tiny: resume to step 3" | tee -a "$OUT/train.log"
+"$L" train "${targs[@]}" --max_global_steps 3 --load_checkpoint >> "$OUT/train.log" 2>&1; echo "exit $?" | tee -a "$OUT/train.log"
+ls -la "$W/tckpt" "$W/tfinal" >> "$OUT/train.log" 2>&1
+cp "$W/tfinal/metrics.jsonl" "$OUT/tiny-metrics.jsonl" 2>/dev/null
+python3 "$HERE/tensorboard_check.py" "$W/ttb" 2>>"$OUT/checks.log" | tee -a "$OUT/results.jsonl"
 
 echo "== tensorboard" | tee -a "$OUT/results.jsonl"
 python3 "$HERE/tensorboard_check.py" "$W/tb" 2>>"$OUT/checks.log" | tee -a "$OUT/results.jsonl"
