@@ -8,7 +8,7 @@
 #   LMMR1_DIR_OR_TARBALL: the output of
 #     dotnet publish src/LmmR1.Cli -c Release -r linux-x64 --self-contained -p:TorchBackend=system -o out/gpu
 #   (or `tar -cJf out/gpu.tar.xz -C out gpu` of it). Env: OUT (default ./bench-out), CKPT (default /tmp/qwen25vl-3b-random),
-#   SKIP_HF=1, SKIP_VARIANTS=1; for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
+#   SKIP_HF=1, SKIP_VARIANTS=1, HF_MODE (hf_baseline.py's mode, default gen+rollout); for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=${1:-out/gpu}
@@ -66,6 +66,6 @@ fi
 
 if [[ "${SKIP_HF:-0}" != 1 ]]; then
   # hf_baseline.py prints its JSON lines on stdout; keep them in $RES too.
-  step hf bash -c "set -o pipefail; python3 '$HERE/hf_baseline.py' gen+rollout 2> '$OUT/hf.log' | tee -a '$RES'"
+  step hf bash -c "set -o pipefail; python3 '$HERE/hf_baseline.py' ${HF_MODE:-gen+rollout} 2> '$OUT/hf.log' | tee -a '$RES'"
 fi
 echo "done: $RES"

@@ -20,6 +20,7 @@ public static class CliApp
         root.Subcommands.Add(Commands.DataCommands.Create());
         root.Subcommands.Add(Commands.TrainCommand.Create());
         root.Subcommands.Add(Commands.SftCommand.Create());
+        root.Subcommands.Add(Commands.PlotCommand.Create());
         root.Subcommands.Add(Commands.RewardCommands.Create());
         root.Subcommands.Add(Commands.DemoCommand.Create());
         return root;

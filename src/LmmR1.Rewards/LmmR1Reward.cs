@@ -4,7 +4,10 @@
 // default LatexExtractionConfig and an unparseable label scores accuracy 1 ("skip this example"); the response is
 // parsed boxed-first with nits/malformed-operator fixes off and no anchor-less matches; verify() receives the
 // response as its first ("gold") argument, exactly as LMM-R1 calls it. Departures: the LAST assistant tag is used
-// (the reference takes the first), and a spent time budget scores 0 instead of blocking.
+// (the reference takes the first), a spent time budget scores 0 instead of blocking, and an EMPTY response after the
+// tag scores as empty: the reference's `get_response_from_query(q) or q` falls back to the whole query, so an empty
+// answer was checked against the prompt (a question quoting its answer, or a system prompt with \boxed{}, then paid
+// the model for saying nothing). RewardOptions.EmptyResponseScoresQuery restores the reference behaviour.
 namespace LmmR1.Rewards;
 
 public sealed record RewardOptions
@@ -16,6 +19,9 @@ public sealed record RewardOptions
     /// <summary>Where the response starts (chatml). The last occurrence is used.</summary>
     public string ResponsePrefix { get; init; } = "<|im_start|>assistant\n";
     public IReadOnlyList<string> EndTokens { get; init; } = ["<|im_end|>", "<｜end▁of▁sentence｜>", "<|endoftext|>", "<end_of_turn>"];
+    /// <summary>LMM-R1's fallback: an empty response after the tag is replaced by the whole query. Off by default
+    /// (it rewards empty answers whenever the prompt itself verifies against the label).</summary>
+    public bool EmptyResponseScoresQuery { get; init; }
     /// <summary>Wall-clock budget for verifying one sample.</summary>
     public TimeSpan TimeBudget { get; init; } = TimeSpan.FromMilliseconds(30);
 
@@ -53,7 +59,8 @@ public static class LmmR1Reward
     }
 
     /// <summary>The text after the last response prefix with end tokens removed, trimmed; the whole query when
-    /// the prefix is absent (as LMM-R1's `get_response_from_query(q) or q`).</summary>
+    /// the prefix is absent (as LMM-R1's `get_response_from_query(q) or q`). An empty response stays empty unless
+    /// <see cref="RewardOptions.EmptyResponseScoresQuery"/> asks for the reference's fallback to the query.</summary>
     public static string ExtractResponse(string query, RewardOptions? options = null)
     {
         options ??= new RewardOptions();
@@ -63,7 +70,7 @@ public static class LmmR1Reward
         var response = query[(pos + options.ResponsePrefix.Length)..];
         foreach (var end in options.EndTokens) response = response.Replace(end, "", StringComparison.Ordinal);
         response = response.Trim();
-        return response.Length > 0 ? response : query;
+        return response.Length > 0 || !options.EmptyResponseScoresQuery ? response : query;
     }
 
     /// <summary>^&lt;think&gt;…&lt;/think&gt;&lt;answer&gt;…&lt;/answer&gt;\Z (DOTALL) with exactly one &lt;think&gt; and one &lt;answer&gt;.</summary>

@@ -43,6 +43,20 @@ public sealed class LmmR1RewardTests
         Assert.Equal("just text", LmmR1Reward.ExtractResponse("just text"));
     }
 
+    [Fact]
+    public void AnEmptyResponseScoresNothingEvenWhenThePromptHoldsTheAnswer()
+    {
+        // The question quotes its own answer; the model answered nothing.
+        var q = "<|im_start|>user\nIs $\\boxed{4}$ equal to 2+2?<|im_end|>\n<|im_start|>assistant\n<|im_end|>";
+        Assert.Equal("", LmmR1Reward.ExtractResponse(q));
+        var r = LmmR1Reward.Score(q, "4", Roomy);
+        Assert.Equal((0.0, 0.0, 0.0), (r.Reward, r.FormatReward, r.AccuracyReward));
+        // LMM-R1's own fallback (`… or q`) scores the whole query instead, and so pays for the empty answer.
+        var reference = Roomy with { EmptyResponseScoresQuery = true };
+        Assert.Equal(q, LmmR1Reward.ExtractResponse(q, reference));
+        Assert.Equal(1.0, LmmR1Reward.Score(q, "4", reference).AccuracyReward);
+    }
+
     [Theory]
     // Boxed answer inside the answer block: format 0.5 + accuracy 1.
     [InlineData("<think>2+2</think><answer>$\\boxed{4}$</answer>", "4", 1.5, 0.5, 1.0)]

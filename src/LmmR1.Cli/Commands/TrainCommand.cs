@@ -1,8 +1,12 @@
 // `lmmr1 train`: LMM-R1's train_ppo_ray in one process — same flag names and defaults, bound once to PpoConfig. The
 // Ray / vLLM / DeepSpeed placement and tuning flags LMM-R1's scripts pass are accepted and ignored with a one-line
 // note each, so those scripts port line by line. --dry_run validates everything, reads the configs, tokenizer and
-// data (not the weights) and prints the plan and a memory estimate.
+// data (not the weights) and prints the plan and a memory estimate. A run saves crash-safe checkpoints (and Hugging
+// Face exports with --save_hf_ckpt), resumes exactly with --load_checkpoint, logs metrics.jsonl / samples.jsonl /
+// TensorBoard, draws plots at each save and at the end, and stops cleanly on SIGINT/SIGTERM (a second one aborts).
 using System.CommandLine;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
 using LmmR1.Algorithms;
 using LmmR1.Data;
 using LmmR1.Infrastructure;
@@ -10,8 +14,10 @@ using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Rewards.Client;
 using LmmR1.Text;
+using LmmR1.Training.Checkpointing;
 using LmmR1.Training.Logging;
 using LmmR1.Training.Ppo;
+using LmmR1.Training.Runs;
 
 namespace LmmR1.Cli.Commands;
 
@@ -74,6 +80,7 @@ public static class TrainCommand
         // reward
         public readonly Option<string?> RemoteRmUrl;
         public readonly Option<double[]> RewardClipRange;
+        public readonly Option<int> RewardTimeBudgetMs;
         public readonly Option<bool> NormalizeReward;
         // algorithm
         public readonly Option<string> Estimator, KlEstimator;
@@ -88,7 +95,8 @@ public static class TrainCommand
         public readonly Option<double> ActorLr, CriticLr, WarmupRatio, L2, MaxNorm;
         public readonly Option<double[]> AdamBetas;
         // run
-        public readonly Option<int> Seed, MaxCkptNum;
+        public readonly Option<int> Seed, MaxCkptNum, MaxNonFiniteSteps, LogSamples;
+        public readonly Option<long?> StopAfterStep;
         public readonly Option<string> SavePath, CkptPath;
         public readonly Option<long> SaveSteps, LoggingSteps, EvalSteps;
         public readonly Option<bool> LoadCheckpoint, SaveHfCkpt, DryRun;
@@ -132,6 +140,7 @@ public static class TrainCommand
             RewardClipRange.Arity = new ArgumentArity(2, 2);
             RewardClipRange.AllowMultipleArgumentsPerToken = true;
             RewardClipRange.DefaultValueFactory = _ => [-10, 10];
+            RewardTimeBudgetMs = Add("--reward_time_budget_ms", "Wall-clock budget of one rule-reward verification; spent = accuracy 0 (ours)", 30);
             NormalizeReward = Add<bool>("--normalize_reward", "Accepted; no effect on rule/remote rewards (as upstream)");
 
             Estimator = Add("--advantage_estimator", "gae, reinforce, reinforce_baseline, rloo, group_norm or dr_grpo", "gae");
@@ -169,12 +178,15 @@ public static class TrainCommand
             SaveSteps = Add("--save_steps", "Checkpoint every N global steps (-1: never)", -1L);
             MaxCkptNum = Add("--max_ckpt_num", "Checkpoints kept", 3);
             LoadCheckpoint = Add<bool>("--load_checkpoint", "Resume from the newest checkpoint in --ckpt_path when there is one");
-            SaveHfCkpt = Add<bool>("--save_hf_ckpt", "Checkpoints hold a loadable HF folder (always true here)");
+            SaveHfCkpt = Add<bool>("--save_hf_ckpt", "Also export a Hugging Face folder {ckpt_path}/global_step{N}_hf at each checkpoint");
             LoggingSteps = Add("--logging_steps", "Log every N global steps", 1L);
             UseTensorboard = Add<string?>("--use_tensorboard", "TensorBoard log folder");
             EvalSteps = Add("--eval_steps", "Evaluate every N global steps (-1: once per episode)", -1L);
             DryRun = Add<bool>("--dry_run", "Validate, read configs and data (not weights), print the plan and a memory estimate");
             LoraRank = Add("--lora_rank", "LoRA is not supported (0 only)", 0);
+            MaxNonFiniteSteps = Add("--max_nonfinite_steps", "Stop after this many optimizer steps in a row skipped for a non-finite loss or gradient (ours)", 3);
+            LogSamples = Add("--log_samples", "Generations per logging step written to samples.jsonl and TensorBoard text (ours)", 4);
+            StopAfterStep = Add<long?>("--stop_after_step", "Stop cleanly after this global step (checkpoint saved; continue later with --load_checkpoint) (ours)");
 
             foreach (var (name, takesValue, why) in Ignored)
             {
@@ -266,6 +278,7 @@ public static class TrainCommand
                     ClipMin = clip[0],
                     ClipMax = clip[1],
                     NormalizeReward = pr.GetValue(NormalizeReward),
+                    TimeBudgetMs = pr.GetValue(RewardTimeBudgetMs),
                 },
                 Algorithm = new AlgorithmSettings
                 {
@@ -310,6 +323,8 @@ public static class TrainCommand
                     LoggingSteps = pr.GetValue(LoggingSteps),
                     UseTensorboard = pr.GetValue(UseTensorboard),
                     EvalSteps = pr.GetValue(EvalSteps),
+                    MaxNonFiniteSteps = pr.GetValue(MaxNonFiniteSteps),
+                    LogSamples = pr.GetValue(LogSamples),
                 },
             };
             return (config, notes);
@@ -350,35 +365,97 @@ public static class TrainCommand
         }
 
         var device = ModelCommands.ParseDevice(config.Model.Device);
+        long? stopAfter = pr.GetValue(f.StopAfterStep);
+        if (stopAfter is < 1) throw InputException.At(null, null, "--stop_after_step", $"must be ≥ 1, got {stopAfter}");
+        var store = new CheckpointStore(config.Run.CkptPath, config.Run.MaxCkptNum);
+        var view = new TrainProgressView();
+        void Log(string s) => view.Log(s);
+
+        // Resume: the newest complete checkpoint, checked against this run's config and data before any weights load.
+        string? resumeFrom = null;
+        if (config.Run.LoadCheckpoint)
+        {
+            resumeFrom = store.FindLatest();
+            if (resumeFrom is null) Log($"--load_checkpoint: no complete checkpoint in {store.Root}; starting a fresh run");
+            else foreach (var n in PpoCheckpoint.CheckCompatible(resumeFrom, config, train)) Console.Error.WriteLine(n);
+        }
+        else if (store.FindLatest() is { } existing)
+            Console.Error.WriteLine($"note: {store.Root} already holds checkpoints (newest: {Path.GetFileName(existing)}); this run starts fresh " +
+                                    "and its saves go next to them (pass --load_checkpoint to resume instead)");
+
         TorchSharp.torch.manual_seed(config.Run.Seed);
         Directory.CreateDirectory(config.Run.SavePath);
         AtomicFile.WriteAllText(Path.Combine(config.Run.SavePath, "train_config.json"), config.ToJson());
-        void Log(string s) => Console.WriteLine(s);
 
         using var models = PpoModels.Load(config, device, Log);
         IRewardModel reward = config.Reward.RemoteRmUrl is { } urls
             ? new RemoteRewardModel(RemoteRewardOptions.FromUrlList(urls))
-            : new RuleRewardModel();
+            : new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromMilliseconds(config.Reward.TimeBudgetMs) });
         try
         {
-            var store = new LmmR1.Training.Checkpointing.CheckpointStore(config.Run.CkptPath, config.Run.MaxCkptNum);
-            string? resumeFrom = config.Run.LoadCheckpoint ? store.FindLatest() : null;
-            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log);
+            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log) { StopAfterStep = stopAfter };
             if (resumeFrom is not null)
             {
                 PpoCheckpoint.Restore(trainer, resumeFrom);
-                Log($"resumed from {resumeFrom} at global step {trainer.State.GlobalStep}");
+                MetricsLog.RestoreFrom(resumeFrom, config.Run.SavePath);
+                Log($"resumed from {resumeFrom} at global step {trainer.State.GlobalStep} ({trainer.State.ConsumedPrompts} prompts consumed, " +
+                    $"episode {trainer.State.Episode + 1}, β {trainer.KlController.Value:G4})");
+                // A kill during the HF export of the resumed checkpoint left none: write it now (same weights).
+                long at = trainer.State.GlobalStep;
+                if (config.Run.SaveHfCkpt && !Directory.Exists(store.HfFolder(at)))
+                {
+                    HfExport.WriteAtomic(models.Actor, store.HfFolder(at), pretrain, config.ImageOptions());
+                    Log($"wrote the missing Hugging Face export {store.HfFolder(at)}");
+                }
             }
             using var metrics = new MetricsLog(config.Run.SavePath, config.Run.UseTensorboard, resumeFrom is null ? null : trainer.State.GlobalStep);
             trainer.AttachMetrics(metrics);
+            string plots = Path.Combine(config.Run.SavePath, RunPlots.FolderName);
+            string? lastCheckpoint = resumeFrom;
+            var image = config.ImageOptions();
             trainer.SaveRequested += step =>
             {
-                string dir = store.Save(step, d => PpoCheckpoint.Write(trainer, d, pretrain));
-                Log($"checkpoint: {dir}");
+                var sw = Stopwatch.StartNew();
+                lastCheckpoint = store.Save(step, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics));
+                string hf = "";
+                if (config.Run.SaveHfCkpt)
+                {
+                    HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, image, () => RunHooks.Reach("hf-export-written", step));
+                    hf = $", Hugging Face export {store.HfFolder(step)}";
+                }
+                RunPlots.Write(metrics.Path, plots);
+                Log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
             };
-            trainer.Fit();
-            models.Actor.SaveHf(config.Run.SavePath);
-            PpoCheckpoint.CopyTokenizerFiles(pretrain, config.Run.SavePath);
+
+            // SIGINT / SIGTERM: finish the step, save, exit 0; a second signal aborts at once (the newest complete
+            // checkpoint stays valid: saves are atomic).
+            int signals = 0;
+            void OnSignal(PosixSignalContext ctx)
+            {
+                ctx.Cancel = true;
+                if (Interlocked.Increment(ref signals) == 1)
+                {
+                    trainer.RequestStop();
+                    Console.Error.WriteLine($"received {ctx.Signal}: finishing global step {trainer.State.GlobalStep + 1}, saving a checkpoint and exiting " +
+                                            "(send it again to abort without saving)");
+                }
+                else
+                {
+                    Console.Error.WriteLine($"received {ctx.Signal} again: aborting now; resume from the newest checkpoint with --load_checkpoint");
+                    Environment.Exit(ctx.Signal == PosixSignal.SIGTERM ? 143 : 130);
+                }
+            }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+            view.Run(trainer, () => trainer.Fit());
+            if (trainer.StoppedEarly is { } why)
+            {
+                Log($"stopped after global step {trainer.State.GlobalStep} of {trainer.Plan.MaxGlobalSteps} ({why}); checkpoint {lastCheckpoint}; " +
+                    "continue with the same command and --load_checkpoint");
+                return 0;
+            }
+            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, image);
             Log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
             if (config.Model.SaveValueNetwork && models.Critic is { } critic)
             {
@@ -386,6 +463,8 @@ public static class TrainCommand
                 critic.Save(dir);
                 Log($"saved the critic to {Path.GetFullPath(dir)}");
             }
+            var drawn = RunPlots.Write(metrics.Path, plots);
+            Log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(plots)}");
         }
         finally
         {

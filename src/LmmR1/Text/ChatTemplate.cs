@@ -13,6 +13,17 @@ public static class ChatTemplate
     public const string VideoPlaceholder = "<|vision_start|><|video_pad|><|vision_end|>";
     public const string GenerationPrompt = "<|im_start|>assistant\n";
 
+    /// <summary>The same template as Jinja, exactly as Qwen2-VL / Qwen2.5-VL checkpoints ship it in chat_template.json
+    /// (QWEN_TEMPLATE in make_fixtures.py); written into exported model folders.</summary>
+    public const string Jinja =
+        "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+        + "You are a helpful assistant.<|im_end|>\n"
+        + "{% endif %}<|im_start|>{{ message['role'] }}\n"
+        + "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+        + "{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+        + "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+        + "{% endif %}";
+
     public static string Apply(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, bool addVisionId = false)
     {
         var sb = new StringBuilder();

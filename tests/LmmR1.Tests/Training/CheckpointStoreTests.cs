@@ -72,6 +72,28 @@ public class CheckpointStoreTests
     }
 
     [Fact]
+    public void AKillBetweenTheRenamesOfAResavePutsThePreviousCopyBack()
+    {
+        string root = TestPaths.NewTempDir("ck");
+        var store = new CheckpointStore(root, maxCheckpoints: 1);
+        store.Save(3, d => WritePayload(d, "first"));
+        // What the kill leaves: the old copy moved aside, the new one still in its temp folder.
+        Directory.Move(Path.Combine(root, "global_step3"), Path.Combine(root, ".global_step3.tmp-old-0123abcd"));
+        Directory.CreateDirectory(Path.Combine(root, ".global_step3.tmp-77-ffff"));
+        Assert.Equal("first", File.ReadAllText(Path.Combine(store.FindLatest()!, "payload.txt")));
+        Assert.Equal("global_step3", Path.GetFileName(store.FindLatest()));
+
+        // Before a save cleans up, too (the only checkpoint of --max_ckpt_num 1 must survive).
+        Directory.Move(Path.Combine(root, "global_step3"), Path.Combine(root, ".global_step3.tmp-old-4567cdef"));
+        store.Save(4, d => WritePayload(d, "four"));
+        Assert.Equal([4L], store.Complete().Select(c => c.step));
+        Assert.Empty(Directory.GetDirectories(root, ".*"));
+        Directory.Move(Path.Combine(root, "global_step4"), Path.Combine(root, ".global_step4.tmp-old-89ab"));
+        Assert.Throws<IOException>(() => store.Save(5, d => throw new IOException("disk full")));
+        Assert.Equal("global_step4", Path.GetFileName(store.FindLatest()));
+    }
+
+    [Fact]
     public void EmptyOrMissingRootHasNoCheckpoint()
     {
         Assert.Null(new CheckpointStore(Path.Combine(TestPaths.NewTempDir("ck"), "absent"), 1).FindLatest());

@@ -94,8 +94,8 @@ internal sealed class ChoiceMatcher(TextIndex t, Budget budget, IReadOnlyList<st
         foreach (var p in t.Occurrences("answer"))
         {
             if (p < from) continue;
-            int q = p + 6;
-            if (colon) { if (!t.At(q, ":")) continue; q++; }
+            int q = t.AfterAnswerWord(p, colon);
+            if (q < 0) continue;
             int nl = t.NextNewline(q);
             for (int k = 0; k <= 50 && q + k < t.Length; k++)
             {

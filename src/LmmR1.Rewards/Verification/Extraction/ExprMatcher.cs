@@ -342,8 +342,8 @@ internal sealed class ExprMatcher(TextIndex t, Budget budget)
         foreach (var p in t.Occurrences("answer"))
         {
             if (p < from) continue;
-            int q = p + 6;
-            if (colon) { if (!t.At(q, ":")) continue; q++; }
+            int q = t.AfterAnswerWord(p, colon);
+            if (q < 0) continue;
             int nl = t.NextNewline(q);
             int lineLimit = nl < 0 ? t.Length : nl;
             Hit? found = null;

@@ -266,8 +266,8 @@ internal sealed class LatexMatcher(TextIndex t, Budget budget)
         foreach (var p in t.Occurrences("answer"))
         {
             if (p < from) continue;
-            int q = p + 6;
-            if (colon) { if (!t.At(q, ":")) continue; q++; }
+            int q = t.AfterAnswerWord(p, colon);
+            if (q < 0) continue;
             budget.Tick();
             int j = NextPlainStart(q); // `.{0,50}?` is lazy: the first environment within 50 chars
             if (j >= 0 && j <= q + 50)

@@ -91,6 +91,15 @@ internal sealed class TextIndex : IDisposable
         return r;
     }
 
+    /// <summary>Where the text after the word "answer" at <paramref name="p"/> starts: past its colon when
+    /// <paramref name="colon"/> (then -1 when there is none), else right after the word.</summary>
+    public int AfterAnswerWord(int p, bool colon)
+    {
+        int q = p + "answer".Length;
+        if (!colon) return q;
+        return At(q, ":") ? q + 1 : -1;
+    }
+
     public bool At(int i, string lit) => i >= 0 && i + lit.Length <= S.Length && string.CompareOrdinal(S, i, lit, 0, lit.Length) == 0;
 
     public bool AtIgnoreCase(int i, string lit) =>

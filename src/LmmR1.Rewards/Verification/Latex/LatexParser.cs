@@ -1045,25 +1045,16 @@ internal sealed class LatexParser
         return new FuncNode(isSum ? "Sum" : "Product", [body, var, from, to]);
     }
 
-    private Node? SupExpr()
-    {
-        int start = _p;
-        if (!Accept(Tok.Caret)) return null;
-        if (Kind == Tok.LBrace)
-        {
-            _p++;
-            var e = Expr();
-            if (e == null || !Accept(Tok.RBrace)) return Reset(start);
-            return e;
-        }
-        return Atom() ?? Reset(start);
-    }
+    private Node? SupExpr() => ScriptExpr(Tok.Caret);
 
     /// <summary>subexpr as a Node (log bases).</summary>
-    private Node? SubExprNode()
+    private Node? SubExprNode() => ScriptExpr(Tok.Underscore);
+
+    /// <summary>`^` or `_` followed by `{expr}` or an atom; nothing consumed when it does not parse.</summary>
+    private Node? ScriptExpr(Tok marker)
     {
         int start = _p;
-        if (!Accept(Tok.Underscore)) return null;
+        if (!Accept(marker)) return null;
         if (Kind == Tok.LBrace)
         {
             _p++;

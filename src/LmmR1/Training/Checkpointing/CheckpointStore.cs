@@ -32,6 +32,7 @@ public sealed partial class CheckpointStore
     public string Save(long step, Action<string> write)
     {
         Directory.CreateDirectory(Root);
+        PutBackMovedAside();
         foreach (var stale in Directory.EnumerateDirectories(Root, $".{Prefix}*.tmp-*")) TryDelete(stale);
         string tmp = Path.Combine(Root, $".{FolderName(step)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
@@ -40,6 +41,7 @@ public sealed partial class CheckpointStore
             write(tmp);
             File.WriteAllText(Path.Combine(tmp, CompleteMarker), step.ToString(CultureInfo.InvariantCulture));
             SyncTree(tmp);
+            Runs.RunHooks.Reach("save-written", step);
             string final = Path.Combine(Root, FolderName(step));
             if (Directory.Exists(final))
             {
@@ -56,8 +58,10 @@ public sealed partial class CheckpointStore
                 Directory.Move(tmp, final);
                 AtomicFile.SyncDirectory(Root);
             }
+            Runs.RunHooks.Reach("save-renamed", step);
             AtomicFile.WriteAllText(Path.Combine(Root, LatestFile), FolderName(step) + "\n");
             Prune();
+            Runs.RunHooks.Reach("save-done", step);
             return final;
         }
         catch
@@ -72,7 +76,26 @@ public sealed partial class CheckpointStore
     /// rather than trusting `latest`: the pointer is written last, so a kill right after the rename leaves it one
     /// checkpoint behind although the newer folder is whole. `latest` is kept for people and other tools.
     /// </summary>
-    public string? FindLatest() => Complete().Select(c => c.dir).LastOrDefault();
+    public string? FindLatest()
+    {
+        PutBackMovedAside();
+        return Complete().Select(c => c.dir).LastOrDefault();
+    }
+
+    /// <summary>A kill between the two renames of a re-save leaves no global_step{N}, only its previous copy moved
+    /// aside (complete, under .global_step{N}.tmp-old-*): that copy is renamed back rather than lost with the debris.</summary>
+    void PutBackMovedAside()
+    {
+        if (!Directory.Exists(Root)) return;
+        foreach (var old in Directory.EnumerateDirectories(Root, $".{Prefix}*.tmp-old-*"))
+        {
+            var m = MovedAside().Match(Path.GetFileName(old));
+            string final = Path.Combine(Root, m.Groups[1].Value);
+            if (!m.Success || !IsComplete(old) || Directory.Exists(final)) continue;
+            Directory.Move(old, final);
+            AtomicFile.SyncDirectory(Root);
+        }
+    }
 
     public static bool IsComplete(string dir) => File.Exists(Path.Combine(dir, CompleteMarker));
 
@@ -88,16 +111,26 @@ public sealed partial class CheckpointStore
             .ToList();
     }
 
+    /// <summary>The Hugging Face export of checkpoint <paramref name="step"/> (--save_hf_ckpt): global_step{N}_hf.</summary>
+    public string HfFolder(long step) => Path.Combine(Root, FolderName(step) + HfSuffix);
+
+    public const string HfSuffix = "_hf";
+
     void Prune()
     {
         var all = Complete().ToList();
-        foreach (var (_, dir) in all.Take(Math.Max(0, all.Count - MaxCheckpoints))) TryDelete(dir);
+        foreach (var (step, dir) in all.Take(Math.Max(0, all.Count - MaxCheckpoints)))
+        {
+            TryDelete(dir);
+            TryDelete(HfFolder(step));   // its HF export goes with it
+        }
         // Folders without the marker are remains of saves killed before the rename; never the newest complete one.
         foreach (var d in Directory.EnumerateDirectories(Root))
             if (StepFolder().IsMatch(Path.GetFileName(d)) && !IsComplete(d)) TryDelete(d);
     }
 
-    static void SyncTree(string dir)
+    /// <summary>fsyncs every file and folder under <paramref name="dir"/> (and the folder itself).</summary>
+    public static void SyncTree(string dir)
     {
         foreach (var f in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories))
         {
@@ -115,4 +148,7 @@ public sealed partial class CheckpointStore
 
     [GeneratedRegex(@"^global_step\d+$")]
     private static partial Regex StepFolder();
+
+    [GeneratedRegex(@"^\.(global_step\d+)\.tmp-old-[0-9a-f]+$")]
+    private static partial Regex MovedAside();
 }

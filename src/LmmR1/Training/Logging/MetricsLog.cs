@@ -1,46 +1,73 @@
-// Training metrics sink: always appends one JSON object per logging step to metrics.jsonl (flushed per line),
-// optionally mirrors every scalar to TensorBoard event files (--use_tensorboard DIR, TorchSharp's SummaryWriter).
-// Metric names follow OpenRLHF (train/reward, train/policy_loss, …); "train/global_step" is the x axis.
+// Training logs of a run folder: metrics.jsonl (one JSON object per logging step, flushed per line), samples.jsonl
+// (a few generations per logging step with their rewards) and, with --use_tensorboard DIR, TensorBoard event files
+// (scalars, and the samples as text). Metric names follow OpenRLHF (train/reward, train/policy_loss, …);
+// "train/global_step" is the x axis. On resume both files continue exactly after the restored step.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using TorchSharp;
 
 namespace LmmR1.Training.Logging;
 
 public sealed class MetricsLog : IMetricsSink, IDisposable
 {
     public const string FileName = "metrics.jsonl";
+    public const string SamplesFileName = "samples.jsonl";
 
     readonly StreamWriter jsonl;
-    readonly TorchSharp.Modules.SummaryWriter? tensorboard;
+    readonly StreamWriter samples;
+    readonly TensorBoardWriter? tensorboard;
 
     public string Path { get; }
+    public string SamplesPath { get; }
+    public string? TensorBoardFile => tensorboard?.FilePath;
 
-    /// <param name="runDir">Folder of metrics.jsonl.</param>
+    /// <param name="runDir">Folder of metrics.jsonl and samples.jsonl.</param>
     /// <param name="tensorboardDir">TensorBoard log folder, or null.</param>
     /// <param name="resumeAfterStep">On resume, lines with a step above this (written after the checkpoint) are
-    /// dropped so the file continues exactly where the restored run left off.</param>
+    /// dropped so the files continue exactly where the restored run left off; null starts both files afresh.</param>
     public MetricsLog(string runDir, string? tensorboardDir = null, long? resumeAfterStep = null)
     {
         Directory.CreateDirectory(runDir);
         Path = System.IO.Path.Combine(runDir, FileName);
-        if (resumeAfterStep is { } keep && File.Exists(Path))
+        SamplesPath = System.IO.Path.Combine(runDir, SamplesFileName);
+        jsonl = Open(Path, resumeAfterStep, "train/global_step");
+        samples = Open(SamplesPath, resumeAfterStep, "step");
+        if (tensorboardDir != null) tensorboard = new TensorBoardWriter(tensorboardDir, resumeAfterStep + 1);
+    }
+
+    static StreamWriter Open(string path, long? resumeAfterStep, string stepKey)
+    {
+        if (resumeAfterStep is { } keep && File.Exists(path))
         {
-            var kept = File.ReadLines(Path).Where(l => StepOf(l) is { } s && s <= keep).ToList();
-            Infrastructure.AtomicFile.WriteAllText(Path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
+            var kept = File.ReadLines(path).Where(l => StepOf(l, stepKey) is { } s && s <= keep).ToList();
+            Infrastructure.AtomicFile.WriteAllText(path, kept.Count == 0 ? "" : string.Join("\n", kept) + "\n");
         }
-        else if (resumeAfterStep is null && File.Exists(Path))
+        else if (resumeAfterStep is null && File.Exists(path))
         {
-            File.Delete(Path);
+            File.Delete(path);
         }
-        jsonl = new StreamWriter(new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.Read), new UTF8Encoding(false));
-        if (tensorboardDir != null)
+        return new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read), new UTF8Encoding(false));
+    }
+
+    /// <summary>Replaces the run folder's metrics.jsonl / samples.jsonl with the copies a checkpoint holds (what the run
+    /// had logged when it was saved), so a resumed run continues from exactly those lines.</summary>
+    public static void RestoreFrom(string checkpointDir, string runDir)
+    {
+        foreach (var name in new[] { FileName, SamplesFileName })
         {
-            Directory.CreateDirectory(tensorboardDir);
-            tensorboard = torch.utils.tensorboard.SummaryWriter(tensorboardDir, createRunName: false);
+            string src = System.IO.Path.Combine(checkpointDir, name);
+            if (File.Exists(src)) Infrastructure.AtomicFile.Write(System.IO.Path.Combine(runDir, name), fs => fs.Write(File.ReadAllBytes(src)));
         }
+    }
+
+    /// <summary>Copies the logs so far into a checkpoint folder being written.</summary>
+    public void CopyTo(string dir)
+    {
+        jsonl.Flush();
+        samples.Flush();
+        File.Copy(Path, System.IO.Path.Combine(dir, FileName), overwrite: true);
+        File.Copy(SamplesPath, System.IO.Path.Combine(dir, SamplesFileName), overwrite: true);
     }
 
     public void Log(long step, IReadOnlyDictionary<string, double> metrics)
@@ -50,10 +77,34 @@ public sealed class MetricsLog : IMetricsSink, IDisposable
             obj[k] = double.IsFinite(v) ? JsonValue.Create(v) : JsonValue.Create(v.ToString(CultureInfo.InvariantCulture));
         jsonl.WriteLine(obj.ToJsonString());
         jsonl.Flush();
-        if (tensorboard != null)
-            foreach (var (k, v) in metrics)
-                if (double.IsFinite(v)) tensorboard.add_scalar(k, (float)v, (int)step);
+        tensorboard?.Scalars(step, metrics);
     }
+
+    public void LogSamples(long step, IReadOnlyList<GeneratedSample> list)
+    {
+        if (list.Count == 0) return;
+        var md = new StringBuilder("| # | prompt | response | label | reward | format | accuracy |\n|---|---|---|---|---|---|---|\n");
+        foreach (var s in list)
+        {
+            var obj = new JsonObject
+            {
+                ["step"] = step, ["sample"] = s.Index, ["prompt"] = s.Prompt, ["response"] = s.Response, ["label"] = s.Label,
+                ["reward"] = Finite(s.Reward), ["format_reward"] = Finite(s.FormatReward), ["acc_reward"] = Finite(s.AccuracyReward),
+                ["response_length"] = s.ResponseLength,
+            };
+            samples.WriteLine(obj.ToJsonString(Readable));
+            md.Append(CultureInfo.InvariantCulture, $"| {s.Index} | {Cell(s.Prompt)} | {Cell(s.Response)} | {Cell(s.Label)} | {s.Reward:G4} | {s.FormatReward:G4} | {s.AccuracyReward:G4} |\n");
+        }
+        samples.Flush();
+        tensorboard?.Text(step, "train/generated_samples", md.ToString());
+    }
+
+    // Valid JSON that keeps quotes, <, > and non-ASCII text as they are (people read these files).
+    static readonly JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    static JsonNode? Finite(double v) => double.IsFinite(v) ? JsonValue.Create(v) : JsonValue.Create(v.ToString(CultureInfo.InvariantCulture));
+
+    static string Cell(string s) => s.Replace("|", "\\|").Replace("\r", "").Replace("\n", "<br>");
 
     /// <summary>Reads metrics.jsonl back (for plots and resume checks): one dictionary per line.</summary>
     public static List<Dictionary<string, double>> Read(string path)
@@ -72,17 +123,21 @@ public sealed class MetricsLog : IMetricsSink, IDisposable
         return rows;
     }
 
-    static long? StepOf(string line)
+    static long? StepOf(string line, string key)
     {
         if (string.IsNullOrWhiteSpace(line)) return null;
         try
         {
             using var doc = JsonDocument.Parse(line);
-            return doc.RootElement.TryGetProperty("train/global_step", out var s) ? s.GetInt64() : null;
+            return doc.RootElement.TryGetProperty(key, out var s) ? s.GetInt64() : null;
         }
         catch (JsonException) { return null; } // a torn last line from a crash
     }
 
-    // SummaryWriter opens, appends and flushes its event file per event: nothing to close.
-    public void Dispose() => jsonl.Dispose();
+    public void Dispose()
+    {
+        jsonl.Dispose();
+        samples.Dispose();
+        tensorboard?.Dispose();
+    }
 }

@@ -55,12 +55,14 @@ public sealed class ModelOptimizer : IDisposable
         return Math.Sqrt(a * a + b * b);
     }
 
-    /// <summary>Clip, update with the scheduled LR, advance the schedule, zero the gradients.</summary>
-    public StepResult Step()
+    /// <summary>Clip, update with the scheduled LR, advance the schedule, zero the gradients. A non-finite gradient
+    /// norm, or <paramref name="skip"/> (the caller saw a non-finite loss), skips the update but still advances the
+    /// schedule and zeroes the gradients.</summary>
+    public StepResult Step(bool skip = false)
     {
         double lr = Schedule.At(Steps);
-        double norm = GradNorm();
-        bool skip = !double.IsFinite(norm);
+        double norm = skip ? double.NaN : GradNorm();
+        skip |= !double.IsFinite(norm);
         if (!skip)
         {
             AdamW.ClipGradients(Parameters.Select(p => p.Param), norm, MaxNorm);
@@ -84,11 +86,12 @@ public sealed class ModelOptimizer : IDisposable
     }
 
     /// <summary>Restores moments, masters and the step counter written by <see cref="StateTensors"/>.</summary>
-    public void LoadState(long steps, long adamSteps, Func<string, Tensor?> read, string source)
+    public void LoadState(long steps, long adamSteps, Func<string, Tensor?> read, string source, long skippedSteps = 0)
     {
         decay.LoadState(adamSteps, read, source);
         noDecay.LoadState(adamSteps, read, source);
         Steps = steps;
+        SkippedSteps = skippedSteps;
     }
 
     /// <summary>AdamW's own step count (bias correction); differs from <see cref="Steps"/> by the skipped steps.</summary>

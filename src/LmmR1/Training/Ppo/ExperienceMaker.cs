@@ -5,6 +5,8 @@
 // values — all without grad in micro-batches of --micro_rollout_batch_size — then advantages and returns over the
 // whole rollout (AdvantagePipeline). Departure: with the actor's vision tower frozen its image embeddings are
 // computed once per prompt and reused by every forward of the rollout (same numbers, n× less vision work).
+// A CUDA out-of-memory error during generation halves the engine's rows per micro-batch and retries the call; the
+// samples do not change (the engine's draws are keyed by prompt, sample and step, not by batching).
 using LmmR1.Algorithms;
 using LmmR1.Data;
 using LmmR1.Generation;
@@ -50,7 +52,7 @@ public sealed class ExperienceMaker
     readonly QwenTokenizer tokenizer;
     readonly QwenVLProcessor processor;
     readonly IRewardModel reward;
-    readonly GenerationEngine engine;
+    GenerationEngine engine;
     readonly PhaseTimer timer;
     readonly IReadOnlyList<int> stopTokens;
 
@@ -77,17 +79,22 @@ public sealed class ExperienceMaker
     }
 
     public GenerationEngine Engine => engine;
+    /// <summary>Test hook: called before every engine call with its options (a test throws a fake OOM here).</summary>
+    internal Action<GenerationEngineOptions>? BeforeEngineGenerate { get; set; }
+    /// <summary>Warnings for people (OOM retries).</summary>
+    public Action<string>? Log { get; set; }
     public IReadOnlyList<int> StopTokens => stopTokens;
     Device Device => models.Actor.Device;
     long Pad => tokenizer.PadTokenId;
     bool ActorVisionFrozen => PpoModels.VisionFrozen(models.Actor);
 
     /// <summary>Generate → Score → LogProbs (old/ref/values) → Advantages for one batch of prompts.</summary>
-    public Rollout Make(IReadOnlyList<PromptSample> prompts, long globalStep, double klCoef, CancellationToken ct = default)
+    public Rollout Make(IReadOnlyList<PromptSample> prompts, long globalStep, double klCoef, CancellationToken ct = default,
+                        Action<GenerationProgress>? progress = null)
     {
         Rollout rollout;
         using (timer.Phase("generate"))
-            rollout = Generate(prompts, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature, SeedFor(globalStep), ct);
+            rollout = Generate(prompts, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature, SeedFor(globalStep), ct, progress);
         try
         {
             using (timer.Phase("reward")) Score(rollout, ct);
@@ -110,7 +117,8 @@ public sealed class ExperienceMaker
 
     /// <summary>Processes the prompts (template, images, tokens), samples n responses each and returns the items
     /// (no scores yet). Used by evaluation too.</summary>
-    public Rollout Generate(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, CancellationToken ct = default)
+    public Rollout Generate(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, CancellationToken ct = default,
+                            Action<GenerationProgress>? progress = null)
     {
         var processed = processor.ProcessMany(prompts);
         var visions = new VisionInput?[prompts.Count];
@@ -148,7 +156,7 @@ public sealed class ExperienceMaker
             Seed = seed,
         };
         IReadOnlyList<GenerationOutput> outputs;
-        try { outputs = engine.Generate(genPrompts, sampling, cancel: ct); }
+        try { outputs = GenerateHalvingOnOom(genPrompts, sampling, progress, ct); }
         catch
         {
             foreach (var v in visions) v?.Dispose();
@@ -174,6 +182,42 @@ public sealed class ExperienceMaker
             queries.Add(tokenizer.Decode(promptIds.Select(t => (int)t).Concat(o.TokenIds), skipSpecialTokens: false));
         }
         return new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries };
+    }
+
+    /// <summary>engine.Generate; on CUDA out-of-memory the rows per micro-batch are halved (and stay halved for the
+    /// rest of the run) and the call is retried, down to one row.</summary>
+    IReadOnlyList<GenerationOutput> GenerateHalvingOnOom(List<GenerationPrompt> prompts, SamplingParams sampling,
+                                                         Action<GenerationProgress>? progress, CancellationToken ct)
+    {
+        while (true)
+        {
+            try
+            {
+                BeforeEngineGenerate?.Invoke(engine.Options);
+                return engine.Generate(prompts, sampling, progress: progress, cancel: ct);
+            }
+            catch (Exception e) when (IsOutOfMemory(e) && engine.Options.MaxRowsPerBatch > 1)
+            {
+                int rows = engine.Options.MaxRowsPerBatch;
+                // The largest micro-batch actually planned may be below the limit: halve what ran, not the limit.
+                int ran = Math.Max(1, engine.LastStats.MaxRows > 0 ? Math.Min(rows, (int)engine.LastStats.MaxRows) : rows);
+                int half = Math.Max(1, ran / 2);
+                engine = new GenerationEngine(models.Actor, engine.Options with { MaxRowsPerBatch = half });
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                Log?.Invoke($"warning: out of memory while generating with up to {rows} rows per micro-batch; retrying with {half} " +
+                            "(lower --rollout_max_batch_rows or --rollout_max_batch_tokens to start there)");
+            }
+        }
+    }
+
+    /// <summary>Whether an exception (or one it wraps) is libtorch's CUDA out-of-memory error.</summary>
+    public static bool IsOutOfMemory(Exception e)
+    {
+        for (Exception? x = e; x is not null; x = x.InnerException)
+            if (x.Message.Contains("CUDA out of memory", StringComparison.OrdinalIgnoreCase) ||
+                x.Message.Contains("CUDA error: out of memory", StringComparison.OrdinalIgnoreCase)) return true;
+        return false;
     }
 
     // ---------------------------------------------------------------- score

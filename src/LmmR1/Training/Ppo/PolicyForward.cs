@@ -12,8 +12,10 @@ namespace LmmR1.Training.Ppo;
 public static class PolicyForward
 {
     /// <summary>Action log-probs [B, A] fp32 (0 on padding) and, when asked, the entropy [B, A] of the raw logits at
-    /// the same slots (upstream computes it before the temperature division). Differentiable when grad mode is on.</summary>
-    public static (Tensor LogProbs, Tensor? Entropy) ActionLogProbs(QwenVLModel model, Experience e, double temperature, bool withEntropy = false)
+    /// the same slots (upstream computes it before the temperature division). Differentiable when grad mode is on;
+    /// the entropy only with <paramref name="entropyGrad"/> (else it is computed without grad, for logging).</summary>
+    public static (Tensor LogProbs, Tensor? Entropy) ActionLogProbs(QwenVLModel model, Experience e, double temperature, bool withEntropy = false,
+                                                                    bool entropyGrad = true)
     {
         using var scope = torch.NewDisposeScope();
         long s = e.Sequences.shape[1], a = e.NumActions;
@@ -23,7 +25,10 @@ public static class PolicyForward
         var labels = e.Sequences.narrow(1, s - a, a);                                                  // [B, A]
         var lp = LogProbs.FromLogits(logits, labels, temperature);                                     // [B, A] fp32
         lp = Masked.Zeroed(lp, e.ActionMask);
-        Tensor? entropy = withEntropy ? Entropy.FromLogits(logits) : null;                              // [B, A] fp32
+        Tensor? entropy = null;
+        if (withEntropy && entropyGrad) entropy = Entropy.FromLogits(logits);                          // [B, A] fp32
+        else if (withEntropy)
+            using (torch.no_grad()) entropy = Entropy.FromLogits(logits.detach());
         return (lp.MoveToOuterDisposeScope(), entropy?.MoveToOuterDisposeScope());
     }
 }

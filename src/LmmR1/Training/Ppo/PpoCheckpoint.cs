@@ -1,12 +1,27 @@
-// What a PPO checkpoint folder (written through CheckpointStore, so crash-safe) holds, and restoring it:
-//   actor/                 the actor as a loadable Hugging Face folder (+ tokenizer files): upstream's global_stepN_hf
-//   actor_optim.safetensors  AdamW moments and fp32 masters, keyed by parameter name
-//   critic/, critic_optim.safetensors  (gae)
-//   trainer_state.json     PpoTrainState (global step, consumed prompts, episode, data position, optimizer steps, β)
-// Minimal by design: the later checkpoint/resume work (HF export cadence, plots, clean stops) builds on it.
+// What a PPO checkpoint folder (written through CheckpointStore, so crash-safe) holds, and restoring it exactly:
+//   actor/                     the actor as a Hugging Face folder (HfExport: weights, config, tokenizer, chat template,
+//                              preprocessor config)
+//   actor_optim.safetensors    AdamW moments and fp32 masters, keyed by parameter name
+//   critic/, critic_optim.safetensors   (gae)
+//   rng_state.safetensors      libtorch's default CPU generator (nothing in training draws from it, saved anyway)
+//   trainer_state.json         loop state (global step, consumed prompts/samples, episode and position in its data
+//                              order, the order itself, data and model fingerprints), optimizer and LR-schedule
+//                              positions, KL controller, the seeds the random streams derive from, non-finite counters
+//   train_config.json          the resolved config; resuming refuses a config that would not continue the same run
+//   metrics.jsonl, samples.jsonl   the logs so far (a resumed run continues from exactly these lines)
+// Every random stream is a pure function of --seed and these counters (prompt order: seed + episode; sampling:
+// seed + global step via the engine's counter-based RNG; PPO-epoch shuffles: seed, step, epoch), so a run of 2N
+// steps and N steps + resume for N steps are bit-identical on the CPU.
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using LmmR1.Data;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Safetensors;
+using LmmR1.Training.Checkpointing;
+using LmmR1.Training.Logging;
+using LmmR1.Training.Runs;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,6 +30,9 @@ namespace LmmR1.Training.Ppo;
 public static class PpoCheckpoint
 {
     public const string StateFile = "trainer_state.json";
+    public const string ConfigFile = "train_config.json";
+    public const string RngFile = "rng_state.safetensors";
+    public const int FormatVersion = 2;
 
     /// <summary>Tokenizer / processor files copied next to a saved model so the folder loads on its own.</summary>
     public static readonly string[] TokenizerFiles =
@@ -22,8 +40,6 @@ public static class PpoCheckpoint
         "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json",
         "chat_template.json", "chat_template.jinja", "preprocessor_config.json", "video_preprocessor_config.json",
     ];
-
-    sealed record Saved(PpoTrainState State, long ActorAdamSteps, long CriticAdamSteps);
 
     public static void CopyTokenizerFiles(string from, string to)
     {
@@ -36,35 +52,207 @@ public static class PpoCheckpoint
         }
     }
 
-    /// <summary>Writes everything the trainer needs to continue into <paramref name="dir"/>.</summary>
-    public static void Write(PpoTrainer trainer, string dir, string tokenizerDir)
+    // ------------------------------------------------------------------ trainer_state.json
+
+    public sealed record OptimizerState(long Steps, long AdamSteps, long SkippedSteps, double PeakLr, long ScheduleSteps, long WarmupSteps);
+
+    public sealed record DataState(int Prompts, string Fingerprint, int Episode, long RolloutInEpisode, int[] Order);
+
+    public sealed record RngState(int Seed, string Sampling, string PpoShuffles, string PromptOrder, string Torch);
+
+    public sealed record SavedState
     {
-        string actorDir = Path.Combine(dir, "actor");
-        trainer.Models.Actor.SaveHf(actorDir);
-        CopyTokenizerFiles(tokenizerDir, actorDir);
+        public int Format { get; init; } = FormatVersion;
+        public required PpoTrainState State { get; init; }
+        public required DataState Data { get; init; }
+        public required OptimizerState Actor { get; init; }
+        public OptimizerState? Critic { get; init; }
+        public required double KlCoef { get; init; }
+        public required RngState Rng { get; init; }
+        public required string PretrainFingerprint { get; init; }
+        public string? CriticPretrainFingerprint { get; init; }
+    }
+
+    static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    /// <summary>Writes everything the trainer needs to continue into <paramref name="dir"/> (a CheckpointStore temp
+    /// folder). <paramref name="metrics"/>: the run's logs, copied in.</summary>
+    public static void Write(PpoTrainer trainer, string dir, string tokenizerDir, MetricsLog? metrics = null)
+    {
+        long step = trainer.State.GlobalStep;
+        RunHooks.Reach("save-begin", step);
+        var config = trainer.Config;
+        HfExport.WriteInto(trainer.Models.Actor, Path.Combine(dir, "actor"), tokenizerDir, config.ImageOptions());
+        RunHooks.Reach("save-actor-written", step);
         SafetensorsWriter.Write(Path.Combine(dir, "actor_optim.safetensors"), trainer.ActorOptimizer.StateTensors());
         if (trainer.Models.Critic is { } critic && trainer.CriticOptimizer is { } co)
         {
             critic.Save(Path.Combine(dir, "critic"));
             SafetensorsWriter.Write(Path.Combine(dir, "critic_optim.safetensors"), co.StateTensors());
         }
-        var saved = new Saved(trainer.State, trainer.ActorOptimizer.AdamSteps, trainer.CriticOptimizer?.AdamSteps ?? 0);
-        File.WriteAllText(Path.Combine(dir, StateFile), JsonSerializer.Serialize(saved, new JsonSerializerOptions { WriteIndented = true }));
+        using (var rng = torch.random.get_rng_state())
+            SafetensorsWriter.Write(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["torch_cpu"] = rng });
+
+        var s = trainer.State;
+        var saved = new SavedState
+        {
+            State = s with { },
+            Data = new DataState(trainer.TrainData.Count, DataFingerprint(trainer.TrainData), s.Episode, s.RolloutInEpisode, trainer.DataOrder(s.Episode)),
+            Actor = Describe(trainer.ActorOptimizer),
+            Critic = trainer.CriticOptimizer is { } c ? Describe(c) : null,
+            KlCoef = trainer.KlController.Value,
+            Rng = new RngState(config.Run.Seed,
+                Sampling: $"counter-based, seed {config.Run.Seed}·1000003 + global step (next: {trainer.Maker.SeedFor(s.GlobalStep + 1)})",
+                PpoShuffles: "permutation seeded by seed·7919 + step·104729 + epoch",
+                PromptOrder: $"permutation seeded by seed + episode (episode {s.Episode}, next rollout {s.RolloutInEpisode})",
+                Torch: RngFile),
+            PretrainFingerprint = ModelFingerprint(config.Model.Pretrain!),
+            CriticPretrainFingerprint = config.UsesCritic ? ModelFingerprint(config.Model.CriticPretrain!) : null,
+        };
+        File.WriteAllText(Path.Combine(dir, StateFile), JsonSerializer.Serialize(saved, Json));
+        File.WriteAllText(Path.Combine(dir, ConfigFile), config.ToJson());
+        metrics?.CopyTo(dir);
     }
 
-    /// <summary>Loads weights, optimizer state, loop state and β from a checkpoint folder into a freshly built trainer.</summary>
-    public static void Restore(PpoTrainer trainer, string dir)
+    static OptimizerState Describe(Optimization.ModelOptimizer o) =>
+        new(o.Steps, o.AdamSteps, o.SkippedSteps, o.Schedule.PeakLr, o.Schedule.TotalSteps, o.Schedule.WarmupSteps);
+
+    public static SavedState ReadState(string dir)
     {
         string statePath = Path.Combine(dir, StateFile);
         if (!File.Exists(statePath)) throw InputException.At(statePath, null, "--load_checkpoint", "not a PPO checkpoint (trainer_state.json missing)");
-        var saved = JsonSerializer.Deserialize<Saved>(File.ReadAllText(statePath))
-                    ?? throw InputException.At(statePath, null, null, "empty trainer state");
+        SavedState? saved;
+        try { saved = JsonSerializer.Deserialize<SavedState>(File.ReadAllText(statePath), Json); }
+        catch (JsonException e) { throw InputException.At(statePath, null, "--load_checkpoint", $"unreadable trainer state ({e.Message})"); }
+        if (saved is null || saved.Format != FormatVersion)
+            throw InputException.At(statePath, null, "--load_checkpoint",
+                $"checkpoint format {saved?.Format} is not {FormatVersion} (written by another version of lmmr1); start a fresh run with a new --ckpt_path");
+        return saved;
+    }
+
+    // ------------------------------------------------------------------ compatibility
+
+    /// <summary>Refuses to resume from <paramref name="dir"/> when this run's config or data differ in a way that
+    /// would not continue the checkpoint's run (model, data, batch sizes, estimator, precision, freezing): an
+    /// InputException naming the flag. Returns notes on allowed differences (e.g. a longer run → longer LR schedule).</summary>
+    public static IReadOnlyList<string> CheckCompatible(string dir, PpoConfig config, PromptDataset train)
+    {
+        var saved = ReadState(dir);
+        string configPath = Path.Combine(dir, ConfigFile);
+        var old = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        var now = JsonNode.Parse(config.ToJson())!.AsObject();
+        // A field's JSON text ("null" when null); a path missing from the current config is a bug here, not bad input.
+        string Get(JsonObject o, string path)
+        {
+            JsonNode? n = o;
+            foreach (var part in path.Split('.'))
+                if (n is not JsonObject obj || !obj.TryGetPropertyValue(part, out n))
+                    return ReferenceEquals(o, now) ? throw new InvalidOperationException($"config has no field '{path}'") : "(missing)";
+            return n?.ToJsonString() ?? "null";
+        }
+        InputException Refuse(string flag, string what) => InputException.At(null, null, flag,
+            $"{what}, so resuming from {dir} would not continue that run; use the checkpoint's setting, or start a fresh run " +
+            "with another --ckpt_path (or without --load_checkpoint)");
+
+        (string Path, string Flag)[] mustMatch =
+        [
+            ("model.bf16", "--bf16"), ("model.freeze_prefix", "--freeze_prefix"), ("model.value_head_prefix", "--value_head_prefix"),
+            ("algorithm.estimator", "--advantage_estimator"),
+            ("data.prompts.prompt_data_probs", "--prompt_data_probs"), ("data.prompts.input_key", "--input_key"),
+            ("data.prompts.label_key", "--label_key"), ("data.prompts.input_template", "--input_template"),
+            ("data.prompts.apply_chat_template", "--apply_chat_template"), ("data.prompts.max_samples", "--max_samples"),
+            ("run.seed", "--seed"),
+            ("rollout.rollout_batch_size", "--rollout_batch_size"), ("rollout.samples_per_prompt", "--n_samples_per_prompt"),
+            ("optim.train_batch_size", "--train_batch_size"), ("optim.micro_train_batch_size", "--micro_train_batch_size"),
+            ("optim.max_epochs", "--max_epochs"),
+        ];
+        foreach (var (path, flag) in mustMatch)
+        {
+            string a = Get(old, path), b = Get(now, path);
+            if (a != b) throw Refuse(flag, $"the checkpoint was written with {flag} {a} and this run has {b}");
+        }
+        if (ModelFingerprint(config.Model.Pretrain!) != saved.PretrainFingerprint)
+            throw Refuse("--pretrain", $"'{config.Model.Pretrain}' is not the model the checkpoint's run started from (its config.json or weight files differ)");
+        if (config.UsesCritic && saved.CriticPretrainFingerprint is { } cf && ModelFingerprint(config.Model.CriticPretrain!) != cf)
+            throw Refuse("--critic_pretrain", $"'{config.Model.CriticPretrain}' is not the critic the checkpoint's run started from");
+        if (train.Count != saved.Data.Prompts || DataFingerprint(train) != saved.Data.Fingerprint)
+            throw Refuse("--prompt_data", $"the prompts differ from the checkpoint's ({train.Count} prompts now, {saved.Data.Prompts} then; " +
+                                          "same files and keys are needed for the same order)");
+
+        var notes = new List<string>();
+        var plan = PpoPlan.Create(config, train.Count);
+        if (plan.SchedulerSteps != saved.Actor.ScheduleSteps)
+            notes.Add($"note: the LR schedule now spans {plan.SchedulerSteps} optimizer steps (the checkpoint's run planned {saved.Actor.ScheduleSteps}): " +
+                      "--max_global_steps / --num_episodes changed, so the learning rate continues on the new schedule");
+        foreach (var (path, flag) in new[] { ("optim.actor_learning_rate", "--actor_learning_rate"), ("optim.critic_learning_rate", "--critic_learning_rate"),
+                                              ("algorithm.init_kl_coef", "--init_kl_coef") })
+            if (Get(old, path) != Get(now, path))
+                notes.Add($"note: {flag} changed from {Get(old, path)} to {Get(now, path)} since the checkpoint" +
+                          (flag == "--init_kl_coef" ? " (β continues from the checkpoint's value)" : ""));
+        return notes;
+    }
+
+    /// <summary>SHA-256 over every prompt's text, label, datasource and image references, in dataset order.</summary>
+    public static string DataFingerprint(PromptDataset data)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var p in data)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes(p.Prompt));
+            sha.AppendData([0]);
+            sha.AppendData(Encoding.UTF8.GetBytes(p.Label));
+            sha.AppendData([0]);
+            sha.AppendData(Encoding.UTF8.GetBytes(p.Datasource));
+            sha.AppendData([0]);
+            foreach (var im in p.Images) sha.AppendData(Encoding.UTF8.GetBytes(im.Ref.Original + "\n"));
+            sha.AppendData([1]);
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>A model folder's identity without reading all its weights: SHA-256 of config.json plus, per safetensors
+    /// file, its name, size and first and last MiB (header and some weights), so moving the folder keeps the identity
+    /// and replacing the weights (even by a same-shaped re-initialisation) does not.</summary>
+    public static string ModelFingerprint(string dir)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        string cfg = Path.Combine(dir, "config.json");
+        if (File.Exists(cfg)) sha.AppendData(File.ReadAllBytes(cfg));
+        if (!Directory.Exists(dir)) return Convert.ToHexStringLower(sha.GetHashAndReset());
+        const int Chunk = 1 << 20;
+        var buffer = new byte[Chunk];
+        foreach (var f in Directory.GetFiles(dir, "*.safetensors").Order(StringComparer.Ordinal))
+        {
+            using var fs = File.OpenRead(f);
+            sha.AppendData(Encoding.UTF8.GetBytes($"{Path.GetFileName(f)}:{fs.Length}\n"));
+            sha.AppendData(buffer, 0, fs.ReadAtLeast(buffer, Chunk, throwOnEndOfStream: false));
+            if (fs.Length > Chunk)
+            {
+                fs.Seek(-Math.Min(Chunk, fs.Length - Chunk), SeekOrigin.End);
+                sha.AppendData(buffer, 0, fs.ReadAtLeast(buffer, Chunk, throwOnEndOfStream: false));
+            }
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    // ------------------------------------------------------------------ restore
+
+    /// <summary>Loads weights, optimizer and schedule state, loop state, β and the torch RNG from a checkpoint folder
+    /// into a freshly built trainer (check compatibility first with <see cref="CheckCompatible"/>).</summary>
+    public static void Restore(PpoTrainer trainer, string dir)
+    {
+        var saved = ReadState(dir);
         using (var ckpt = SafetensorsCheckpoint.Open(Path.Combine(dir, "actor")))
         using (torch.no_grad())
             trainer.Models.Actor.LoadWeights(ckpt);
-        LoadOptimizer(trainer.ActorOptimizer, Path.Combine(dir, "actor_optim.safetensors"), saved.State.ActorOptimizerSteps, saved.ActorAdamSteps);
+        LoadOptimizer(trainer.ActorOptimizer, Path.Combine(dir, "actor_optim.safetensors"), saved.Actor);
         if (trainer.Models.Critic is { } critic && trainer.CriticOptimizer is { } co)
         {
+            if (saved.Critic is null) throw InputException.At(Path.Combine(dir, StateFile), null, "--advantage_estimator", "the checkpoint has no critic");
             string key = critic.HeadPrefix + ".weight";
             using (var ckpt = SafetensorsCheckpoint.Open(Path.Combine(dir, "critic")))
             using (torch.no_grad())
@@ -72,23 +260,37 @@ public static class PpoCheckpoint
                 critic.Backbone.LoadWeights(ckpt, n => n == key);
                 ckpt.CopyInto(key, critic.Score.weight!);
             }
-            LoadOptimizer(co, Path.Combine(dir, "critic_optim.safetensors"), saved.State.CriticOptimizerSteps, saved.CriticAdamSteps);
+            LoadOptimizer(co, Path.Combine(dir, "critic_optim.safetensors"), saved.Critic);
+        }
+        string rngPath = Path.Combine(dir, RngFile);
+        if (File.Exists(rngPath))
+        {
+            using var f = SafetensorsFile.Open(rngPath);
+            using var state = f.Load("torch_cpu");
+            torch.random.set_rng_state(state);
         }
         var s = saved.State;
-        trainer.State.GlobalStep = s.GlobalStep;
-        trainer.State.ConsumedPrompts = s.ConsumedPrompts;
-        trainer.State.Episode = s.Episode;
-        trainer.State.RolloutInEpisode = s.RolloutInEpisode;
-        trainer.State.ActorOptimizerSteps = s.ActorOptimizerSteps;
-        trainer.State.CriticOptimizerSteps = s.CriticOptimizerSteps;
-        trainer.State.KlCoef = s.KlCoef;
-        trainer.KlController.Restore(new Algorithms.KlControllerState(s.KlCoef));
+        var t = trainer.State;
+        t.GlobalStep = s.GlobalStep;
+        t.ConsumedPrompts = s.ConsumedPrompts;
+        t.ConsumedSamples = s.ConsumedSamples;
+        t.Episode = s.Episode;
+        t.RolloutInEpisode = s.RolloutInEpisode;
+        t.ActorOptimizerSteps = s.ActorOptimizerSteps;
+        t.CriticOptimizerSteps = s.CriticOptimizerSteps;
+        t.KlCoef = saved.KlCoef;
+        t.ActorNonFiniteInARow = s.ActorNonFiniteInARow;
+        t.CriticNonFiniteInARow = s.CriticNonFiniteInARow;
+        trainer.KlController.Restore(new Algorithms.KlControllerState(saved.KlCoef));
+        // The order is recomputed from the seed; the saved copy proves it is the same one.
+        if (!trainer.DataOrder(s.Episode).SequenceEqual(saved.Data.Order))
+            throw InputException.At(Path.Combine(dir, StateFile), null, "--seed", "this run's prompt order differs from the checkpoint's");
     }
 
-    static void LoadOptimizer(Optimization.ModelOptimizer opt, string path, long steps, long adamSteps)
+    static void LoadOptimizer(Optimization.ModelOptimizer opt, string path, OptimizerState saved)
     {
         using var f = SafetensorsFile.Open(path);
         using var scope = torch.NewDisposeScope();
-        opt.LoadState(steps, adamSteps, name => f.Entries.ContainsKey(name) ? f.Load(name) : null, path);
+        opt.LoadState(saved.Steps, saved.AdamSteps, name => f.Entries.ContainsKey(name) ? f.Load(name) : null, path, saved.SkippedSteps);
     }
 }

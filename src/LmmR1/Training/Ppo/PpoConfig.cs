@@ -75,6 +75,10 @@ public sealed record RewardSettings
     public double ClipMax { get; init; } = 10;
     /// <summary>--normalize_reward: accepted; like upstream it changes nothing for rule or remote rewards.</summary>
     public bool NormalizeReward { get; init; }
+    /// <summary>--reward_time_budget_ms (ours): wall-clock budget of one built-in rule-reward verification; a spent
+    /// budget scores accuracy 0, so a slow verification on a loaded machine can change a reward (raise it for runs
+    /// that must repeat exactly).</summary>
+    public int TimeBudgetMs { get; init; } = 30;
 }
 
 /// <summary>The RL algorithm: advantages, clipping, KL.</summary>
@@ -133,6 +137,11 @@ public sealed record RunSettings
     public string? UseTensorboard { get; init; }
     /// <summary>--eval_steps: -1 = once per episode (upstream).</summary>
     public long EvalSteps { get; init; } = -1;
+    /// <summary>--max_nonfinite_steps (ours): stop after this many optimizer steps in a row skipped for a non-finite
+    /// loss or gradient.</summary>
+    public int MaxNonFiniteSteps { get; init; } = 3;
+    /// <summary>--log_samples (ours): generations per logging step written to samples.jsonl and TensorBoard text.</summary>
+    public int LogSamples { get; init; } = 4;
 }
 
 public sealed record PpoConfig
@@ -217,6 +226,7 @@ public sealed record PpoConfig
         if (!(r.EvalTemperature >= 0) || double.IsInfinity(r.EvalTemperature))
             throw Flag("--eval_temperature", $"must be ≥ 0 (0 = greedy), got {r.EvalTemperature}");
 
+        if (Reward.TimeBudgetMs <= 0) throw Flag("--reward_time_budget_ms", $"must be > 0, got {Reward.TimeBudgetMs}");
         if (Reward.RemoteRmUrl is { } url)
         {
             var urls = url.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
@@ -270,6 +280,8 @@ public sealed record PpoConfig
         if (run.EvalSteps == 0 || run.EvalSteps < -1) throw Flag("--eval_steps", $"must be -1 (once per episode) or ≥ 1, got {run.EvalSteps}");
         if (run.LoggingSteps < 1) throw Flag("--logging_steps", $"must be ≥ 1, got {run.LoggingSteps}");
         if (run.MaxCkptNum < 1) throw Flag("--max_ckpt_num", $"must be ≥ 1, got {run.MaxCkptNum}");
+        if (run.MaxNonFiniteSteps < 1) throw Flag("--max_nonfinite_steps", $"must be ≥ 1, got {run.MaxNonFiniteSteps}");
+        if (run.LogSamples < 0) throw Flag("--log_samples", $"must be ≥ 0, got {run.LogSamples}");
         return this;
     }
 
