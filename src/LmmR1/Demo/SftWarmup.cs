@@ -1,7 +1,8 @@
 // The demo's supervised warm-up: next-token cross-entropy on the target responses only (prompt tokens masked), the
 // token mean over each batch, AdamW with the trainers' cosine schedule and grad clipping. Batches are built with the
 // RL trainer's own pieces (processor, Experience.Collate, PolicyForward: the same forward, vision tower included), so
-// SFT and RL see identical inputs. Stands in until the train branch's SFT trainer can be driven as a library.
+// SFT and RL see identical inputs. A fixed step budget over a resampled set, unlike `lmmr1 sft`'s trainer
+// (Training/Sft: epochs over a jsonl dataset), which the demo's tuned numbers predate.
 using LmmR1.Data;
 using LmmR1.Models.Qwen;
 using LmmR1.Training.Optimization;
