@@ -54,8 +54,9 @@ public class DemoQuickRunTests(QuickDemoRun run, ITestOutputHelper output) : ICl
     [Fact]
     public void BothRlStagesGainHeldOutAccuracy()
     {
-        // 64 held-out prompts × 8 samples at T=1 per stage; the paired standard error of a gain is ~2 points, so a
-        // 2-point floor is well clear of zero for this seed (measured: FRE ≈ +5, MGT ≈ +7).
+        // 64 held-out prompts × 8 samples at T=1 per stage; the paired standard error of a gain is 2–4 points. The
+        // run is deterministic (see DemoDeterminismTests), so the 2-point floor holds for this seed on this build
+        // (measured: FRE +5.7, MGT +13.7); other seeds gain less in quick mode (seed 1: FRE +8.0, MGT +1.4).
         foreach (var name in new[] { "fre", "mgt" })
         {
             var s = Stage(name);
@@ -64,7 +65,7 @@ public class DemoQuickRunTests(QuickDemoRun run, ITestOutputHelper output) : ICl
             Assert.Equal(s.AccuracyAfter - s.AccuracyBefore, s.Gain, 9);   // same prompts before and after
             Assert.Equal(64 * 8, s.EvalSamples);
             Assert.NotNull(s.RewardCurve);
-            Assert.Equal(DemoConfig.For(quick: true).Fre.Steps, s.RewardCurve!.Count);
+            Assert.Equal(name == "fre" ? 40 : 60, s.RewardCurve!.Count);
         }
         // SFT is what makes the RL stages possible at all: the random model scores nothing.
         Assert.Equal(0, Stage("sft").AccuracyBefore);
@@ -95,12 +96,13 @@ public class DemoQuickRunTests(QuickDemoRun run, ITestOutputHelper output) : ICl
         string log = File.ReadAllText(Path.Combine(run.Dir, "demo.log"));
         Assert.Contains("[2/3] FRE", log);
         Assert.Contains("[3/3] MGT", log);
-        Assert.Contains("step 40/40", log);                     // the trainer's own step lines
+        Assert.Contains("step 40/40", log);                     // the trainer's own step lines (FRE, then MGT)
+        Assert.Contains("step 60/60", log);
         Assert.Equal(DemoConfig.For(quick: true).ToJson(), File.ReadAllText(Path.Combine(run.Dir, "demo_config.json")));
         foreach (var m in new[] { "init", "sft", "fre", "mgt" })
             Assert.True(File.Exists(Path.Combine(run.Dir, "models", m, "model.safetensors")), m);
-        foreach (var stage in new[] { "fre", "mgt" })
-            Assert.Equal(40, File.ReadLines(Path.Combine(run.Dir, "models", stage, "metrics.jsonl")).Count());
+        Assert.Equal(40, File.ReadLines(Path.Combine(run.Dir, "models", "fre", "metrics.jsonl")).Count());
+        Assert.Equal(60, File.ReadLines(Path.Combine(run.Dir, "models", "mgt", "metrics.jsonl")).Count());
         foreach (var f in new[] { "sft.jsonl", "fre_train.jsonl", "mgt_train.jsonl", "text_heldout.jsonl", "image_heldout.jsonl" })
             Assert.True(new FileInfo(Path.Combine(run.Dir, "data", f)).Length > 0, f);
         Assert.Equal(64, File.ReadLines(Path.Combine(run.Dir, "data", "image_heldout.jsonl")).Count());
