@@ -33,6 +33,33 @@ public static class AtomicFile
     public static void WriteAllText(string path, string text) =>
         Write(path, fs => fs.Write(Encoding.UTF8.GetBytes(text)));
 
+    /// <summary>Moves the complete folder <paramref name="tmp"/> to <paramref name="final"/> (same parent). An existing
+    /// <paramref name="final"/> is first renamed aside to `.{name}.tmp-old-{guid}`, so a crash between the two renames
+    /// still leaves a complete folder under one of the two names; the old copy is deleted afterwards.</summary>
+    public static void ReplaceDirectory(string tmp, string final)
+    {
+        string parent = Path.GetDirectoryName(Path.GetFullPath(final))!;
+        if (Directory.Exists(final))
+        {
+            string old = Path.Combine(parent, $".{Path.GetFileName(final)}.tmp-old-{Guid.NewGuid():N}");
+            Directory.Move(final, old);
+            Directory.Move(tmp, final);
+            SyncDirectory(parent);
+            TryDeleteDirectory(old);
+        }
+        else
+        {
+            Directory.Move(tmp, final);
+            SyncDirectory(parent);
+        }
+    }
+
+    /// <summary>Deletes a folder tree if it exists; failures (already gone, busy, no permission) are ignored.</summary>
+    public static void TryDeleteDirectory(string dir)
+    {
+        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
     /// <summary>fsync a directory so a rename inside it survives a power cut (no-op where unsupported).</summary>
     public static void SyncDirectory(string dir)
     {

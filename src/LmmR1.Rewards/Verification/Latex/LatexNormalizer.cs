@@ -486,20 +486,13 @@ internal static class LatexNormalizer
     }
 
     // \\frac\s?(\d)\s?(\d+) → \frac{\1}{\2}
-    private static string FracDigits(string s) => ScanCommand(s, "\\frac", (i) =>
-    {
-        int j = OptWs(s, i);
-        if (j >= s.Length || !char.IsDigit(s[j])) return null;
-        int a = j++;
-        j = OptWs(s, j);
-        int b = j;
-        while (j < s.Length && char.IsDigit(s[j])) j++;
-        if (j == b) return null;
-        return (j, $"\\frac{{{s[a]}}}{{{s[b..j]}}}");
-    });
+    private static string FracDigits(string s) => CommandDigits(s, "\\frac");
 
     // \\log_\s?(\d)\s?(\d+) → \log_{\1}{\2}
-    private static string LogDigits(string s) => ScanCommand(s, "\\log_", (i) =>
+    private static string LogDigits(string s) => CommandDigits(s, "\\log_");
+
+    // COMMAND\s?(\d)\s?(\d+) → COMMAND{\1}{\2}
+    private static string CommandDigits(string s, string command) => ScanCommand(s, command, (i) =>
     {
         int j = OptWs(s, i);
         if (j >= s.Length || !char.IsDigit(s[j])) return null;
@@ -508,7 +501,7 @@ internal static class LatexNormalizer
         int b = j;
         while (j < s.Length && char.IsDigit(s[j])) j++;
         if (j == b) return null;
-        return (j, $"\\log_{{{s[a]}}}{{{s[b..j]}}}");
+        return (j, $"{command}{{{s[a]}}}{{{s[b..j]}}}");
     });
 
     // \\frac\s?{(.*?)}\s?(\d) → \frac{\1}{\2}: the first `}` followed by an optional space and a digit.

@@ -43,21 +43,7 @@ public sealed partial class CheckpointStore
             SyncTree(tmp);
             Runs.RunHooks.Reach("save-written", step);
             string final = Path.Combine(Root, FolderName(step));
-            if (Directory.Exists(final))
-            {
-                // Re-saving a step (e.g. the final save after a periodic one): move the old one aside first so a
-                // crash in between still leaves a complete folder under one of the two names.
-                string old = Path.Combine(Root, $".{FolderName(step)}.tmp-old-{Guid.NewGuid():N}");
-                Directory.Move(final, old);
-                Directory.Move(tmp, final);
-                AtomicFile.SyncDirectory(Root);
-                TryDelete(old);
-            }
-            else
-            {
-                Directory.Move(tmp, final);
-                AtomicFile.SyncDirectory(Root);
-            }
+            AtomicFile.ReplaceDirectory(tmp, final);
             Runs.RunHooks.Reach("save-renamed", step);
             AtomicFile.WriteAllText(Path.Combine(Root, LatestFile), FolderName(step) + "\n");
             Prune();
@@ -141,10 +127,7 @@ public sealed partial class CheckpointStore
         AtomicFile.SyncDirectory(dir);
     }
 
-    static void TryDelete(string dir)
-    {
-        try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
+    static void TryDelete(string dir) => AtomicFile.TryDeleteDirectory(dir);
 
     [GeneratedRegex(@"^global_step\d+$")]
     private static partial Regex StepFolder();

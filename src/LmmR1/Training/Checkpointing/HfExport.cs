@@ -86,19 +86,7 @@ public static class HfExport
             WriteInto(model, tmp, tokenizerDir, image);
             CheckpointStore.SyncTree(tmp);
             beforeRename?.Invoke();
-            if (Directory.Exists(full))
-            {
-                string old = Path.Combine(parent, $".{name}.tmp-old-{Guid.NewGuid():N}");
-                Directory.Move(full, old);
-                Directory.Move(tmp, full);
-                AtomicFile.SyncDirectory(parent);
-                TryDelete(old);
-            }
-            else
-            {
-                Directory.Move(tmp, full);
-                AtomicFile.SyncDirectory(parent);
-            }
+            AtomicFile.ReplaceDirectory(tmp, full);
         }
         catch
         {
@@ -168,8 +156,5 @@ public static class HfExport
         return obj.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
-    static void TryDelete(string dir)
-    {
-        try { if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-    }
+    static void TryDelete(string dir) => AtomicFile.TryDeleteDirectory(dir);
 }
