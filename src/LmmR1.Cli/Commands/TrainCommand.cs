@@ -89,6 +89,13 @@ public static class TrainCommand
         public readonly Option<long> KlHorizon;
         public readonly Option<bool> UseKlLoss, NoAdvantageStdNorm;
         public readonly Option<int> FreezingActorSteps;
+        public readonly Option<string> PolicyLossType, LossAggMode;
+        public readonly Option<double[]> EpsClipLowHigh, DynamicFilteringRange;
+        public readonly Option<double?> DualClip;
+        public readonly Option<bool> DynamicFiltering, MaskTruncatedCompletions;
+        public readonly Option<int> DynamicFilteringMaxRounds;
+        public readonly Option<int?> OverlongBufferLen;
+        public readonly Option<double> OverlongPenaltyFactor;
         // optimisation
         public readonly Option<int> TrainBatchSize, MicroTrainBatchSize, MaxEpochs, NumEpisodes;
         public readonly Option<long?> MaxGlobalSteps;
@@ -156,6 +163,22 @@ public static class TrainCommand
             EntropyLossCoef = Add("--entropy_loss_coef", "Entropy bonus coefficient", 0.0);
             NoAdvantageStdNorm = Add<bool>("--no_advantage_std_norm", "Whiten advantages by the mean only");
             FreezingActorSteps = Add("--freezing_actor_steps", "Train only the critic for the first N global steps", -1);
+            PolicyLossType = Add("--policy_loss_type", "ppo, gspo (sequence-level ratio) or cispo (clipped stop-gradient IS weights)", "ppo");
+            EpsClipLowHigh = Add<double[]>("--eps_clip_low_high", "LOW HIGH: clip the ratio to [1 − LOW, 1 + HIGH] (DAPO clip-higher; default: --eps_clip on both sides)");
+            EpsClipLowHigh.Arity = new ArgumentArity(2, 2);
+            EpsClipLowHigh.AllowMultipleArgumentsPerToken = true;
+            DualClip = Add<double?>("--dual_clip", "Dual-clip PPO bound c > 1 for negative advantages (unset: off)");
+            LossAggMode = Add("--loss_agg_mode", string.Join(", ", LossAggregations.AllNames) + " (verl's names; micro-token-mean is LMM-R1's)",
+                LossAggregations.Name(LossAggregation.TokenMean));
+            DynamicFiltering = Add<bool>("--dynamic_filtering", "DAPO dynamic sampling: drop groups with equal scores (or a mean outside the range) and roll out more prompts");
+            DynamicFilteringRange = Add<double[]>("--dynamic_filtering_reward_range", "LOW HIGH: keep groups with LOW < mean score < HIGH");
+            DynamicFilteringRange.Arity = new ArgumentArity(2, 2);
+            DynamicFilteringRange.AllowMultipleArgumentsPerToken = true;
+            DynamicFilteringRange.DefaultValueFactory = _ => [0, 1];
+            DynamicFilteringMaxRounds = Add("--dynamic_filtering_max_rounds", "Extra generation rounds per step before the batch is completed with dropped groups (ours)", 4);
+            OverlongBufferLen = Add<int?>("--overlong_buffer_len", "DAPO soft overlong punishment over the last N tokens before --generate_max_len (unset: off)");
+            OverlongPenaltyFactor = Add("--overlong_penalty_factor", "Largest overlong penalty", 1.0);
+            MaskTruncatedCompletions = Add<bool>("--mask_truncated_completions", "Leave responses cut at --generate_max_len out of the loss (DAPO overlong filtering)");
 
             TrainBatchSize = Add("--train_batch_size", "Samples per optimizer step", 128);
             MicroTrainBatchSize = Add("--micro_train_batch_size", "Samples per forward/backward", 4);
@@ -236,6 +259,18 @@ public static class TrainCommand
             KlEstimator klEst;
             try { klEst = Kl.ParseEstimator(pr.GetValue(KlEstimator)!); }
             catch (ArgumentException e) { throw InputException.At(null, null, "--kl_estimator", e.Message); }
+            PolicyLossType policyLoss = pr.GetValue(PolicyLossType) switch
+            {
+                "ppo" => Algorithms.PolicyLossType.Ppo,
+                "gspo" => Algorithms.PolicyLossType.Gspo,
+                "cispo" => Algorithms.PolicyLossType.Cispo,
+                var other => throw InputException.At(null, null, "--policy_loss_type", $"expected ppo, gspo or cispo, got '{other}'"),
+            };
+            string aggName = pr.GetValue(LossAggMode)!;
+            var agg = LossAggregations.TryParse(aggName)
+                      ?? throw InputException.At(null, null, "--loss_agg_mode", $"expected one of {string.Join(", ", LossAggregations.AllNames)}, got '{aggName}'");
+            var clipLowHigh = pr.GetValue(EpsClipLowHigh);
+            var filterRange = pr.GetValue(DynamicFilteringRange)!;
             var clip = pr.GetValue(RewardClipRange)!;
             var betas = pr.GetValue(AdamBetas)!;
             int seed = pr.GetValue(Seed);
@@ -279,6 +314,9 @@ public static class TrainCommand
                     ClipMax = clip[1],
                     NormalizeReward = pr.GetValue(NormalizeReward),
                     TimeBudgetMs = pr.GetValue(RewardTimeBudgetMs),
+                    OverlongBufferLen = pr.GetValue(OverlongBufferLen),
+                    OverlongPenaltyFactor = pr.GetValue(OverlongPenaltyFactor),
+                    MaskTruncatedCompletions = pr.GetValue(MaskTruncatedCompletions),
                 },
                 Algorithm = new AlgorithmSettings
                 {
@@ -295,6 +333,15 @@ public static class TrainCommand
                     EntropyLossCoef = pr.GetValue(EntropyLossCoef),
                     AdvantageStdNorm = !pr.GetValue(NoAdvantageStdNorm),
                     FreezingActorSteps = pr.GetValue(FreezingActorSteps),
+                    PolicyLossType = policyLoss,
+                    EpsClipLow = clipLowHigh is { Length: 2 } ? clipLowHigh[0] : null,
+                    EpsClipHigh = clipLowHigh is { Length: 2 } ? clipLowHigh[1] : null,
+                    DualClip = pr.GetValue(DualClip),
+                    LossAggMode = agg,
+                    DynamicFiltering = pr.GetValue(DynamicFiltering),
+                    DynamicFilteringLow = filterRange[0],
+                    DynamicFilteringHigh = filterRange[1],
+                    DynamicFilteringMaxRounds = pr.GetValue(DynamicFilteringMaxRounds),
                 },
                 Optim = new OptimSettings
                 {

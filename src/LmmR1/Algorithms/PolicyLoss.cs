@@ -40,17 +40,17 @@ public sealed record PolicyLossOptions(
     /// <summary>The symmetric PPO clip LMM-R1 uses (--eps_clip).</summary>
     public static PolicyLossOptions Ppo(double eps) => new(PolicyLossType.Ppo, eps, eps);
 
-    /// <summary>The first invalid setting as a message naming the flag, or null.</summary>
-    public string? Problem()
+    /// <summary>The first invalid setting (its flag and what is expected), or null.</summary>
+    public (string Flag, string Message)? Problem()
     {
         if (!(ClipLow >= 0) || !(ClipHigh >= 0) || double.IsInfinity(ClipLow) || double.IsInfinity(ClipHigh))
-            return $"--eps_clip_low_high: clip ranges must be finite and ≥ 0, got {ClipLow} {ClipHigh}";
-        if (ClipLow >= 1 && Type == PolicyLossType.Ppo)
-            return $"--eps_clip_low_high: the low clip range must be < 1 (the ratio is clipped to [1 − low, 1 + high]), got {ClipLow}";
+            return ("--eps_clip_low_high", $"clip ranges must be finite and ≥ 0, got {ClipLow} {ClipHigh}");
+        if (ClipLow >= 1 && Type != PolicyLossType.Cispo)
+            return ("--eps_clip_low_high", $"the low clip range must be < 1 (the ratio is clipped to [1 − low, 1 + high]), got {ClipLow}");
         if (DualClip is { } c && !(c > 1 && double.IsFinite(c)))
-            return $"--dual_clip must be a finite number > 1, got {c}";
+            return ("--dual_clip", $"must be a finite number > 1, got {c}");
         if (DualClip is not null && Type != PolicyLossType.Ppo)
-            return $"--dual_clip applies to --policy_loss_type ppo only, not {Type.ToString().ToLowerInvariant()}";
+            return ("--dual_clip", $"applies to --policy_loss_type ppo only, not {Type.ToString().ToLowerInvariant()}");
         return null;
     }
 }
@@ -73,7 +73,7 @@ public static class PolicyLoss
     {
         Precision.SameShape(logProbs, oldLogProbs, "logProbs", "oldLogProbs");
         Precision.SameShape(logProbs, advantages, "logProbs", "advantages");
-        if (options.Problem() is { } problem) throw new ArgumentException(problem);
+        if (options.Problem() is { } problem) throw new ArgumentException($"{problem.Flag}: {problem.Message}");
         using var scope = NewDisposeScope();
         var lp = Precision.Compute(logProbs);
         var logRatio = lp - Precision.Compute(oldLogProbs);                                      // [B, A]

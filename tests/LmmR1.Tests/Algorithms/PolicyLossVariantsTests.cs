@@ -103,16 +103,18 @@ public class PolicyLossVariantsTests
     }
 
     [Theory]
-    [InlineData(PolicyLossType.Ppo, -0.1, 0.2, null, "--eps_clip_low_high")]
-    [InlineData(PolicyLossType.Ppo, 1.0, 0.2, null, "low clip range must be < 1")]
-    [InlineData(PolicyLossType.Ppo, 0.2, double.PositiveInfinity, null, "finite")]
-    [InlineData(PolicyLossType.Ppo, 0.2, 0.2, 1.0, "--dual_clip must be a finite number > 1")]
-    [InlineData(PolicyLossType.Gspo, 0.2, 0.2, 3.0, "--dual_clip applies to --policy_loss_type ppo only")]
-    public void InvalidOptionsNameTheirFlag(PolicyLossType type, double low, double high, double? dual, string expected)
+    [InlineData(PolicyLossType.Ppo, -0.1, 0.2, null, "--eps_clip_low_high", "≥ 0")]
+    [InlineData(PolicyLossType.Ppo, 1.0, 0.2, null, "--eps_clip_low_high", "low clip range must be < 1")]
+    [InlineData(PolicyLossType.Gspo, 1.0, 0.2, null, "--eps_clip_low_high", "low clip range must be < 1")]
+    [InlineData(PolicyLossType.Ppo, 0.2, double.PositiveInfinity, null, "--eps_clip_low_high", "finite")]
+    [InlineData(PolicyLossType.Ppo, 0.2, 0.2, 1.0, "--dual_clip", "must be a finite number > 1")]
+    [InlineData(PolicyLossType.Gspo, 0.2, 0.2, 3.0, "--dual_clip", "applies to --policy_loss_type ppo only")]
+    public void InvalidOptionsNameTheirFlag(PolicyLossType type, double low, double high, double? dual, string flag, string expected)
     {
         var problem = new PolicyLossOptions(type, low, high, dual).Problem();
         Assert.NotNull(problem);
-        Assert.Contains(expected, problem);
+        Assert.Equal(flag, problem.Value.Flag);
+        Assert.Contains(expected, problem.Value.Message);
         Assert.Throws<ArgumentException>(() => PolicyLoss.Compute(Lp([1, 1], 1), Old(2, 1), F([1f, 1f], 1, 2), null,
             new PolicyLossOptions(type, low, high, dual)));
     }

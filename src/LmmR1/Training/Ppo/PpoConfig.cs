@@ -79,6 +79,13 @@ public sealed record RewardSettings
     /// budget scores accuracy 0, so a slow verification on a loaded machine can change a reward (raise it for runs
     /// that must repeat exactly).</summary>
     public int TimeBudgetMs { get; init; } = 30;
+    /// <summary>--overlong_buffer_len: DAPO's soft overlong punishment over the last this-many tokens before
+    /// --generate_max_len (null = off); --overlong_penalty_factor is its largest penalty.</summary>
+    public int? OverlongBufferLen { get; init; }
+    public double OverlongPenaltyFactor { get; init; } = 1.0;
+    /// <summary>--mask_truncated_completions (TRL's name; DAPO's overlong filtering): responses cut at
+    /// --generate_max_len without a stop token are left out of the loss.</summary>
+    public bool MaskTruncatedCompletions { get; init; }
 }
 
 /// <summary>The RL algorithm: advantages, clipping, KL.</summary>
@@ -100,6 +107,39 @@ public sealed record AlgorithmSettings
     public bool AdvantageStdNorm { get; init; } = true;
     /// <summary>--freezing_actor_steps: the actor is updated only at global steps above this (critic warm-up).</summary>
     public int FreezingActorSteps { get; init; } = -1;
+    /// <summary>--policy_loss_type: ppo (LMM-R1's), gspo or cispo.</summary>
+    public PolicyLossType PolicyLossType { get; init; } = PolicyLossType.Ppo;
+    /// <summary>--eps_clip_low_high LOW HIGH: the ratio is clipped to [1 − LOW, 1 + HIGH] (DAPO's clip-higher);
+    /// Resolve() sets both to --eps_clip when the flag is absent.</summary>
+    public double? EpsClipLow { get; init; }
+    public double? EpsClipHigh { get; init; }
+    /// <summary>--dual_clip c &gt; 1: for negative advantages the PPO loss is at most −c·A (null = off).</summary>
+    public double? DualClip { get; init; }
+    /// <summary>--loss_agg_mode: how per-token losses become the backpropagated scalar (LossAggregation).</summary>
+    [JsonConverter(typeof(LossAggregationJsonConverter))]
+    public LossAggregation LossAggMode { get; init; } = LossAggregation.TokenMean;
+    /// <summary>--dynamic_filtering: drop groups whose scores are all equal or whose mean lies outside
+    /// --dynamic_filtering_reward_range, and roll out more prompts until the batch is full (DAPO).</summary>
+    public bool DynamicFiltering { get; init; }
+    public double DynamicFilteringLow { get; init; }
+    public double DynamicFilteringHigh { get; init; } = 1;
+    /// <summary>--dynamic_filtering_max_rounds (ours): extra generation rounds per global step before the batch is
+    /// completed with dropped groups (logged).</summary>
+    public int DynamicFilteringMaxRounds { get; init; } = 4;
+
+    /// <summary>The policy loss's resolved settings.</summary>
+    [JsonIgnore]
+    public PolicyLossOptions PolicyLoss => new(PolicyLossType, EpsClipLow ?? EpsClip, EpsClipHigh ?? EpsClip, DualClip, LossAggMode);
+}
+
+/// <summary>Writes and reads a LossAggregation as the peers' name ("token-mean", …) in the dumped config.</summary>
+public sealed class LossAggregationJsonConverter : JsonConverter<LossAggregation>
+{
+    public override LossAggregation Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        LossAggregations.TryParse(reader.GetString() ?? "") ?? throw new JsonException($"unknown loss_agg_mode '{reader.GetString()}'");
+
+    public override void Write(Utf8JsonWriter writer, LossAggregation value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(LossAggregations.Name(value));
 }
 
 /// <summary>Batching, epochs and the optimizers.</summary>
@@ -195,7 +235,19 @@ public sealed record PpoConfig
             notes.Add("note: --use_kl_loss with --init_kl_coef 0: no reference model is loaded and the KL loss is 0 (as upstream)");
         if (Reward.NormalizeReward)
             notes.Add("note: --normalize_reward changes nothing for rule-based or remote rewards (as upstream)");
-        return (this with { Model = model }, notes);
+        var algorithm = Algorithm with
+        {
+            EpsClipLow = Algorithm.EpsClipLow ?? Algorithm.EpsClip,
+            EpsClipHigh = Algorithm.EpsClipHigh ?? Algorithm.EpsClip,
+        };
+        if (Algorithm.PolicyLossType == PolicyLossType.Gspo && LossAggregations.SequenceLevel(Algorithm.LossAggMode) != Algorithm.LossAggMode)
+        {
+            var seq = LossAggregations.SequenceLevel(Algorithm.LossAggMode);
+            notes.Add($"note: --policy_loss_type gspo averages over sequences: --loss_agg_mode {LossAggregations.Name(Algorithm.LossAggMode)} " +
+                      $"becomes {LossAggregations.Name(seq)} (as verl)");
+            algorithm = algorithm with { LossAggMode = seq };
+        }
+        return (this with { Model = model, Algorithm = algorithm }, notes);
     }
 
     /// <summary>Checks every value and combination; throws an InputException naming the flag.</summary>
@@ -253,6 +305,20 @@ public sealed record PpoConfig
         if (a.KlTarget is { } t && (!(t > 0) || !double.IsFinite(t))) throw Flag("--kl_target", $"must be > 0 when set, got {t}");
         if (a.KlHorizon < 1) throw Flag("--kl_horizon", $"must be ≥ 1, got {a.KlHorizon}");
         if (!(a.EntropyLossCoef >= 0) || !double.IsFinite(a.EntropyLossCoef)) throw Flag("--entropy_loss_coef", $"must be ≥ 0, got {a.EntropyLossCoef}");
+        if (a.PolicyLoss.Problem() is { } policyProblem) throw Flag(policyProblem.Flag, policyProblem.Message);
+        if (a.DynamicFiltering)
+        {
+            if (r.SamplesPerPrompt < 2)
+                throw Flag("--dynamic_filtering", $"needs groups: --n_samples_per_prompt must be > 1, got {r.SamplesPerPrompt}");
+            if (!double.IsFinite(a.DynamicFilteringLow) || !double.IsFinite(a.DynamicFilteringHigh) || !(a.DynamicFilteringLow < a.DynamicFilteringHigh))
+                throw Flag("--dynamic_filtering_reward_range", $"expected two finite numbers LOW HIGH with LOW < HIGH, got {a.DynamicFilteringLow} {a.DynamicFilteringHigh}");
+            if (a.DynamicFilteringMaxRounds is < 0 or > 1000)
+                throw Flag("--dynamic_filtering_max_rounds", $"must be in 0..1000, got {a.DynamicFilteringMaxRounds}");
+        }
+        if (Reward.OverlongBufferLen is { } buffer && (buffer < 1 || buffer > r.GenerateMaxLen))
+            throw Flag("--overlong_buffer_len", $"must be in 1..{r.GenerateMaxLen} (--generate_max_len), got {buffer}");
+        if (!(Reward.OverlongPenaltyFactor >= 0) || !double.IsFinite(Reward.OverlongPenaltyFactor))
+            throw Flag("--overlong_penalty_factor", $"must be a finite number ≥ 0, got {Reward.OverlongPenaltyFactor}");
 
         var o = Optim;
         Positive("--train_batch_size", o.TrainBatchSize);

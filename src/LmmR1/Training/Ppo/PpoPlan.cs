@@ -4,6 +4,7 @@
 // rollout, so the cosine may not reach its floor; we keep that formula for parity.
 using System.Globalization;
 using System.Text;
+using LmmR1.Algorithms;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 
@@ -77,6 +78,17 @@ public sealed record PpoPlan
                       $"cosine to 0.1·lr (actor {Fmt(o.ActorLearningRate)}" + (c.UsesCritic ? $", critic {Fmt(o.CriticLearningRate)}" : "") + ")");
         sb.AppendLine($"  models                  actor{(c.UsesReference ? " + reference" : "")}{(c.UsesCritic ? " + critic" : "")}" +
                       $" ({(c.UsesReference ? $"KL β={Fmt(c.Algorithm.InitKlCoef)} {(c.Algorithm.UseKlLoss ? "as a loss" : "in the reward")}" : "no KL term")})");
+        var a = c.Algorithm;
+        var pl = a.PolicyLoss;
+        sb.AppendLine($"  policy loss             {pl.Type.ToString().ToLowerInvariant()}, ratio clip [{(1 - pl.ClipLow).ToString("G6", CultureInfo.InvariantCulture)}, {(1 + pl.ClipHigh).ToString("G6", CultureInfo.InvariantCulture)}]" +
+                      (pl.DualClip is { } dc ? $", dual clip {Fmt(dc)}" : "") + $", --loss_agg_mode {LossAggregations.Name(pl.Aggregation)}");
+        if (a.DynamicFiltering)
+            sb.AppendLine($"  dynamic filtering       keep groups with {Fmt(a.DynamicFilteringLow)} < mean score < {Fmt(a.DynamicFilteringHigh)} and unequal scores; " +
+                          $"up to {a.DynamicFilteringMaxRounds} extra round(s) of {r.RolloutBatchSize} prompts per step");
+        if (c.Reward.OverlongBufferLen is { } buf)
+            sb.AppendLine($"  overlong shaping        penalty 0 → −{Fmt(c.Reward.OverlongPenaltyFactor)} over tokens {r.GenerateMaxLen - buf}..{r.GenerateMaxLen}");
+        if (c.Reward.MaskTruncatedCompletions)
+            sb.AppendLine("  truncated responses     left out of the loss (--mask_truncated_completions)");
         if (!string.IsNullOrWhiteSpace(c.Data.Prompts.EvalDataset))
             sb.AppendLine($"  evaluation              every {EvalEvery} step(s), T={Fmt(r.EvalTemperature)}, {r.EvalSamplesPerPrompt} sample(s) per prompt");
         sb.AppendLine($"  checkpoints             {(c.Run.SaveSteps > 0 ? $"every {c.Run.SaveSteps} step(s) to {c.Run.CkptPath} (keep {c.Run.MaxCkptNum})" : "none (--save_steps -1)")}; final model → {c.Run.SavePath}");
