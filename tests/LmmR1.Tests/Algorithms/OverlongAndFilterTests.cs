@@ -47,3 +47,41 @@ public class OverlongAndFilterTests
         Assert.Equal(GroupVerdict.Kept, GroupFilter.Judge([0.0, 1.0], (0.4, 1)));
     }
 }
+
+public class DynamicSamplingTests
+{
+    static readonly double[] Mixed = [0, 1], Zeros = [0, 0], Ones = [1, 1];
+
+    [Fact]
+    public void KeptGroupsInRolloutOrderUpToTheBatch()
+    {
+        // round 0: mixed, zeros, mixed; round 1: ones, mixed, mixed → need 3: (0,0), (0,2), (1,1); (1,2) is surplus
+        var sel = DynamicSampling.Select([[Mixed, Zeros, Mixed], [Ones, Mixed, Mixed]], 3, (0, 1));
+        Assert.Equal([(0, 0), (0, 2), (1, 1)], sel.Groups);
+        Assert.True(sel.Full);
+        Assert.Equal(3, sel.Kept);
+        Assert.Equal(2, sel.AllEqual);
+        Assert.Equal(1, sel.Surplus);
+        Assert.Equal(0, sel.Filled);
+    }
+
+    [Fact]
+    public void TooFewKeptGroupsAreCompletedWithTheLatestDropped()
+    {
+        // need 3, one kept: filled with the two latest dropped, (1,1) and (1,0), in rollout order
+        var sel = DynamicSampling.Select([[Zeros, Mixed], [Ones, Zeros]], 3, (0, 1));
+        Assert.Equal([(0, 1), (1, 0), (1, 1)], sel.Groups);
+        Assert.False(sel.Full);
+        Assert.Equal(1, sel.Kept);
+        Assert.Equal(2, sel.Filled);
+    }
+
+    [Fact]
+    public void MeansOutsideTheRangeAreCountedApart()
+    {
+        var sel = DynamicSampling.Select([[new[] { 0.0, 0.2 }, Mixed]], 1, (0.4, 1));   // means 0.1 (out) and 0.5 (in)
+        Assert.Equal([(0, 1)], sel.Groups);
+        Assert.Equal(1, sel.OutOfRange);
+        Assert.Equal(0, sel.AllEqual);
+    }
+}
