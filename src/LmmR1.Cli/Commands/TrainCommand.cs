@@ -346,6 +346,9 @@ public static class TrainCommand
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");
+        // Output folders writable, room for a checkpoint and the final model: found now, not at the first save.
+        var disk = DiskEstimate.Of(config, actorConfig, criticConfig);
+        SaveSafety.CheckOutputs(config, disk);
         var processor = new QwenVLProcessor(tokenizer, new QwenVLProcessorOptions { Image = config.ImageOptions() });
         var train = PromptDataset.Load(config.Data.Prompts, Console.Error);
         var eval = string.IsNullOrWhiteSpace(config.Data.Prompts.EvalDataset) ? null : PromptDataset.LoadEval(config.Data.Prompts, Console.Error);
@@ -358,6 +361,7 @@ public static class TrainCommand
                           $"; {train.Count(s => s.Images.Count > 0)} with images");
         Console.Write(plan.Describe(config));
         Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).Describe(config.Model.Device));
+        Console.WriteLine(disk.Describe());
         if (dry)
         {
             Console.WriteLine("dry run: configuration, checkpoints' config.json, tokenizer and data are valid; no weights loaded");
@@ -385,6 +389,7 @@ public static class TrainCommand
 
         TorchSharp.torch.manual_seed(config.Run.Seed);
         Directory.CreateDirectory(config.Run.SavePath);
+        AtomicFile.SweepStaleTempFiles(config.Run.SavePath);   // temporary files of a killed earlier run
         AtomicFile.WriteAllText(Path.Combine(config.Run.SavePath, "train_config.json"), config.ToJson());
 
         using var models = PpoModels.Load(config, device, Log);
@@ -416,14 +421,18 @@ public static class TrainCommand
             trainer.SaveRequested += step =>
             {
                 var sw = Stopwatch.StartNew();
-                lastCheckpoint = store.Save(step, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics));
                 string hf = "";
-                if (config.Run.SaveHfCkpt)
+                lastCheckpoint = SaveSafety.SaveCheckpoint(store, step, disk, config.Run.SaveHfCkpt, () =>
                 {
-                    HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, image, () => RunHooks.Reach("hf-export-written", step));
-                    hf = $", Hugging Face export {store.HfFolder(step)}";
-                }
-                RunPlots.Write(metrics.Path, plots);
+                    string saved = store.Save(step, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics));
+                    if (config.Run.SaveHfCkpt)
+                    {
+                        HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, image, () => RunHooks.Reach("hf-export-written", step));
+                        hf = $", Hugging Face export {store.HfFolder(step)}";
+                    }
+                    return saved;
+                });
+                SaveSafety.BestEffort("the plots", () => RunPlots.Write(metrics.Path, plots), Log);
                 Log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
             };
 
@@ -455,16 +464,22 @@ public static class TrainCommand
                     "continue with the same command and --load_checkpoint");
                 return 0;
             }
-            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, image);
-            Log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
-            if (config.Model.SaveValueNetwork && models.Critic is { } critic)
+            FinalExport.Write(store, trainer.State.GlobalStep, config.Run.SavePath, disk, () =>
             {
-                string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
-                critic.Save(dir);
-                Log($"saved the critic to {Path.GetFullPath(dir)}");
-            }
-            var drawn = RunPlots.Write(metrics.Path, plots);
-            Log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(plots)}");
+                HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, image);
+                Log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+                if (config.Model.SaveValueNetwork && models.Critic is { } critic)
+                {
+                    string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
+                    critic.Save(dir);
+                    Log($"saved the critic to {Path.GetFullPath(dir)}");
+                }
+            }, () => store.Save(trainer.State.GlobalStep, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics)));
+            SaveSafety.BestEffort("the plots", () =>
+            {
+                var drawn = RunPlots.Write(metrics.Path, plots);
+                Log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(plots)}");
+            }, Log);
         }
         finally
         {
@@ -476,7 +491,14 @@ public static class TrainCommand
     static QwenVLConfig LoadConfig(string dir, string flag)
     {
         if (!Directory.Exists(dir)) throw InputException.At(null, null, flag, $"'{dir}' is not a folder");
-        return QwenVLConfig.Load(dir);
+        var cfg = QwenVLConfig.Load(dir);
+        // The dry run reads no weights, but their headers are cheap: config.json must agree with them.
+        if (Directory.EnumerateFiles(dir, "*.safetensors").Any())
+        {
+            using var ckpt = Models.Safetensors.SafetensorsCheckpoint.Open(dir);
+            ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));
+        }
+        return cfg;
     }
 
     static QwenTokenizer LoadTokenizer(string dir)
