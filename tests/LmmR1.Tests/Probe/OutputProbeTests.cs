@@ -142,6 +142,18 @@ public class OutputProbeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AFailedTensorBoardWriteIsAWarningAndTheRunGoesOn()
+    {
+        string root = TestPaths.NewTempDir("probe-tb");
+        var (code, _, err) = Child(Run1(root, 2, -1, "--use_tensorboard", Path.Combine(root, "tb")), new() { [RunHooks.FailVariable] = "tensorboard-write:1" });
+        Assert.True(code == 0, err);
+        Assert.Contains("warning: TensorBoard logging", err);
+        Assert.Contains("no space left on the device", err);
+        Assert.Equal([1.0, 2.0], MetricsLog.Read(Path.Combine(root, "final", MetricsLog.FileName)).Select(r => r["train/global_step"]));
+        Assert.True(File.Exists(Path.Combine(root, "final", "model.safetensors")));
+    }
+
+    [Fact]
     public void TemporaryFilesOfAKilledWriterAreSwept()
     {
         string root = TestPaths.NewTempDir("probe-sweep");

@@ -78,8 +78,12 @@ public static class SaveSafety
         try { return save(); }
         catch (Exception e) when (IoErrors.IsIo(e))
         {
+            // What is complete now (the checkpoint itself may be, when only its HF export failed).
+            var now = store.Complete().LastOrDefault();
+            string intact = now.dir is null ? "no complete checkpoint exists" : $"the newest complete checkpoint {now.dir} is intact";
             throw new InputException($"saving checkpoint {name} in {store.Root} failed: {IoErrors.Reason(e)} (it needs about {IoErrors.Gb(need)}, " +
-                                     $"{FreeText(store.Root)}); the partial save was removed and {still}. Free space{resume}", e);
+                                     $"{FreeText(store.Root)}); the partial save was removed and {intact}. " +
+                                     $"Free space{(now.dir is null ? "" : " and resume with --load_checkpoint")}", e);
         }
     }
 

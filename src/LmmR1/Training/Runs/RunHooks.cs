@@ -16,7 +16,7 @@ public static class RunHooks
     public static readonly string[] Points =
     [
         "step-start", "after-generate", "after-update", "save-begin", "save-actor-written", "save-written", "save-renamed",
-        "save-done", "hf-export-written", "final-export-written",
+        "save-done", "hf-export-written", "final-export-written", "tensorboard-write",
     ];
 
     static readonly HashSet<string> pending = Parse(Environment.GetEnvironmentVariable(PauseVariable));
