@@ -393,6 +393,9 @@ public static class TrainCommand
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");
+        // Output folders writable, room for a checkpoint and the final model: found now, not at the first save.
+        var disk = DiskEstimate.Of(config, actorConfig, criticConfig);
+        SaveSafety.CheckOutputs(config, disk);
         var processor = new QwenVLProcessor(tokenizer, new QwenVLProcessorOptions { Image = config.ImageOptions() });
         var train = PromptDataset.Load(config.Data.Prompts, Console.Error);
         var eval = string.IsNullOrWhiteSpace(config.Data.Prompts.EvalDataset) ? null : PromptDataset.LoadEval(config.Data.Prompts, Console.Error);
@@ -405,6 +408,7 @@ public static class TrainCommand
                           $"; {train.Count(s => s.Images.Count > 0)} with images");
         Console.Write(plan.Describe(config));
         Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).Describe(config.Model.Device));
+        Console.WriteLine(disk.Describe());
         if (dry)
         {
             Console.WriteLine("dry run: configuration, checkpoints' config.json, tokenizer and data are valid; no weights loaded");
@@ -432,6 +436,7 @@ public static class TrainCommand
 
         TorchSharp.torch.manual_seed(config.Run.Seed);
         Directory.CreateDirectory(config.Run.SavePath);
+        AtomicFile.SweepStaleTempFiles(config.Run.SavePath);   // temporary files of a killed earlier run
         AtomicFile.WriteAllText(Path.Combine(config.Run.SavePath, "train_config.json"), config.ToJson());
 
         using var models = PpoModels.Load(config, device, Log);
@@ -440,49 +445,25 @@ public static class TrainCommand
             : new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromMilliseconds(config.Reward.TimeBudgetMs) });
         try
         {
-            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log) { StopAfterStep = stopAfter };
+            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log);
             if (resumeFrom is not null)
             {
-                PpoCheckpoint.Restore(trainer, resumeFrom);
+                trainer.Resume(resumeFrom);
                 MetricsLog.RestoreFrom(resumeFrom, config.Run.SavePath);
-                Log($"resumed from {resumeFrom} at global step {trainer.State.GlobalStep} ({trainer.State.ConsumedPrompts} prompts consumed, " +
-                    $"episode {trainer.State.Episode + 1}, β {trainer.KlController.Value:G4})");
-                // A kill during the HF export of the resumed checkpoint left none: write it now (same weights).
-                long at = trainer.State.GlobalStep;
-                if (config.Run.SaveHfCkpt && !Directory.Exists(store.HfFolder(at)))
-                {
-                    HfExport.WriteAtomic(models.Actor, store.HfFolder(at), pretrain, config.ImageOptions());
-                    Log($"wrote the missing Hugging Face export {store.HfFolder(at)}");
-                }
             }
             using var metrics = new MetricsLog(config.Run.SavePath, config.Run.UseTensorboard, resumeFrom is null ? null : trainer.State.GlobalStep);
             trainer.AttachMetrics(metrics);
-            string plots = Path.Combine(config.Run.SavePath, RunPlots.FolderName);
-            string? lastCheckpoint = resumeFrom;
-            var image = config.ImageOptions();
-            trainer.SaveRequested += step =>
-            {
-                var sw = Stopwatch.StartNew();
-                lastCheckpoint = store.Save(step, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics));
-                string hf = "";
-                if (config.Run.SaveHfCkpt)
-                {
-                    HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, image, () => RunHooks.Reach("hf-export-written", step));
-                    hf = $", Hugging Face export {store.HfFolder(step)}";
-                }
-                RunPlots.Write(metrics.Path, plots);
-                Log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
-            };
 
             // SIGINT / SIGTERM: finish the step, save, exit 0; a second signal aborts at once (the newest complete
             // checkpoint stays valid: saves are atomic).
+            using var stop = new CancellationTokenSource();
             int signals = 0;
             void OnSignal(PosixSignalContext ctx)
             {
                 ctx.Cancel = true;
                 if (Interlocked.Increment(ref signals) == 1)
                 {
-                    trainer.RequestStop();
+                    stop.Cancel();
                     Console.Error.WriteLine($"received {ctx.Signal}: finishing global step {trainer.State.GlobalStep + 1}, saving a checkpoint and exiting " +
                                             "(send it again to abort without saving)");
                 }
@@ -495,23 +476,10 @@ public static class TrainCommand
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-            view.Run(trainer, () => trainer.Fit());
-            if (trainer.StoppedEarly is { } why)
-            {
-                Log($"stopped after global step {trainer.State.GlobalStep} of {trainer.Plan.MaxGlobalSteps} ({why}); checkpoint {lastCheckpoint}; " +
+            var result = view.Run(trainer, () => trainer.Fit(stop.Token, stopAfter));
+            if (result.StoppedEarly is { } why)
+                Log($"stopped after global step {trainer.State.GlobalStep} of {trainer.Plan.MaxGlobalSteps} ({why}); checkpoint {result.LastCheckpoint}; " +
                     "continue with the same command and --load_checkpoint");
-                return 0;
-            }
-            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, image);
-            Log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
-            if (config.Model.SaveValueNetwork && models.Critic is { } critic)
-            {
-                string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
-                critic.Save(dir);
-                Log($"saved the critic to {Path.GetFullPath(dir)}");
-            }
-            var drawn = RunPlots.Write(metrics.Path, plots);
-            Log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(plots)}");
         }
         finally
         {
@@ -523,7 +491,14 @@ public static class TrainCommand
     static QwenVLConfig LoadConfig(string dir, string flag)
     {
         if (!Directory.Exists(dir)) throw InputException.At(null, null, flag, $"'{dir}' is not a folder");
-        return QwenVLConfig.Load(dir);
+        var cfg = QwenVLConfig.Load(dir);
+        // The dry run reads no weights, but their headers are cheap: config.json must agree with them.
+        if (Directory.EnumerateFiles(dir, "*.safetensors").Any())
+        {
+            using var ckpt = Models.Safetensors.SafetensorsCheckpoint.Open(dir);
+            ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));
+        }
+        return cfg;
     }
 
     static QwenTokenizer LoadTokenizer(string dir)
