@@ -27,7 +27,7 @@ public class DapoFlagsTests
             "--mask_truncated_completions"));
         Assert.True(code == 0, stderr);
         Assert.Contains("policy loss             ppo, ratio clip [0.8, 1.28], dual clip 3, --loss_agg_mode seq-mean-token-sum-norm", stdout);
-        Assert.Contains("dynamic filtering       keep groups with 0.1 < mean score < 0.9 and unequal scores; up to 2 extra round(s) of 2 prompts per step", stdout);
+        Assert.Contains("dynamic filtering       keep groups with 0.1 < mean score < 0.9 and unequal scores; up to 2 extra round(s) of 2 prompts per step (their prompts are consumed", stdout);
         Assert.Contains("overlong shaping        penalty 0 → −0.5 over tokens 48..64", stdout);
         Assert.Contains("truncated responses     left out of the loss", stdout);
     }

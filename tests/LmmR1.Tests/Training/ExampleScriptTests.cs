@@ -50,7 +50,7 @@ public class ExampleScriptTests(ITestOutputHelper output)
         Assert.Contains("256 prompts × 16 samples = 4096 samples per global step", o);
         Assert.Contains("models                  actor (no KL term)", o);
         Assert.Contains("policy loss             ppo, ratio clip [0.8, 1.28], --loss_agg_mode token-mean", o);
-        Assert.Contains("dynamic filtering       keep groups with 0 < mean score < 1 and unequal scores; up to 4 extra round(s) of 256 prompts per step", o);
+        Assert.Contains("dynamic filtering       keep groups with 0 < mean score < 1 and unequal scores; up to 4 extra round(s) of 256 prompts per step (their prompts are consumed", o);
         Assert.Contains("overlong shaping        penalty 0 → −1 over tokens 3072..4096", o);
         Assert.Contains("dry run:", o);
         Assert.Empty(Directory.GetFileSystemEntries(save));

@@ -34,11 +34,50 @@ public sealed class Rollout : IDisposable
     /// <summary>[N, A] bool on the actor's device: the action slots of every sample (right-aligned).</summary>
     public required Tensor ActionMask { get; init; }
 
+    /// <summary>False for a rollout assembled from groups of other rollouts (dynamic filtering), which own the images.</summary>
+    public bool OwnsVisions { get; init; } = true;
+
     public int Count => Items.Count;
+
+    /// <summary>The groups (a rollout and one of its prompt indexes) as one prompt-major rollout that borrows their
+    /// images; the picked samples keep their order and sample indexes. Also returns, per picked sample, the rollout
+    /// it came from and its index there.</summary>
+    public static (Rollout Rollout, IReadOnlyList<(Rollout From, int Item)> Source) Pick(IReadOnlyList<(Rollout From, int Prompt)> groups, Device device)
+    {
+        var prompts = new List<PromptSample>(groups.Count);
+        var visions = new List<VisionInput?>(groups.Count);
+        var items = new List<ExperienceItem>();
+        var queries = new List<string>();
+        var source = new List<(Rollout, int)>();
+        for (int g = 0; g < groups.Count; g++)
+        {
+            var (from, p) = groups[g];
+            prompts.Add(from.Prompts[p]);
+            visions.Add(from.Visions[p]);
+            for (int i = 0; i < from.Items.Count; i++)
+            {
+                var it = from.Items[i];
+                if (it.PromptIndex != p) continue;
+                items.Add(new ExperienceItem
+                {
+                    PromptIndex = g, SampleIndex = it.SampleIndex, PromptIds = it.PromptIds, ResponseIds = it.ResponseIds,
+                    Vision = it.Vision, RolloutLogProbs = it.RolloutLogProbs,
+                });
+                queries.Add(from.Queries[i]);
+                source.Add((from, i));
+            }
+        }
+        var rollout = new Rollout
+        {
+            Prompts = prompts, Items = items, Visions = visions, Queries = queries,
+            ActionMask = ActionTensors.Mask(items, device), OwnsVisions = false,
+        };
+        return (rollout, source);
+    }
 
     public void Dispose()
     {
-        foreach (var v in Visions) v?.Dispose();
+        if (OwnsVisions) foreach (var v in Visions) v?.Dispose();
         ActionMask.Dispose();
     }
 }

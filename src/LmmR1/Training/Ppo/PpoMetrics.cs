@@ -11,6 +11,9 @@ namespace LmmR1.Training.Ppo;
 public sealed record RolloutMetrics(double Reward, double FormatReward, double AccReward, double Return, double Kl,
                                     double ResponseLength, double TotalLength, double RolloutLogProbGap)
 {
+    /// <summary>Samples in the rollout.</summary>
+    public int Samples { get; init; }
+
     /// <summary>Host copies of the rollout's per-token tensors, reduced per sample as upstream's experience.info does.</summary>
     public static RolloutMetrics Of(Rollout rollout, IReadOnlyList<RewardResult> scores, Tensor oldLogProbs, RolloutAdvantages adv)
     {
@@ -34,7 +37,7 @@ public sealed record RolloutMetrics(double Reward, double FormatReward, double A
             Kl: kl.Average(row => row.Length == 0 ? 0 : row.Average(x => (double)x)),
             ResponseLength: items.Average(i => (double)i.ResponseLength),
             TotalLength: items.Average(i => (double)i.TotalLength),
-            RolloutLogProbGap: gapCount == 0 ? 0 : gapSum / gapCount);
+            RolloutLogProbGap: gapCount == 0 ? 0 : gapSum / gapCount) { Samples = items.Count };
     }
 }
 
@@ -42,7 +45,11 @@ public sealed record RolloutMetrics(double Reward, double FormatReward, double A
 /// (the same value as Entropy, logged under its own name as upstream does). GradNorm: mean over the optimizer steps
 /// taken (NaN when all were skipped).</summary>
 public sealed record ActorMetrics(double PolicyLoss, double ClipFrac, double ApproxKl, double? KlLoss, double? EntropyLoss, double Entropy,
-                                  double ActorLr, double GradNorm, int SkippedSteps);
+                                  double ActorLr, double GradNorm, int SkippedSteps)
+{
+    /// <summary>Share of tokens where the dual clip bound applied (only with --dual_clip).</summary>
+    public double? ClipFracLower { get; init; }
+}
 
 public sealed record CriticMetrics(double CriticLoss, double Values, double CriticClipFrac, double CriticLr, double CriticGradNorm,
                                    int CriticSkippedSteps);
@@ -52,6 +59,14 @@ public sealed record CriticMetrics(double CriticLoss, double Values, double Crit
 public sealed record PpoStepMetrics(RolloutMetrics Rollout, ActorMetrics? Actor, CriticMetrics? Critic, double KlCoef,
                                     IReadOnlyDictionary<string, double> Seconds, double StepSeconds)
 {
+    /// <summary>Dynamic filtering's counts (null when it is off).</summary>
+    public FilterMetrics? Filter { get; init; }
+    /// <summary>DAPO's overlong shaping: mean penalty added to the rewards and samples penalised (null when off).</summary>
+    public (double MeanPenalty, int Penalised)? Overlong { get; init; }
+    /// <summary>Samples cut at --generate_max_len without a stop token (always counted) and whether they were left out
+    /// of the loss (--mask_truncated_completions).</summary>
+    public int Truncated { get; init; }
+
     /// <summary>What train/kl logs and the KL controller reads (ppo_trainer.fit's status["kl"]): the actor's KL loss
     /// with --use_kl_loss, else the rollout's KL.</summary>
     public double Kl => Actor?.KlLoss ?? Rollout.Kl;
@@ -70,7 +85,22 @@ public sealed record PpoStepMetrics(RolloutMetrics Rollout, ActorMetrics? Actor,
             ["train/total_length"] = Rollout.TotalLength,
             ["train/rollout_logprob_gap"] = Rollout.RolloutLogProbGap,
             ["train/kl_coef"] = KlCoef,
+            ["train/truncated_ratio"] = Rollout.Samples == 0 ? 0 : (double)Truncated / Rollout.Samples,
         };
+        if (Filter is { } f)
+        {
+            d["train/filter_groups_kept"] = f.GroupsKept;
+            d["train/filter_groups_dropped"] = f.GroupsAllEqual + f.GroupsOutOfRange;
+            d["train/filter_groups_filled"] = f.GroupsFilled;
+            d["train/filter_extra_rounds"] = f.ExtraRounds;
+            d["train/filter_extra_prompts"] = f.ExtraPrompts;
+            d["train/dynamic_filtering_pass_rate"] = f.PassRate;
+        }
+        if (Overlong is { } o)
+        {
+            d["train/overlong_penalty"] = o.MeanPenalty;
+            d["train/overlong_penalised"] = o.Penalised;
+        }
         if (Critic is { } c)
         {
             d["train/critic_loss"] = c.CriticLoss;
@@ -84,6 +114,7 @@ public sealed record PpoStepMetrics(RolloutMetrics Rollout, ActorMetrics? Actor,
         {
             d["train/policy_loss"] = a.PolicyLoss;
             d["train/clip_frac"] = a.ClipFrac;
+            if (a.ClipFracLower is { } lower) d["train/clip_frac_lower"] = lower;
             d["train/approx_kl"] = a.ApproxKl;
             if (a.EntropyLoss is { } el) d["train/entropy_loss"] = el;
             d["train/entropy"] = a.Entropy;

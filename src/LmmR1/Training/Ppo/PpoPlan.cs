@@ -84,7 +84,8 @@ public sealed record PpoPlan
                       (pl.DualClip is { } dc ? $", dual clip {Fmt(dc)}" : "") + $", --loss_agg_mode {LossAggregations.Name(pl.Aggregation)}");
         if (a.DynamicFiltering)
             sb.AppendLine($"  dynamic filtering       keep groups with {Fmt(a.DynamicFilteringLow)} < mean score < {Fmt(a.DynamicFilteringHigh)} and unequal scores; " +
-                          $"up to {a.DynamicFilteringMaxRounds} extra round(s) of {r.RolloutBatchSize} prompts per step");
+                          $"up to {a.DynamicFilteringMaxRounds} extra round(s) of {r.RolloutBatchSize} prompts per step" +
+                          " (their prompts are consumed: an episode may end in fewer steps)");
         if (c.Reward.OverlongBufferLen is { } buf)
             sb.AppendLine($"  overlong shaping        penalty 0 → −{Fmt(c.Reward.OverlongPenaltyFactor)} over tokens {r.GenerateMaxLen - buf}..{r.GenerateMaxLen}");
         if (c.Reward.MaskTruncatedCompletions)

@@ -16,6 +16,14 @@ public sealed record PpoTrainState
     public int Episode { get; set; }
     /// <summary>Next rollout batch within the episode's shuffled prompt order.</summary>
     public long RolloutInEpisode { get; set; }
+    /// <summary>Prompts of the episode consumed by dynamic filtering's extra rounds: the next rollout starts at
+    /// RolloutInEpisode × rollout_batch_size + this.</summary>
+    public long ExtraPromptsInEpisode { get; set; }
+    /// <summary>Dynamic filtering totals over the run: groups kept, dropped, used to complete a batch, extra rounds.</summary>
+    public long FilterGroupsKept { get; set; }
+    public long FilterGroupsDropped { get; set; }
+    public long FilterGroupsFilled { get; set; }
+    public long FilterExtraRounds { get; set; }
     /// <summary>Optimizer steps taken (the schedules' positions).</summary>
     public long ActorOptimizerSteps { get; set; }
     public long CriticOptimizerSteps { get; set; }
@@ -35,6 +43,11 @@ public static class PpoSeeds
 
     /// <summary>The permutation seed of one PPO epoch's micro-batches over a rollout.</summary>
     public static int EpochShuffle(int seed, long globalStep, int epoch) => unchecked(seed * 7919 + (int)globalStep * 104729 + epoch);
+
+    /// <summary>The sampling seed of dynamic filtering's extra round <paramref name="round"/> ≥ 1 of a global step
+    /// (round 0 is <see cref="Sampling"/>): another counter stream, disjoint from every step's and evaluation's.</summary>
+    public static ulong FilterRound(int seed, long globalStep, int round) =>
+        unchecked(Sampling(seed, globalStep) ^ ((ulong)round * 0x9E3779B97F4A7C15UL));
 
     public const string SamplingRule = "counter-based, seed·1000003 + global step";
     public const string EpochShuffleRule = "permutation seeded by seed·7919 + step·104729 + epoch";

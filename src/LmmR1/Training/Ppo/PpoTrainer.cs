@@ -28,7 +28,11 @@ namespace LmmR1.Training.Ppo;
 
 /// <summary>What the actor's loss reads, rollout-wide [N, A]: old log-probs, advantages and, with --use_kl_loss and
 /// a reference model, the reference log-probs (null: no KL loss term, or a zero one for --use_kl_loss with β = 0).</summary>
-public sealed record ActorTargets(Tensor OldLogProbs, Tensor Advantages, Tensor? ReferenceLogProbs);
+public sealed record ActorTargets(Tensor OldLogProbs, Tensor Advantages, Tensor? ReferenceLogProbs)
+{
+    /// <summary>Per sample: left out of the actor's loss (--mask_truncated_completions: truncated samples); null: none.</summary>
+    public IReadOnlyList<bool>? Excluded { get; init; }
+}
 
 /// <summary>What the critic's loss reads, rollout-wide [N, A]: the values at rollout time and the returns.</summary>
 public sealed record CriticTargets(Tensor OldValues, Tensor Returns);
@@ -117,14 +121,27 @@ public sealed class PpoTrainer : IDisposable
         int rb = config.Rollout.RolloutBatchSize;
         while (State.GlobalStep < Plan.MaxGlobalSteps)
         {
-            if (State.RolloutInEpisode >= Plan.RolloutsPerEpisode)
+            // Dynamic filtering's extra rounds consume prompts too: an episode also ends when a full rollout no longer fits.
+            long start = State.RolloutInEpisode * rb + State.ExtraPromptsInEpisode;
+            if (State.RolloutInEpisode >= Plan.RolloutsPerEpisode || start + rb > train.Count)
             {
+                if (config.Optim.MaxGlobalSteps is null && State.Episode + 1 >= config.Optim.NumEpisodes)
+                {
+                    log($"the prompts of {config.Optim.NumEpisodes} episode(s) are used up after global step {State.GlobalStep} of " +
+                        $"{Plan.MaxGlobalSteps} (dynamic filtering consumed {State.ExtraPromptsInEpisode} extra prompts this episode)");
+                    break;
+                }
                 State.Episode++;
                 State.RolloutInEpisode = 0;
+                State.ExtraPromptsInEpisode = 0;
+                start = 0;
             }
             var order = DataOrder(State.Episode);
-            var prompts = order.Skip((int)(State.RolloutInEpisode * rb)).Take(rb).Select(i => train[i]).ToList();
-            TrainStep(prompts);
+            var prompts = order.Skip((int)start).Take(rb).Select(i => train[i]).ToList();
+            IReadOnlyList<PromptSample> reserve = config.Algorithm.DynamicFiltering
+                ? order.Skip((int)start + rb).Take(rb * config.Algorithm.DynamicFilteringMaxRounds).Select(i => train[i]).ToList()
+                : [];
+            TrainStep(prompts, reserve);
             string? why = stop.IsCancellationRequested ? "a stop was requested"
                 : stopAfterStep is { } last && State.GlobalStep >= last ? $"--stop_after_step {last}" : null;
             if (why is not null && State.GlobalStep < Plan.MaxGlobalSteps)
@@ -137,18 +154,33 @@ public sealed class PpoTrainer : IDisposable
         return new PpoFitResult(null, lastCheckpoint);
     }
 
-    /// <summary>One global step on the given prompts.</summary>
-    public PpoStepReport TrainStep(IReadOnlyList<PromptSample> prompts)
+    /// <summary>One global step on the given prompts; with --dynamic_filtering, <paramref name="reserve"/> holds the
+    /// episode's next prompts, which extra rounds may consume.</summary>
+    public PpoStepReport TrainStep(IReadOnlyList<PromptSample> prompts, IReadOnlyList<PromptSample>? reserve = null)
     {
         var timer = new PhaseTimer(models.Actor.Device);
         var clock = Stopwatch.StartNew();
         long step = State.GlobalStep + 1;    // upstream's `steps` (1-based)
         RunHooks.Reach("step-start", step);
 
-        using var rollout = timer.Time("generate", () => maker.Generate(prompts, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature,
-            PpoSeeds.Sampling(config.Run.Seed, step), progress: g => Progress?.Invoke(new TrainProgress(step, "generate", g.SamplesDone, g.SamplesTotal, g.TokensGenerated))));
+        (Rollout, IReadOnlyList<RewardResult>) GenerateAndScore(IReadOnlyList<PromptSample> batch, int round)
+        {
+            var r = timer.Time("generate", () => maker.Generate(batch, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature,
+                round == 0 ? PpoSeeds.Sampling(config.Run.Seed, step) : PpoSeeds.FilterRound(config.Run.Seed, step, round),
+                progress: g => Progress?.Invoke(new TrainProgress(step, "generate", g.SamplesDone, g.SamplesTotal, g.TokensGenerated))));
+            try { return (r, timer.Time("reward", () => maker.Score(r))); }
+            catch { r.Dispose(); throw; }
+        }
+        using var filtered = config.Algorithm.DynamicFiltering
+            ? DynamicFiltering.Run(prompts, reserve ?? [], config.Algorithm.DynamicFilteringMaxRounds,
+                (config.Algorithm.DynamicFilteringLow, config.Algorithm.DynamicFilteringHigh), GenerateAndScore, models.Actor.Device)
+            : null;
+        var (plain, plainScores) = filtered is null ? GenerateAndScore(prompts, 0) : (null, null);
+        using var owned = plain;
+        var rollout = filtered?.Batch ?? plain!;
         RunHooks.Reach("after-generate", step);
-        var scores = timer.Time("reward", () => maker.Score(rollout));
+        var truncated = Truncated(rollout);
+        var (scores, overlong) = OverlongShaped(rollout, filtered?.Scores ?? plainScores!);
         using var oldLogProbs = timer.Time("logprobs", () => maker.ActorLogProbs(rollout));
         using var referenceLogProbs = models.Reference is { } reference ? timer.Time("reference", () => maker.ReferenceLogProbs(reference, rollout)) : null;
         using var values = models.Critic is { } critic ? timer.Time("values", () => maker.Values(critic, rollout)) : null;
@@ -164,7 +196,8 @@ public sealed class PpoTrainer : IDisposable
                 criticMetrics = UpdateCritic(c, rollout, new CriticTargets(values, advantages.Returns), step, progress);
             if (trainActor)
                 actorMetrics = UpdateActor(rollout, new ActorTargets(oldLogProbs, advantages.Advantages,
-                    config.Algorithm.UseKlLoss ? referenceLogProbs : null), step, progress);
+                    config.Algorithm.UseKlLoss ? referenceLogProbs : null)
+                    { Excluded = config.Reward.MaskTruncatedCompletions ? truncated : null }, step, progress);
         }
         RunHooks.Reach("after-update", step);
         var rolloutMetrics = RolloutMetrics.Of(rollout, scores, oldLogProbs, advantages);
@@ -172,8 +205,11 @@ public sealed class PpoTrainer : IDisposable
         using (timer.Phase("kl_control"))
             if (actorMetrics is not null) kl.Update(actorMetrics.KlLoss ?? rolloutMetrics.Kl, (long)config.Rollout.RolloutBatchSize * config.Rollout.SamplesPerPrompt);
 
-        Advance(prompts.Count, rollout.Count);
-        var stepMetrics = new PpoStepMetrics(rolloutMetrics, actorMetrics, criticMetrics, kl.Value, timer.Seconds.ToDictionary(), clock.Elapsed.TotalSeconds);
+        Advance(prompts.Count, rollout.Count, filtered?.Metrics);
+        var stepMetrics = new PpoStepMetrics(rolloutMetrics, actorMetrics, criticMetrics, kl.Value, timer.Seconds.ToDictionary(), clock.Elapsed.TotalSeconds)
+        {
+            Filter = filtered?.Metrics, Overlong = overlong, Truncated = truncated.Count(t => t),
+        };
         var samples = LoggedSamples(rollout, scores);
         LogStep(step, stepMetrics, samples, timer);
 
@@ -190,15 +226,41 @@ public sealed class PpoTrainer : IDisposable
         return report;
     }
 
-    void Advance(int prompts, int samples)
+    void Advance(int prompts, int samples, FilterMetrics? filter)
     {
         State.GlobalStep++;
-        State.ConsumedPrompts += prompts;
-        State.ConsumedSamples += samples;
+        State.ConsumedPrompts += prompts + (filter?.ExtraPrompts ?? 0);
+        State.ConsumedSamples += samples + (long)(filter?.ExtraPrompts ?? 0) * config.Rollout.SamplesPerPrompt;
         State.RolloutInEpisode++;
+        if (filter is not null)
+        {
+            State.ExtraPromptsInEpisode += filter.ExtraPrompts;
+            State.FilterGroupsKept += filter.GroupsKept;
+            State.FilterGroupsDropped += filter.GroupsAllEqual + filter.GroupsOutOfRange;
+            State.FilterGroupsFilled += filter.GroupsFilled;
+            State.FilterExtraRounds += filter.ExtraRounds;
+        }
         State.ActorOptimizerSteps = ActorOptimizer.Steps;
         State.CriticOptimizerSteps = CriticOptimizer?.Steps ?? 0;
         State.KlCoef = kl.Value;
+    }
+
+    /// <summary>Per sample: cut at --generate_max_len without ending in a stop token.</summary>
+    bool[] Truncated(Rollout rollout)
+    {
+        var stops = maker.StopTokens.ToHashSet();
+        return rollout.Items.Select(it => it.ResponseLength >= config.Rollout.GenerateMaxLen && !stops.Contains((int)it.ResponseIds[^1])).ToArray();
+    }
+
+    /// <summary>DAPO's soft overlong punishment added to each sample's reward (--overlong_buffer_len; the format and
+    /// accuracy parts are unchanged, so filtering and eval metrics still read the rule's verdicts).</summary>
+    (IReadOnlyList<RewardResult> Scores, (double, int)? Overlong) OverlongShaped(Rollout rollout, IReadOnlyList<RewardResult> scores)
+    {
+        if (config.Reward.OverlongBufferLen is not { } buffer) return (scores, null);
+        var penalties = OverlongShaping.Penalties(rollout.Items.Select(i => i.ResponseLength).ToList(), config.Rollout.GenerateMaxLen, buffer,
+            config.Reward.OverlongPenaltyFactor);
+        var shaped = scores.Select((r, i) => r with { Reward = r.Reward + penalties[i] }).ToList();
+        return (shaped, (penalties.Average(), penalties.Count(p => p < 0)));
     }
 
     List<GeneratedSample> LoggedSamples(Rollout rollout, IReadOnlyList<RewardResult> scores) =>
@@ -245,9 +307,13 @@ public sealed class PpoTrainer : IDisposable
     long UpdateMicroBatches(int samples) => (long)config.Optim.MaxEpochs * (samples / config.Optim.MicroTrainBatchSize);
 
     /// <summary>One micro-batch of the update: the model inputs and its rows of the rollout.</summary>
-    sealed class MicroBatch(Experience inputs, Tensor rows)
+    sealed class MicroBatch(Experience inputs, Tensor rows, long[] rowIndexes)
     {
         public Experience Inputs => inputs;
+        /// <summary>This micro-batch's rows in the rollout.</summary>
+        public long[] RowIndexes => rowIndexes;
+        /// <summary>Totals over the optimizer step this micro-batch belongs to (the global loss aggregation modes).</summary>
+        public StepTotals? Totals { get; init; }
         public Tensor ActionMask => inputs.ActionMask;
         /// <summary>This micro-batch's rows of a rollout-wide [N, A] tensor, cut to its own action slots.</summary>
         public Tensor Take(Tensor rolloutWide) => ActionTensors.Rows(rolloutWide, rows, inputs.ActionMask);
@@ -272,14 +338,32 @@ public sealed class PpoTrainer : IDisposable
         return result;
     }
 
+    /// <summary>For the global loss aggregation modes: per micro-batch (in update order over all epochs), the totals
+    /// of the optimizer step it belongs to, whose micro-batches are consecutive runs of <paramref name="accum"/>
+    /// (the last run may be shorter; its divisor stays accum, as the update divides by it).</summary>
+    StepTotals[] StepTotalsPerMicroBatch(int samples, long step, Tensor lossMask, int accum)
+    {
+        var all = Enumerable.Range(0, config.Optim.MaxEpochs).SelectMany(e => MicroBatches(samples, step, e)).ToList();
+        var result = new StepTotals[all.Count];
+        using var scope = torch.NewDisposeScope();
+        for (int s = 0; s < all.Count; s += accum)
+        {
+            var group = all.Skip(s).Take(accum).Select(rows => lossMask.index_select(0, torch.tensor(rows, device: lossMask.device))).ToList();
+            var t = StepTotals.Of(group, accum, config.Rollout.GenerateMaxLen);
+            for (int i = s; i < Math.Min(all.Count, s + accum); i++) result[i] = t;
+        }
+        return result;
+    }
+
     /// <summary>ppo_actor.ppo_train / ppo_critic.ppo_train: max_epochs passes; per micro-batch the model's loss scaled
     /// by 1/accumulation and backward (skipped for a non-finite loss, whose optimizer step is then skipped); an
     /// optimizer step every accumulation micro-batches. One host read per micro-batch (the loss); the diagnostics are
     /// read once at the end.</summary>
     UpdateResult Update(string role, ModelOptimizer optimizer, Rollout rollout, bool cachedVision, Func<MicroBatch, MicroBatchLoss> lossOf,
-                        int nonFiniteInARow, long step, UpdateProgress progress, Action? beforeStep = null)
+                        int nonFiniteInARow, long step, UpdateProgress progress, Action? beforeStep = null, Tensor? totalsMask = null)
     {
         int accum = (int)Plan.AccumulationSteps;
+        var totals = totalsMask is null ? null : StepTotalsPerMicroBatch(rollout.Count, step, totalsMask, accum);
         var logged = new List<Tensor>();
         double lrSum = 0, gradNormSum = 0;
         int count = 0, pending = 0, steps = 0, skipped = 0;
@@ -307,7 +391,7 @@ public sealed class PpoTrainer : IDisposable
                 {
                     using var scope = torch.NewDisposeScope();
                     using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
-                    var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device)));
+                    var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals?[count] });
                     // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
                     if (!float.IsFinite(loss.item<float>())) poisoned = true;
                     else (loss / accum).backward();
@@ -347,23 +431,35 @@ public sealed class PpoTrainer : IDisposable
         bool cached = PpoModels.VisionFrozen(models.Actor) && rollout.Visions.Any(v => v is not null);
         if (cached) maker.CacheVision(rollout.Visions);
         bool entropyLoss = a.EntropyLossCoef > 1e-8;
+        var lossOptions = a.PolicyLoss;
+        bool global = LossAggregations.IsGlobal(lossOptions.Aggregation);
+        var excluded = targets.Excluded;
+        // [N, A] bool: the action slots the loss counts (the rollout's, without excluded samples' rows).
+        using var lossMask = excluded is null ? null : rollout.ActionMask.logical_and(
+            torch.tensor(excluded.Select(x => !x).ToArray(), device: rollout.ActionMask.device).unsqueeze(1));
         var r = Update("actor", ActorOptimizer, rollout, cached, mb =>
         {
             var (lp, entropy) = PolicyForward.ActionLogProbs(models.Actor, mb.Inputs, config.Rollout.Temperature, withEntropy: true, entropyGrad: entropyLoss);
-            var policy = PolicyLoss.Compute(lp, mb.Take(targets.OldLogProbs), mb.Take(targets.Advantages), mb.ActionMask, a.EpsClip);
+            var zero = torch.zeros([], ScalarType.Float32, lp.device);
+            // A micro-batch of excluded samples only contributes nothing (a zero loss that still reaches the graph).
+            if (excluded is not null && mb.RowIndexes.All(i => excluded[(int)i]))
+                return new MicroBatchLoss(lp.sum() * 0.0, torch.stack([zero, zero, zero, zero, zero, zero]));
+            var mask = lossMask is null ? mb.ActionMask : mb.Take(lossMask).logical_and(mb.ActionMask);
+            var policy = PolicyLoss.Compute(lp, mb.Take(targets.OldLogProbs), mb.Take(targets.Advantages), mask, lossOptions, mb.Totals);
             Tensor? klLoss = !a.UseKlLoss ? null
-                : targets.ReferenceLogProbs is { } reference ? Kl.Loss(lp, mb.Take(reference), mb.ActionMask, a.KlEstimator)
-                : torch.zeros([], ScalarType.Float32, lp.device);
-            var entropyMean = Entropy.MaskedMean(entropy!, mb.ActionMask);
+                : targets.ReferenceLogProbs is { } reference ? Kl.Loss(lp, mb.Take(reference), mask, a.KlEstimator)
+                : zero;
+            var entropyMean = Entropy.MaskedMean(entropy!, mask);
             var loss = ActorLoss.Combine(policy.Loss, klLoss, kl.Value, entropyLoss ? entropyMean : null, a.EntropyLossCoef);
             if (TransformActorLoss is { } transform) loss = transform(loss);
-            var zero = torch.zeros([], ScalarType.Float32, lp.device);
-            return new MicroBatchLoss(loss, torch.stack([policy.Loss.detach(), policy.ClipFraction, policy.ApproxKl, entropyMean.detach(), klLoss?.detach() ?? zero]));
-        }, State.ActorNonFiniteInARow, step, progress ?? new UpdateProgress(this, step, 0), BeforeActorStep);
+            return new MicroBatchLoss(loss, torch.stack([policy.Loss.detach(), policy.ClipFraction, policy.ApproxKl, entropyMean.detach(), klLoss?.detach() ?? zero,
+                policy.ClipFractionLower]));
+        }, State.ActorNonFiniteInARow, step, progress ?? new UpdateProgress(this, step, 0), BeforeActorStep,
+            totalsMask: global ? lossMask ?? rollout.ActionMask : null);
         State.ActorNonFiniteInARow = r.NonFiniteInARow;
         return new ActorMetrics(PolicyLoss: r.Logged[0], ClipFrac: r.Logged[1], ApproxKl: r.Logged[2],
             KlLoss: a.UseKlLoss ? r.Logged[4] : null, EntropyLoss: entropyLoss ? r.Logged[3] : null, Entropy: r.Logged[3],
-            ActorLr: r.LearningRate, GradNorm: r.GradNorm, SkippedSteps: r.Skipped);
+            ActorLr: r.LearningRate, GradNorm: r.GradNorm, SkippedSteps: r.Skipped) { ClipFracLower = lossOptions.DualClip is null ? null : r.Logged[5] };
     }
 
     /// <summary>The critic's update: the clipped value loss with the same batching.</summary>
@@ -501,6 +597,11 @@ public sealed class PpoTrainer : IDisposable
         State.ConsumedSamples = s.ConsumedSamples;
         State.Episode = s.Episode;
         State.RolloutInEpisode = s.RolloutInEpisode;
+        State.ExtraPromptsInEpisode = s.ExtraPromptsInEpisode;
+        State.FilterGroupsKept = s.FilterGroupsKept;
+        State.FilterGroupsDropped = s.FilterGroupsDropped;
+        State.FilterGroupsFilled = s.FilterGroupsFilled;
+        State.FilterExtraRounds = s.FilterExtraRounds;
         State.ActorOptimizerSteps = s.ActorOptimizerSteps;
         State.CriticOptimizerSteps = s.CriticOptimizerSteps;
         State.KlCoef = saved.KlCoef;
