@@ -115,6 +115,7 @@ public sealed class PpoTrainer : IDisposable
     public PpoFitResult Fit(CancellationToken stop = default, long? stopAfterStep = null)
     {
         int rb = config.Rollout.RolloutBatchSize;
+        (int Episode, int[] Prompts) order = (-1, []);
         while (State.GlobalStep < Plan.MaxGlobalSteps)
         {
             if (State.RolloutInEpisode >= Plan.RolloutsPerEpisode)
@@ -122,14 +123,14 @@ public sealed class PpoTrainer : IDisposable
                 State.Episode++;
                 State.RolloutInEpisode = 0;
             }
-            var order = DataOrder(State.Episode);
-            var prompts = order.Skip((int)(State.RolloutInEpisode * rb)).Take(rb).Select(i => train[i]).ToList();
+            if (order.Episode != State.Episode) order = (State.Episode, DataOrder(State.Episode));
+            var prompts = order.Prompts.Skip((int)(State.RolloutInEpisode * rb)).Take(rb).Select(i => train[i]).ToList();
             TrainStep(prompts);
             string? why = stop.IsCancellationRequested ? "a stop was requested"
                 : stopAfterStep is { } last && State.GlobalStep >= last ? $"--stop_after_step {last}" : null;
             if (why is not null && State.GlobalStep < Plan.MaxGlobalSteps)
             {
-                if (lastSavedStep != State.GlobalStep) SaveCheckpoint();
+                if (lastSavedStep != State.GlobalStep) SaveCheckpoint(new PhaseTimer(models.Actor.Device));
                 return new PpoFitResult(why, lastCheckpoint);
             }
         }
@@ -178,10 +179,14 @@ public sealed class PpoTrainer : IDisposable
         LogStep(step, stepMetrics, samples, timer);
 
         if (eval is { Count: > 0 } && step % Plan.EvalEvery == 0)
-            using (timer.Phase("eval")) metrics?.Log(step, Evaluate());
+        {
+            var evalMetrics = timer.Time("eval", Evaluate);
+            evalMetrics["time/eval"] = timer["eval"];
+            metrics?.Log(step, evalMetrics);
+        }
         ThrowIfDiverged(step);
         if (config.Run.SaveSteps > 0 && step % config.Run.SaveSteps == 0)
-            using (timer.Phase("save")) SaveCheckpoint();
+            SaveCheckpoint(timer);
 
         var first = rollout.Items[0];
         var report = new PpoStepReport(step, stepMetrics,
@@ -349,12 +354,12 @@ public sealed class PpoTrainer : IDisposable
         bool entropyLoss = a.EntropyLossCoef > 1e-8;
         var r = Update("actor", ActorOptimizer, rollout, cached, mb =>
         {
-            var (lp, entropy) = PolicyForward.ActionLogProbs(models.Actor, mb.Inputs, config.Rollout.Temperature, withEntropy: true, entropyGrad: entropyLoss);
+            var (lp, entropy) = PolicyForward.ActionLogProbsAndEntropy(models.Actor, mb.Inputs, config.Rollout.Temperature, entropyGrad: entropyLoss);
             var policy = PolicyLoss.Compute(lp, mb.Take(targets.OldLogProbs), mb.Take(targets.Advantages), mb.ActionMask, a.EpsClip);
             Tensor? klLoss = !a.UseKlLoss ? null
                 : targets.ReferenceLogProbs is { } reference ? Kl.Loss(lp, mb.Take(reference), mb.ActionMask, a.KlEstimator)
                 : torch.zeros([], ScalarType.Float32, lp.device);
-            var entropyMean = Entropy.MaskedMean(entropy!, mb.ActionMask);
+            var entropyMean = Entropy.MaskedMean(entropy, mb.ActionMask);
             var loss = ActorLoss.Combine(policy.Loss, klLoss, kl.Value, entropyLoss ? entropyMean : null, a.EntropyLossCoef);
             if (TransformActorLoss is { } transform) loss = transform(loss);
             var zero = torch.zeros([], ScalarType.Float32, lp.device);
@@ -388,12 +393,10 @@ public sealed class PpoTrainer : IDisposable
     /// <summary>ppo_trainer.evaluate: every eval prompt sampled eval_n_samples_per_prompt times at eval_temperature and
     /// scored, summarised per datasource with the generation branch's EvalSummary (as `lmmr1 eval`):
     /// "eval/{datasource}_pass1" = share of correct samples (accuracy reward &gt; 0), "_pass{n}" = unbiased pass@n,
-    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length";
-    /// "time/eval" its wall time.</summary>
+    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length".</summary>
     public Dictionary<string, double> Evaluate()
     {
         if (eval is null || eval.Count == 0) return [];
-        var sw = Stopwatch.StartNew();
         int n = config.Rollout.EvalSamplesPerPrompt;
         var byPrompt = new ScoredSample[eval.Count][];
         int chunk = Math.Max(1, config.Rollout.RolloutBatchSize);
@@ -422,7 +425,6 @@ public sealed class PpoTrainer : IDisposable
             result[p + "format"] = m.FormatRate;
             result[p + "response_length"] = m.MeanResponseTokens;
         }
-        result["time/eval"] = sw.Elapsed.TotalSeconds;
         log("eval: " + string.Join(", ", result.Where(kv => kv.Key.StartsWith("eval/", StringComparison.Ordinal)).Select(kv => $"{kv.Key} {kv.Value:F4}")));
         return result;
     }
@@ -433,25 +435,27 @@ public sealed class PpoTrainer : IDisposable
         models.Critic is { } c && CriticOptimizer is { } co ? (c, co) : null, kl.Value, train, DataOrder(State.Episode));
 
     /// <summary>Writes a crash-safe checkpoint of the current step (and its Hugging Face export with --save_hf_ckpt),
-    /// copies the logs into it and redraws the plots. Returns the folder.</summary>
-    public string SaveCheckpoint()
+    /// copies the logs into it and redraws the plots, as the phase "save" of <paramref name="timer"/>. Returns the folder.</summary>
+    string SaveCheckpoint(PhaseTimer timer)
     {
         long step = State.GlobalStep;
         Progress?.Invoke(new TrainProgress(step, "save", 0, 1, 0));
-        var sw = Stopwatch.StartNew();
-        string pretrain = config.Model.Pretrain!;
-        var contents = CheckpointContents();
-        lastCheckpoint = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
-        lastSavedStep = step;
-        string hf = "";
-        if (config.Run.SaveHfCkpt)
+        string pretrain = config.Model.Pretrain!, hf = "", dir;
+        using (timer.Phase("save"))
         {
-            HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
-            hf = $", Hugging Face export {store.HfFolder(step)}";
+            var contents = CheckpointContents();
+            dir = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
+            if (config.Run.SaveHfCkpt)
+            {
+                HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
+                hf = $", Hugging Face export {store.HfFolder(step)}";
+            }
+            DrawPlots();
         }
-        DrawPlots();
-        log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
-        return lastCheckpoint;
+        lastCheckpoint = dir;
+        lastSavedStep = step;
+        log($"checkpoint: {dir}{hf} ({timer["save"]:F1} s)");
+        return dir;
     }
 
     /// <summary>The end of a run: the actor as a Hugging Face folder in --save_path (with the tokenizer), the critic
