@@ -26,18 +26,28 @@ public static class CliApp
         return root;
     }
 
-    /// <summary>Parses and runs; bad input (InputException) prints `error: message` and exits 1 without a stack trace.</summary>
+    /// <summary>Parses and runs. Every failure goes through <see cref="CliErrors"/>: bad input and I/O failures print
+    /// `error: message` and exit 1 without a stack trace; command-line syntax errors print `error: …` and exit 2.</summary>
     public static int Run(string[] args)
     {
         var root = BuildRoot();
-        try
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0 && !IsHelpOrVersion(args))
         {
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            foreach (var e in parsed.Errors) Console.Error.WriteLine($"error: {e.Message}");
+            Console.Error.WriteLine($"(see '{string.Join(" ", ["lmmr1", .. CommandPath(parsed), "--help"])}')");
+            return CliErrors.Usage;
         }
-        catch (InputException e)
-        {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
-        }
+        return CliErrors.Run(() => parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+    }
+
+    static bool IsHelpOrVersion(string[] args) => args.Any(a => a is "--help" or "-h" or "-?" or "--version");
+
+    static IEnumerable<string> CommandPath(ParseResult parsed)
+    {
+        var names = new List<string>();
+        for (var r = parsed.CommandResult; r != null; r = r.Parent as System.CommandLine.Parsing.CommandResult)
+            if (r.Parent != null) names.Insert(0, r.Command.Name);
+        return names;
     }
 }

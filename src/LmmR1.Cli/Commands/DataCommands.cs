@@ -91,7 +91,8 @@ public static class DataCommands
         if (!string.IsNullOrWhiteSpace(options.EvalDataset)) sets.Add(("eval_dataset", options.EvalDataset!, null));
         foreach (var (name, specs, probs) in sets)
         {
-            var ds = PromptDataset.Load(specs, probs, options, report: null, failOnBadRows: false);
+            // Every bad row is listed below, also when no row is usable; DataCheck decodes the images itself.
+            var ds = PromptDataset.Load(specs, probs, options, report: null, failOnBadRows: false, decodeImages: false, requireUsableRows: false);
             var r = DataCheck.Run(ds, tok, processor, promptMaxLen);
             output.WriteLine($"== {name}: {specs}");
             foreach (var p in r.Parts)

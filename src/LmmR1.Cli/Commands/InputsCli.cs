@@ -10,17 +10,9 @@ internal static class InputsCli
 {
     public static readonly JsonWriterOptions JsonLine = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    /// <summary>Runs a command body; bad input prints "error: message" (no stack trace) and returns 1.</summary>
-    public static int Guard(Func<int> body)
-    {
-        try { return body(); }
-        catch (InputException e)
-        {
-            Console.Out.Flush();
-            Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
-        }
-    }
+    /// <summary>Runs a command body through the CLI's one error path (<see cref="CliErrors"/>): bad input and I/O
+    /// failures print "error: message" (no stack trace) and return 1.</summary>
+    public static int Guard(Func<int> body) => CliErrors.Run(body);
 
     /// <summary>Non-blank lines of a reader as parsed JSON objects, with 1-based line numbers; bad JSON is an InputException.</summary>
     public static IEnumerable<(long Line, JsonDocument Doc)> ReadJsonLines(TextReader input, string name = "stdin")

@@ -119,9 +119,10 @@ public static class RewardCommands
         var apiKey = new Option<string?>("--api_key") { Description = $"Require 'Authorization: Bearer <key>' (or set {ApiKeyEnvironmentVariable})" };
         var maxMb = new Option<int>("--max-request-mb") { Description = "Largest accepted request body in MiB (larger: 413)", DefaultValueFactory = _ => 64 };
         var threads = new Option<int?>("--threads") { Description = "Verification threads (default: one per core)" };
+        var maxItems = new Option<int>("--max-items") { Description = "Most responses in one request (more: 413)", DefaultValueFactory = _ => new RewardServerOptions().MaxItems };
         var (noFormat, formatWeight, accWeight, budget) = RewardOptionFlags();
         var cmd = new Command("serve", "Serve LMM-R1 rewards: POST /get_reward {\"query\",\"prompts\",\"labels\"} → {\"rewards\",\"format_rewards\",\"acc_rewards\"}");
-        foreach (var o in new Option[] { host, port, apiKey, maxMb, threads, noFormat, formatWeight, accWeight, budget }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { host, port, apiKey, maxMb, maxItems, threads, noFormat, formatWeight, accWeight, budget }) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
             // Idle thread-pool workers spin for work by default; on a 2-core box that spin takes CPU from the
@@ -139,6 +140,7 @@ public static class RewardCommands
                     Port = parse.GetValue(port),
                     ApiKey = string.IsNullOrEmpty(key) ? null : key,
                     MaxRequestBytes = mb * 1024L * 1024L,
+                    MaxItems = parse.GetValue(maxItems),
                     Threads = parse.GetValue(threads),
                     Reward = BuildRewardOptions(parse, noFormat, formatWeight, accWeight, budget),
                 };
@@ -146,6 +148,7 @@ public static class RewardCommands
             }
             catch (ArgumentException e) { return Fail(e.Message); }
 
+            if (options.ExposureWarning() is { } warning) Console.Error.WriteLine(warning);
             MathVerifier.WarmUp();
             await using var server = RewardServer.Create(options);
             try { await server.StartAsync(ct); }

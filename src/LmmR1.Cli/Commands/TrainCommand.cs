@@ -346,6 +346,9 @@ public static class TrainCommand
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");
+        // Output folders writable, room for a checkpoint and the final model: found now, not at the first save.
+        var disk = DiskEstimate.Of(config, actorConfig, criticConfig);
+        SaveSafety.CheckOutputs(config, disk);
         var processor = new QwenVLProcessor(tokenizer, new QwenVLProcessorOptions { Image = config.ImageOptions() });
         var train = PromptDataset.Load(config.Data.Prompts, Console.Error);
         var eval = string.IsNullOrWhiteSpace(config.Data.Prompts.EvalDataset) ? null : PromptDataset.LoadEval(config.Data.Prompts, Console.Error);
@@ -358,6 +361,7 @@ public static class TrainCommand
                           $"; {train.Count(s => s.Images.Count > 0)} with images");
         Console.Write(plan.Describe(config));
         Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).Describe(config.Model.Device));
+        Console.WriteLine(disk.Describe());
         if (dry)
         {
             Console.WriteLine("dry run: configuration, checkpoints' config.json, tokenizer and data are valid; no weights loaded");
@@ -385,6 +389,7 @@ public static class TrainCommand
 
         TorchSharp.torch.manual_seed(config.Run.Seed);
         Directory.CreateDirectory(config.Run.SavePath);
+        AtomicFile.SweepStaleTempFiles(config.Run.SavePath);   // temporary files of a killed earlier run
         AtomicFile.WriteAllText(Path.Combine(config.Run.SavePath, "train_config.json"), config.ToJson());
 
         using var models = PpoModels.Load(config, device, Log);
@@ -439,7 +444,14 @@ public static class TrainCommand
     static QwenVLConfig LoadConfig(string dir, string flag)
     {
         if (!Directory.Exists(dir)) throw InputException.At(null, null, flag, $"'{dir}' is not a folder");
-        return QwenVLConfig.Load(dir);
+        var cfg = QwenVLConfig.Load(dir);
+        // The dry run reads no weights, but their headers are cheap: config.json must agree with them.
+        if (Directory.EnumerateFiles(dir, "*.safetensors").Any())
+        {
+            using var ckpt = Models.Safetensors.SafetensorsCheckpoint.Open(dir);
+            ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));
+        }
+        return cfg;
     }
 
     static QwenTokenizer LoadTokenizer(string dir)

@@ -1,6 +1,7 @@
 // HTTP reward server speaking LMM-R1's protocol (POST /get_reward {"query","prompts","labels"} →
 // {"rewards","format_rewards","acc_rewards"}), so OpenRLHF's --remote_rm_url can point at it. Kestrel minimal API;
-// loopback by default, optional bearer token, request-size limit (413), precise 400s. Departures from the Flask
+// loopback by default, optional bearer token (scheme matched case-insensitively, as HTTP says), request-size and
+// item-count limits (413), precise 400s (also for strings that are not valid UTF-8). Departures from the Flask
 // server: mismatched lengths are a 400 (the reference zips silently), and rewards are always written as JSON floats.
 using System.Buffers;
 using System.Globalization;
@@ -25,6 +26,9 @@ public sealed record RewardServerOptions
     /// <summary>Port; 0 picks a free one (see RewardServer.Addresses).</summary>
     public int Port { get; init; } = 5000;
     public long MaxRequestBytes { get; init; } = 64L * 1024 * 1024;
+    /// <summary>Most items (responses) in one request; more get 413. LMM-R1 sends one micro-batch of rollouts at a
+    /// time, far below the default.</summary>
+    public int MaxItems { get; init; } = 65536;
     /// <summary>When set, requests need "Authorization: Bearer &lt;ApiKey&gt;".</summary>
     public string? ApiKey { get; init; }
     public RewardOptions Reward { get; init; } = new();
@@ -35,10 +39,19 @@ public sealed record RewardServerOptions
     {
         if (Port is < 0 or > 65535) throw new ArgumentException($"port must be 0..65535, got {Port}");
         if (MaxRequestBytes < 1024) throw new ArgumentException("max request size must be at least 1024 bytes");
+        if (MaxItems < 1) throw new ArgumentException($"max items must be at least 1, got {MaxItems}");
         if (Threads is < 1) throw new ArgumentException("threads must be at least 1");
         if (Host != "localhost" && !IPAddress.TryParse(Host, out _)) throw new ArgumentException($"host must be an IP address or 'localhost', got '{Host}'");
         Reward.Validate();
     }
+
+    /// <summary>Whether <see cref="Host"/> is a loopback address ("localhost", 127.0.0.0/8, ::1).</summary>
+    public bool IsLoopback => Host == "localhost" || (IPAddress.TryParse(Host, out var ip) && IPAddress.IsLoopback(ip));
+
+    /// <summary>A warning for a server reachable from the network without a token; null otherwise.</summary>
+    public string? ExposureWarning() => IsLoopback || ApiKey is { Length: > 0 } ? null
+        : $"warning: listening on {Host}, which other machines can reach, without a bearer token: anyone who can connect may use this " +
+          "server's CPU; set --api_key (or LMMR1_REWARD_API_KEY) or bind 127.0.0.1";
 }
 
 public sealed class RewardServer : IAsyncDisposable
@@ -76,8 +89,8 @@ public sealed class RewardServer : IAsyncDisposable
         });
         var app = builder.Build();
         var server = new RewardServer(app, model, owned);
-        var expectedAuth = options.ApiKey is { Length: > 0 } key ? Encoding.UTF8.GetBytes("Bearer " + key) : null;
-        app.MapPost("/get_reward", ctx => server.HandleAsync(ctx, expectedAuth));
+        var expectedAuth = options.ApiKey is { Length: > 0 } key ? Encoding.UTF8.GetBytes(key) : null;
+        app.MapPost("/get_reward", ctx => server.HandleAsync(ctx, expectedAuth, options.MaxItems));
         app.MapGet("/health", () => Results.Text("ok"));
         return server;
     }
@@ -97,11 +110,20 @@ public sealed class RewardServer : IAsyncDisposable
         _ownedModel?.Dispose();
     }
 
-    private async Task HandleAsync(HttpContext ctx, byte[]? expectedAuth)
+    /// <summary>The token of an "Authorization: Bearer &lt;token&gt;" header; the scheme is case-insensitive (RFC 9110 §11.1).</summary>
+    internal static string? BearerToken(string header)
+    {
+        var h = header.Trim();
+        int sp = h.IndexOf(' ');
+        if (sp <= 0 || !h[..sp].Equals("Bearer", StringComparison.OrdinalIgnoreCase)) return null;
+        return h[(sp + 1)..].Trim();
+    }
+
+    private async Task HandleAsync(HttpContext ctx, byte[]? expectedAuth, int maxItems)
     {
         if (expectedAuth != null)
         {
-            var given = Encoding.UTF8.GetBytes(ctx.Request.Headers.Authorization.ToString());
+            var given = BearerToken(ctx.Request.Headers.Authorization.ToString()) is { } token ? Encoding.UTF8.GetBytes(token) : [];
             if (!CryptographicOperations.FixedTimeEquals(given, expectedAuth))
             {
                 await Error(ctx, StatusCodes.Status401Unauthorized, "missing or wrong bearer token");
@@ -125,10 +147,10 @@ public sealed class RewardServer : IAsyncDisposable
         }
         using (doc)
         {
-            var (request, error) = ParseRequest(doc.RootElement);
+            var (request, error) = ParseRequest(doc.RootElement, maxItems);
             if (request == null)
             {
-                await Error(ctx, StatusCodes.Status400BadRequest, error!);
+                await Error(ctx, error!.StartsWith(TooManyItems, StringComparison.Ordinal) ? StatusCodes.Status413PayloadTooLarge : StatusCodes.Status400BadRequest, error);
                 return;
             }
             var results = await _model.ScoreAsync(request.Value.Queries, request.Value.Prompts, request.Value.Labels, ctx.RequestAborted);
@@ -140,7 +162,9 @@ public sealed class RewardServer : IAsyncDisposable
 
     internal readonly record struct RewardRequest(string[] Queries, string[] Prompts, string[] Labels);
 
-    internal static (RewardRequest?, string?) ParseRequest(JsonElement root)
+    internal const string TooManyItems = "too many items";
+
+    internal static (RewardRequest?, string?) ParseRequest(JsonElement root, int maxItems = int.MaxValue)
     {
         if (root.ValueKind != JsonValueKind.Object) return (null, "request body must be a JSON object");
         var fields = new string[3][];
@@ -149,12 +173,19 @@ public sealed class RewardServer : IAsyncDisposable
         {
             if (!root.TryGetProperty(names[f], out var arr)) return (null, "query, prompts, and labels fields are required");
             if (arr.ValueKind != JsonValueKind.Array) return (null, $"field '{names[f]}' must be an array of strings");
-            var list = new string[arr.GetArrayLength()];
+            int count = arr.GetArrayLength();
+            if (count > maxItems)
+                return (null, $"{TooManyItems}: field '{names[f]}' has {count} items, the limit is {maxItems} (the server's --max-items); send smaller batches");
+            var list = new string[count];
             int i = 0;
             foreach (var item in arr.EnumerateArray())
             {
                 if (item.ValueKind != JsonValueKind.String) return (null, $"field '{names[f]}' item {i} must be a string, got {item.ValueKind}");
-                list[i++] = item.GetString()!;
+                // JsonDocument does not validate the UTF-8 inside strings; transcoding does (and throws).
+                string text;
+                try { text = item.GetString()!; }
+                catch (InvalidOperationException) { return (null, $"field '{names[f]}' item {i} is not valid UTF-8"); }
+                list[i++] = text;
             }
             fields[f] = list;
         }

@@ -1,8 +1,11 @@
 // LMM-R1's prompt dataset (openrlhf/utils blending_datasets + datasets/prompts_dataset.py): every --prompt_data
 // entry read and cut to --max_samples, concatenated or interleaved by --prompt_data_probs, cut to --max_samples
-// again; each row becomes (datasource, prompt, label) plus parsed messages and image references. Images are only
-// located here (decoded later, lazily, or by ValidateImages for `data check`). Malformed rows are errors naming
-// file:line, or with --skip_bad_rows skipped and listed in BadRows (and reported), never dropped silently.
+// again; each row becomes (datasource, prompt, label) plus parsed messages and image references. Every local image
+// (file or data: URI; not http URLs) is decoded once here, in parallel, and dropped again, so an undecodable image
+// (random bytes, 0 bytes, a truncated PNG) makes its row bad at load time, in --dry_run, `data check` and training
+// alike, and --skip_bad_rows skips it before the run starts (and again identically on resume) instead of the run
+// aborting at the step that draws it. Malformed rows are errors naming file:line, or with --skip_bad_rows skipped
+// and listed in BadRows (and reported), never dropped silently.
 using System.Text.Json;
 using LmmR1.Infrastructure;
 using LmmR1.Text;
@@ -52,7 +55,12 @@ public sealed class PromptDataset : IReadOnlyList<PromptSample>
     /// Reads datasets from a comma list. With <paramref name="failOnBadRows"/>, any bad row throws an InputException
     /// listing them; otherwise they are kept in BadRows and a summary goes to <paramref name="report"/>.
     /// </summary>
-    public static PromptDataset Load(string specList, string? probs, PromptDataOptions options, TextWriter? report, bool failOnBadRows)
+    /// <param name="decodeImages">Decode every local image (an undecodable one makes a bad row); `data check` decodes
+    /// them itself.</param>
+    /// <param name="requireUsableRows">Throw when an entry has no usable row (listing its bad rows); `data check`
+    /// reports instead.</param>
+    public static PromptDataset Load(string specList, string? probs, PromptDataOptions options, TextWriter? report, bool failOnBadRows,
+                                     bool decodeImages = true, bool requireUsableRows = true)
     {
         var specs = PromptDataOptions.Specs(specList);
         if (specs.Count == 0) throw InputException.At(null, null, "--prompt_data", "no datasets given");
@@ -73,6 +81,7 @@ public sealed class PromptDataset : IReadOnlyList<PromptSample>
                     try { rows.Add(ToSample(raw, options)); }
                     catch (InputException e) { bad.Add(new BadRow(raw.File, raw.Line, StripWhere(e.Message, raw))); }
                 }
+            if (decodeImages) rows = DropUndecodable(rows, bad);
             parts.Add(new DatasetPart(spec, files, rows.Count, bad.Count - badBefore));
             if (rows.Count == 0 && bad.Count == badBefore) throw InputException.At(spec, null, null, "dataset is empty (no rows)");
             perSpec.Add(rows.Take((int)Math.Min(options.MaxSamples, int.MaxValue)).ToList());
@@ -80,8 +89,9 @@ public sealed class PromptDataset : IReadOnlyList<PromptSample>
 
         if (bad.Count > 0 && failOnBadRows)
             throw new InputException(DescribeBadRows(bad) + "\n(fix them, or pass --skip_bad_rows to skip them)");
-        if (perSpec.Any(r => r.Count == 0))
-            throw InputException.At(specs[perSpec.FindIndex(r => r.Count == 0)], null, null, "dataset has no usable rows");
+        if (requireUsableRows && perSpec.Any(r => r.Count == 0))
+            throw InputException.At(specs[perSpec.FindIndex(r => r.Count == 0)], null, null, "dataset has no usable rows" +
+                                    (bad.Count > 0 ? "; " + DescribeBadRows(bad) : ""));
 
         var all = p == null ? perSpec.SelectMany(r => r).ToList() : DatasetMixer.Interleave(perSpec, p, options.Seed);
         if (all.Count > options.MaxSamples) all = all.Take((int)options.MaxSamples).ToList();
@@ -97,6 +107,28 @@ public sealed class PromptDataset : IReadOnlyList<PromptSample>
         var lines = bad.Take(MaxListedBadRows).Select(b => "  " + b).ToList();
         if (bad.Count > MaxListedBadRows) lines.Add($"  … and {bad.Count - MaxListedBadRows} more");
         return $"{bad.Count} bad row(s):\n" + string.Join("\n", lines);
+    }
+
+    /// <summary>Decodes every local image of <paramref name="rows"/> (in parallel, nothing kept); rows with an image
+    /// that does not decode move to <paramref name="bad"/>. URL images are decoded when fetched.</summary>
+    static List<PromptSample> DropUndecodable(List<PromptSample> rows, List<BadRow> bad)
+    {
+        var errors = new string?[rows.Count];
+        Parallel.For(0, rows.Count, i =>
+        {
+            foreach (var img in rows[i].Images)
+            {
+                if (img.Ref.Kind == ImageSourceKind.Url) continue;
+                try { _ = ImageDecoder.Decode(img.Ref.ReadBytes(), img.Ref.Display); }
+                catch (InputException e) { errors[i] = e.Message; return; }
+                catch (Exception e) when (IoErrors.IsIo(e)) { errors[i] = $"image '{img.Ref.Display}' cannot be read: {IoErrors.Reason(e)}"; return; }
+            }
+        });
+        var good = new List<PromptSample>(rows.Count);
+        for (int i = 0; i < rows.Count; i++)
+            if (errors[i] is { } why) bad.Add(new BadRow(rows[i].File, rows[i].Line, why));
+            else good.Add(rows[i]);
+        return good;
     }
 
     // ---------------- one row ----------------

@@ -5,7 +5,7 @@ using System.Text;
 
 namespace LmmR1.Infrastructure;
 
-public static class AtomicFile
+public static partial class AtomicFile
 {
     public static void Write(string path, Action<FileStream> write)
     {
@@ -53,6 +53,41 @@ public static class AtomicFile
             SyncDirectory(parent);
         }
     }
+
+    /// <summary>Removes the temporary files <see cref="Write"/> leaves when its process is killed mid-write
+    /// (`.{name}.{pid}.{guid}.tmp` in <paramref name="dir"/>): those whose process is gone, and any older than
+    /// <paramref name="staleAfter"/> (default one day; a live process with that pid may be an unrelated one). Files of
+    /// this process and of other live writers are kept. Returns the number removed; failures are ignored.</summary>
+    public static int SweepStaleTempFiles(string dir, TimeSpan? staleAfter = null)
+    {
+        if (!Directory.Exists(dir)) return 0;
+        var cutoff = DateTime.UtcNow - (staleAfter ?? TimeSpan.FromDays(1));
+        int removed = 0;
+        try
+        {
+            foreach (var f in Directory.EnumerateFiles(dir, ".*.tmp"))
+            {
+                var m = TempFileName().Match(Path.GetFileName(f));
+                if (!m.Success || !int.TryParse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture, out int pid)) continue;
+                bool stale = File.GetLastWriteTimeUtc(f) < cutoff;
+                if (pid == Environment.ProcessId && !stale) continue;
+                if (!stale && IsAlive(pid)) continue;
+                try { File.Delete(f); removed++; } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            }
+        }
+        catch (IOException) { } catch (UnauthorizedAccessException) { }
+        return removed;
+    }
+
+    static bool IsAlive(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\..+\.(\d+)\.[0-9a-f]{32}\.tmp$")]
+    private static partial System.Text.RegularExpressions.Regex TempFileName();
 
     /// <summary>Deletes a folder tree if it exists; failures (already gone, busy, no permission) are ignored.</summary>
     public static void TryDeleteDirectory(string dir)

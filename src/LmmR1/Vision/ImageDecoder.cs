@@ -74,6 +74,7 @@ public static class ImageDecoder
     /// <summary>Decodes an encoded image. <paramref name="name"/> is used in error messages.</summary>
     public static DecodedImage Decode(byte[] bytes, string name)
     {
+        if (bytes.Length == 0) throw new InputException($"{name}: not a decodable image: the file is empty (0 bytes)");
         using var data = SKData.CreateCopy(bytes);
         using var codec = SKCodec.Create(data)
             ?? throw new InputException($"{name}: not a decodable image (expected PNG, JPEG, WebP, GIF or BMP)");
@@ -103,6 +104,7 @@ public static class ImageDecoder
     /// <summary>Width and height from the header, without decoding pixels.</summary>
     public static (int Width, int Height) Size(byte[] bytes, string name)
     {
+        if (bytes.Length == 0) throw new InputException($"{name}: not a decodable image: the file is empty (0 bytes)");
         using var data = SKData.CreateCopy(bytes);
         using var codec = SKCodec.Create(data) ?? throw new InputException($"{name}: not a decodable image (expected PNG, JPEG, WebP, GIF or BMP)");
         return (codec.Info.Width, codec.Info.Height);

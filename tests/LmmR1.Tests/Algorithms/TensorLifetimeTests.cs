@@ -30,9 +30,9 @@ public class TensorLifetimeTests
         var entropy = Entropy.FromLogits(actionLogits);
         var klLoss = Kl.Loss(kl, zeros_like(kl), mask, KlEstimator.K3);
         CriticHead.Initialize(head);
-        // survivors: 3 from the pipeline, 6 + the log-probs from the policy loss, 2 from the value loss, entropy,
+        // survivors: 3 from the pipeline, 7 + the log-probs from the policy loss, 2 from the value loss, entropy,
         // the KL loss and the zeros_like made here
-        long survivors = 3 + 7 + 2 + 1 + 1 + 1;
+        long survivors = 3 + 8 + 2 + 1 + 1 + 1;
         Assert.Equal(before + survivors, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
 
         foreach (var b in batches) b.Dispose();

@@ -157,7 +157,7 @@ internal static class UpstreamParity
         return results;
     }
 
-    static Tensor ReadTensor(JsonElement e, string key)
+    internal static Tensor ReadTensor(JsonElement e, string key)
     {
         long[] shape = e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray();
         var data = e.GetProperty("data");
@@ -168,7 +168,7 @@ internal static class UpstreamParity
         return tensor(data.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray()).reshape(shape);
     }
 
-    static double Diff(Tensor expected, Tensor ours)
+    internal static double Diff(Tensor expected, Tensor ours)
     {
         using var o = ours.detach().cpu().to_type(ScalarType.Float64);
         using var e = expected.to_type(ScalarType.Float64);

@@ -156,32 +156,38 @@ public class PromptDatasetTests
     [Fact]
     public void MissingAndUnreadableImages()
     {
-        string dir = DataDir("img", Row("q", "a", image: "images/nope.png"), Row("q", "b", image: "images/broken.png"));
+        string dir = DataDir("img", Row("q", "a", image: "images/nope.png"), Row("q", "b", image: "images/broken.png"), Row("q", "c", image: "images/bars.png"));
         File.WriteAllText(Path.Combine(dir, "images", "broken.png"), "this is not a png");
         var o = Opts(Path.Combine(dir, "data.jsonl"));
         var e = LoadFails(o);
         Assert.Contains("data.jsonl:1: field 'message': image 'images/nope.png' not found", e.Message);
-        Assert.DoesNotContain("data.jsonl:2", e.Message); // existing files are decoded lazily ...
+        // Existing files are decoded at load time (issue 11 item 3d): an undecodable one is a bad row at once ...
+        Assert.Contains("data.jsonl:2: ", e.Message);
+        Assert.Contains("broken.png: not a decodable image", e.Message);
 
         var ds = PromptDataset.Load(o with { SkipBadRows = true }, TextWriter.Null);
         var sample = Assert.Single(ds);
-        // ... and fail, naming the row, when decoded by the processor or by `data check`.
+        Assert.Equal(3, sample.Line);
+        Assert.Equal([1L, 2L], ds.BadRows.Select(b => b.Line));
+        // ... and an image that breaks after loading fails, naming the row, when decoded by the processor or by `data check`.
+        File.WriteAllText(Path.Combine(dir, "images", "bars.png"), "not a png any more");
         var pe = Assert.Throws<InputException>(() => new QwenVLProcessor(TokenizerTests.Qwen.Value).Process(sample));
-        Assert.Contains("data.jsonl:2", pe.Message);
-        Assert.Contains("broken.png", pe.Message);
+        Assert.Contains("data.jsonl:3", pe.Message);
+        Assert.Contains("bars.png", pe.Message);
         var me = Assert.Throws<InputException>(() => new QwenVLProcessor(TokenizerTests.Qwen.Value).ProcessMany(ds));
         Assert.Equal(pe.Message, me.Message);
         var report = DataCheck.Run(ds, null, new QwenVLProcessorOptions());
-        Assert.Equal(2, report.BadRows.Count);
-        Assert.Contains(report.BadRows, b => b.Line == 2 && b.Reason.Contains("not a decodable image"));
+        Assert.Equal(3, report.BadRows.Count);
+        Assert.Contains(report.BadRows, b => b.Line == 3 && b.Reason.Contains("not a decodable image"));
     }
 
     [Fact]
     public void BadDataUris()
     {
-        string dir = DataDir("datauri", Row("q", "a", image: "data:image/png,notbase64"), Row("q", "b", image: "data:image/png;base64,%%%%"));
+        string dir = DataDir("datauri", Row("q", "a", image: "data:image/png,notbase64"), Row("q", "b", image: "data:image/png;base64,%%%%"), Row("q", "c"));
         var ds = PromptDataset.Load(Opts(Path.Combine(dir, "data.jsonl"), skip: true), TextWriter.Null);
         Assert.Contains(ds.BadRows, b => b.Line == 1 && b.Reason.Contains("bad data: URI"));
+        Assert.Contains(ds.BadRows, b => b.Line == 2 && b.Reason.Contains("base64 payload is invalid"));   // decoded at load time
         var report = DataCheck.Run(ds, null, new QwenVLProcessorOptions());
         Assert.Contains(report.BadRows, b => b.Line == 2 && b.Reason.Contains("base64 payload is invalid"));
     }

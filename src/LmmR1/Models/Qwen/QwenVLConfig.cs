@@ -31,9 +31,9 @@ public sealed record QwenTextConfig
 
     public void Validate(string where)
     {
-        Positive(where, "vocab_size", VocabSize); Positive(where, "hidden_size", HiddenSize);
-        Positive(where, "intermediate_size", IntermediateSize); Positive(where, "num_hidden_layers", NumLayers);
-        Positive(where, "num_attention_heads", NumHeads); Positive(where, "num_key_value_heads", NumKvHeads);
+        Positive(where, "vocab_size", VocabSize, MaxVocab); Positive(where, "hidden_size", HiddenSize, MaxWidth);
+        Positive(where, "intermediate_size", IntermediateSize, MaxIntermediate); Positive(where, "num_hidden_layers", NumLayers, MaxLayers);
+        Positive(where, "num_attention_heads", NumHeads, MaxHeads); Positive(where, "num_key_value_heads", NumKvHeads, MaxHeads);
         if (HiddenSize % NumHeads != 0 || HeadDim % 2 != 0)
             throw InputException.At(where, null, "hidden_size", $"{HiddenSize} must be a multiple of num_attention_heads ({NumHeads}) with an even head_dim");
         if (NumHeads % NumKvHeads != 0)
@@ -46,9 +46,14 @@ public sealed record QwenTextConfig
         Positive(where, "max_position_embeddings", MaxPositionEmbeddings);
     }
 
-    internal static void Positive(string where, string field, int v)
+    // Upper bounds far above every released model (Qwen2-VL-72B: 80 layers, width 8192, vocab 152064), so a corrupt or
+    // hostile config.json fails here instead of allocating terabytes.
+    internal const int MaxVocab = 1 << 24, MaxWidth = 1 << 17, MaxIntermediate = 1 << 20, MaxLayers = 4096, MaxHeads = 4096;
+
+    internal static void Positive(string where, string field, int v, int max = int.MaxValue)
     {
         if (v <= 0) throw InputException.At(where, null, field, $"must be a positive integer, got {v}");
+        if (v > max) throw InputException.At(where, null, field, $"{v} is implausibly large (at most {max} is accepted)");
     }
 }
 
@@ -82,11 +87,11 @@ public sealed record QwenVisionConfig
     public void Validate(string where, QwenFamily family)
     {
         string w = where + ": vision_config";
-        QwenTextConfig.Positive(w, "depth", Depth); QwenTextConfig.Positive(w, "width", Width);
-        QwenTextConfig.Positive(w, "num_heads", NumHeads); QwenTextConfig.Positive(w, "intermediate_size", IntermediateSize);
-        QwenTextConfig.Positive(w, "out_hidden_size", OutHiddenSize); QwenTextConfig.Positive(w, "patch_size", PatchSize);
-        QwenTextConfig.Positive(w, "temporal_patch_size", TemporalPatchSize); QwenTextConfig.Positive(w, "spatial_merge_size", SpatialMergeSize);
-        QwenTextConfig.Positive(w, "in_channels", InChannels);
+        QwenTextConfig.Positive(w, "depth", Depth, QwenTextConfig.MaxLayers); QwenTextConfig.Positive(w, "width", Width, QwenTextConfig.MaxWidth);
+        QwenTextConfig.Positive(w, "num_heads", NumHeads, QwenTextConfig.MaxHeads); QwenTextConfig.Positive(w, "intermediate_size", IntermediateSize, QwenTextConfig.MaxIntermediate);
+        QwenTextConfig.Positive(w, "out_hidden_size", OutHiddenSize, QwenTextConfig.MaxWidth); QwenTextConfig.Positive(w, "patch_size", PatchSize, 1024);
+        QwenTextConfig.Positive(w, "temporal_patch_size", TemporalPatchSize, 64); QwenTextConfig.Positive(w, "spatial_merge_size", SpatialMergeSize, 64);
+        QwenTextConfig.Positive(w, "in_channels", InChannels, 64);
         if (Width % NumHeads != 0 || HeadDim % 4 != 0)
             throw InputException.At(w, null, "num_heads", $"width {Width} / num_heads {NumHeads} must give a head_dim divisible by 4 (2D rotary)");
         if (HiddenAct is not ("quick_gelu" or "silu" or "gelu"))
@@ -162,7 +167,7 @@ public sealed record QwenVLConfig
         string path = Path.Combine(dir, FileName);
         if (!File.Exists(path)) throw new InputException($"{path}: config.json not found (expected a Hugging Face model folder)");
         string gen = Path.Combine(dir, GenerationFileName);
-        return Parse(File.ReadAllText(path), path, File.Exists(gen) ? File.ReadAllText(gen) : null, gen);
+        return Parse(IoErrors.ReadAllText(path, FileName), path, File.Exists(gen) ? IoErrors.ReadAllText(gen, GenerationFileName) : null, gen);
     }
 
     public static QwenVLConfig Parse(string json, string where = FileName, string? generationJson = null, string generationWhere = GenerationFileName)

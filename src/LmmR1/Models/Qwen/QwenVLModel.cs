@@ -78,6 +78,7 @@ public sealed class QwenVLModel : nn.Module
     {
         var cfg = QwenVLConfig.Load(dir);
         using var ckpt = SafetensorsCheckpoint.Open(dir);
+        ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));   // before anything is allocated
         var m = new QwenVLModel(cfg, dtype, device);
         try { m.LoadWeights(ckpt, ignoreUnused); }
         catch { m.Dispose(); throw; }

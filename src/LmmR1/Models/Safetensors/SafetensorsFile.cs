@@ -36,6 +36,12 @@ public sealed class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new InputException($"{path}: safetensors file not found");
+        try { return OpenChecked(path); }
+        catch (Exception e) when (IoErrors.IsIo(e)) { throw new InputException($"{path}: cannot read the safetensors file: {IoErrors.Reason(e)}", e); }
+    }
+
+    static SafetensorsFile OpenChecked(string path)
+    {
         long fileLength = new FileInfo(path).Length;
         if (fileLength < 8) throw new InputException($"{path}: truncated safetensors file ({fileLength} bytes, the 8-byte header length is missing)");
         byte[] header;
@@ -61,6 +67,9 @@ public sealed class SafetensorsFile : IDisposable
 
     static (Dictionary<string, SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        // JsonDocument does not validate the UTF-8 inside strings; reading a tensor name would then throw.
+        if (StrictUtf8.FirstInvalidByte(header) is var bad and >= 0)
+            throw new InputException($"{path}: corrupt safetensors header: {StrictUtf8.DescribeInvalid(header, bad, 8)}");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header.AsMemory().TrimEnd((byte)' ')); }
         catch (JsonException e) { throw new InputException($"{path}: corrupt safetensors header: not valid JSON ({e.Message})"); }

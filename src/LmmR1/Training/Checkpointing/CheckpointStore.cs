@@ -33,6 +33,7 @@ public sealed partial class CheckpointStore
     {
         Directory.CreateDirectory(Root);
         PutBackMovedAside();
+        AtomicFile.SweepStaleTempFiles(Root);
         foreach (var stale in Directory.EnumerateDirectories(Root, $".{Prefix}*.tmp-*")) TryDelete(stale);
         string tmp = Path.Combine(Root, $".{FolderName(step)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
         Directory.CreateDirectory(tmp);
@@ -65,19 +66,24 @@ public sealed partial class CheckpointStore
     public string? FindLatest()
     {
         PutBackMovedAside();
+        AtomicFile.SweepStaleTempFiles(Root);   // `.latest.<pid>.<guid>.tmp` of a writer killed mid-write
         return Complete().Select(c => c.dir).LastOrDefault();
     }
 
     /// <summary>A kill between the two renames of a re-save leaves no global_step{N}, only its previous copy moved
-    /// aside (complete, under .global_step{N}.tmp-old-*): that copy is renamed back rather than lost with the debris.</summary>
+    /// aside (complete, under .global_step{N}.tmp-old-*): that copy is renamed back rather than lost with the debris.
+    /// The same holds for the Hugging Face exports global_step{N}_hf (complete: <see cref="HfExport.IsComplete"/>).</summary>
     void PutBackMovedAside()
     {
         if (!Directory.Exists(Root)) return;
         foreach (var old in Directory.EnumerateDirectories(Root, $".{Prefix}*.tmp-old-*"))
         {
             var m = MovedAside().Match(Path.GetFileName(old));
-            string final = Path.Combine(Root, m.Groups[1].Value);
-            if (!m.Success || !IsComplete(old) || Directory.Exists(final)) continue;
+            if (!m.Success) continue;
+            string name = m.Groups[1].Value;
+            bool complete = name.EndsWith(HfSuffix, StringComparison.Ordinal) ? HfExport.IsComplete(old) : IsComplete(old);
+            string final = Path.Combine(Root, name);
+            if (!complete || Directory.Exists(final)) continue;
             Directory.Move(old, final);
             AtomicFile.SyncDirectory(Root);
         }
@@ -132,6 +138,6 @@ public sealed partial class CheckpointStore
     [GeneratedRegex(@"^global_step\d+$")]
     private static partial Regex StepFolder();
 
-    [GeneratedRegex(@"^\.(global_step\d+)\.tmp-old-[0-9a-f]+$")]
+    [GeneratedRegex(@"^\.(global_step\d+(?:_hf)?)\.tmp-old-[0-9a-f]+$")]
     private static partial Regex MovedAside();
 }

@@ -79,6 +79,7 @@ public static class HfExport
         string parent = Path.GetDirectoryName(full)!;
         string name = Path.GetFileName(full);
         Directory.CreateDirectory(parent);
+        PutBackMovedAside(parent, name);
         foreach (var stale in Directory.EnumerateDirectories(parent, $".{name}.tmp-*")) TryDelete(stale);
         string tmp = Path.Combine(parent, $".{name}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
         try
@@ -95,6 +96,36 @@ public static class HfExport
         }
     }
 
+    /// <summary>Whether <paramref name="dir"/> holds a whole export: every required file and the weights (the single
+    /// file, or an index whose shards are all present).</summary>
+    public static bool IsComplete(string dir)
+    {
+        if (!RequiredFiles.All(f => File.Exists(Path.Combine(dir, f)))) return false;
+        if (File.Exists(Path.Combine(dir, Models.Safetensors.SafetensorsCheckpoint.SingleFileName))) return true;
+        string index = Path.Combine(dir, Models.Safetensors.SafetensorsCheckpoint.IndexFileName);
+        if (!File.Exists(index)) return false;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            return doc.RootElement.GetProperty("weight_map").EnumerateObject()
+                .Select(p => p.Value.GetString()).Distinct().All(s => s is not null && File.Exists(Path.Combine(dir, s)));
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IOException) { return false; }
+    }
+
+    /// <summary>A kill between ReplaceDirectory's two renames leaves no {name}, only the previous export moved aside
+    /// (.{name}.tmp-old-*): a complete one is renamed back instead of being swept away with the debris.</summary>
+    static void PutBackMovedAside(string parent, string name)
+    {
+        string final = Path.Combine(parent, name);
+        foreach (var old in Directory.EnumerateDirectories(parent, $".{name}.tmp-old-*"))
+        {
+            if (Directory.Exists(final) || !IsComplete(old)) continue;
+            Directory.Move(old, final);
+            AtomicFile.SyncDirectory(parent);
+        }
+    }
+
     /// <summary>Writes the export into a folder that holds other files too (--save_path: metrics, plots, config): the
     /// files go to a temporary subfolder first, are fsynced, then renamed into place one by one (config.json last).</summary>
     public static void WriteIntoRunFolder(QwenVLModel model, string dir, string tokenizerDir, ImageProcessorOptions image)
@@ -105,6 +136,7 @@ public static class HfExport
         {
             WriteInto(model, tmp, tokenizerDir, image);
             CheckpointStore.SyncTree(tmp);
+            Runs.RunHooks.Reach("final-export-written", 0);
             var files = Directory.GetFiles(tmp).Select(Path.GetFileName).OrderBy(n => n == "config.json" ? 1 : 0).ToList();
             foreach (var stale in Directory.EnumerateFiles(dir, "model*.safetensors*"))
                 if (!files.Contains(Path.GetFileName(stale))) File.Delete(stale);

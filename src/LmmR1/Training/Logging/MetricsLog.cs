@@ -1,7 +1,9 @@
 // Training logs of a run folder: metrics.jsonl (one JSON object per logging step, flushed per line), samples.jsonl
 // (a few generations per logging step with their rewards) and, with --use_tensorboard DIR, TensorBoard event files
 // (scalars, and the samples as text). Metric names follow OpenRLHF (train/reward, train/policy_loss, …);
-// "train/global_step" is the x axis. On resume both files continue exactly after the restored step.
+// "train/global_step" is the x axis. On resume both files continue exactly after the restored step. TensorBoard is an
+// extra: a write that fails (a full disk) is a warning and turns TensorBoard off for the rest of the run, while
+// metrics.jsonl, which resuming needs, keeps failing loudly.
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -16,11 +18,13 @@ public sealed class MetricsLog : IMetricsSink, IDisposable
 
     readonly StreamWriter jsonl;
     readonly StreamWriter samples;
-    readonly TensorBoardWriter? tensorboard;
+    TensorBoardWriter? tensorboard;
 
     public string Path { get; }
     public string SamplesPath { get; }
     public string? TensorBoardFile => tensorboard?.FilePath;
+    /// <summary>Where the warning of a failed TensorBoard write goes (default: standard error).</summary>
+    public Action<string>? Warn { get; set; }
 
     /// <param name="runDir">Folder of metrics.jsonl and samples.jsonl.</param>
     /// <param name="tensorboardDir">TensorBoard log folder, or null.</param>
@@ -77,7 +81,25 @@ public sealed class MetricsLog : IMetricsSink, IDisposable
             obj[k] = double.IsFinite(v) ? JsonValue.Create(v) : JsonValue.Create(v.ToString(CultureInfo.InvariantCulture));
         jsonl.WriteLine(obj.ToJsonString());
         jsonl.Flush();
-        tensorboard?.Scalars(step, metrics);
+        Extra(step, tb => tb.Scalars(step, metrics));
+    }
+
+    /// <summary>A TensorBoard write; an I/O failure warns once and stops TensorBoard logging.</summary>
+    void Extra(long step, Action<TensorBoardWriter> write)
+    {
+        if (tensorboard is not { } tb) return;
+        try
+        {
+            Runs.RunHooks.Reach("tensorboard-write", step);
+            write(tb);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            tensorboard = null;
+            try { tb.Dispose(); } catch (Exception d) when (d is IOException or UnauthorizedAccessException) { }
+            (Warn ?? Console.Error.WriteLine)($"warning: TensorBoard logging to {tb.FilePath} failed at step {step} ({Infrastructure.IoErrors.Reason(e)}); " +
+                                             $"it is off for the rest of the run (metrics.jsonl goes on)");
+        }
     }
 
     public void LogSamples(long step, IReadOnlyList<GeneratedSample> list)
@@ -96,7 +118,7 @@ public sealed class MetricsLog : IMetricsSink, IDisposable
             md.Append(CultureInfo.InvariantCulture, $"| {s.Index} | {Cell(s.Prompt)} | {Cell(s.Response)} | {Cell(s.Label)} | {s.Reward:G4} | {s.FormatReward:G4} | {s.AccuracyReward:G4} |\n");
         }
         samples.Flush();
-        tensorboard?.Text(step, "train/generated_samples", md.ToString());
+        Extra(step, tb => tb.Text(step, "train/generated_samples", md.ToString()));
     }
 
     // Valid JSON that keeps quotes, <, > and non-ASCII text as they are (people read these files).

@@ -209,7 +209,8 @@ public sealed record PpoConfig
         if (string.IsNullOrWhiteSpace(Model.ValueHeadPrefix)) throw Flag("--value_head_prefix", "must not be empty");
         foreach (var p in Model.FreezePrefix)
             if (string.IsNullOrWhiteSpace(p)) throw Flag("--freeze_prefix", "prefixes must not be empty");
-        if (Data.PromptMaxLen < 1) throw Flag("--prompt_max_len", $"must be ≥ 1, got {Data.PromptMaxLen}");
+        if (Data.PromptMaxLen < 1 || Data.PromptMaxLen > MaxSequenceTokens)
+            throw Flag("--prompt_max_len", $"must be in 1..{MaxSequenceTokens}, got {Data.PromptMaxLen}");
         _ = ImageOptions();
 
         var r = Rollout;
@@ -217,6 +218,7 @@ public sealed record PpoConfig
         Positive("--micro_rollout_batch_size", r.MicroRolloutBatchSize);
         Positive("--n_samples_per_prompt", r.SamplesPerPrompt);
         Positive("--generate_max_len", r.GenerateMaxLen);
+        if (r.GenerateMaxLen > MaxSequenceTokens) throw Flag("--generate_max_len", $"must be at most {MaxSequenceTokens} tokens, got {r.GenerateMaxLen}");
         Positive("--eval_n_samples_per_prompt", r.EvalSamplesPerPrompt);
         Positive("--rollout_max_batch_rows", r.MaxBatchRows);
         if (r.MaxBatchTokens < 0) throw Flag("--rollout_max_batch_tokens", $"must be ≥ 0 (0 = no limit), got {r.MaxBatchTokens}");
@@ -304,6 +306,10 @@ public sealed record PpoConfig
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
+
+    /// <summary>Upper bound of --prompt_max_len and --generate_max_len (2^20 tokens, 32× Qwen2-VL's context): larger
+    /// values are typos, and bounding them keeps every length product far from overflow.</summary>
+    public const int MaxSequenceTokens = 1 << 20;
 
     static InputException Flag(string flag, string message) => InputException.At(null, null, flag, message);
 

@@ -143,7 +143,7 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         }
 
         var t = actor.Text;
-        long seq = c.Data.PromptMaxLen + c.Rollout.GenerateMaxLen;
+        long seq = (long)c.Data.PromptMaxLen + c.Rollout.GenerateMaxLen;   // long: two int flags near int.MaxValue must not wrap
         long rows = Math.Min((long)c.Rollout.RolloutBatchSize * c.Rollout.SamplesPerPrompt, c.Rollout.MaxBatchRows);
         if (c.Rollout.MaxBatchTokens > 0) rows = Math.Max(1, Math.Min(rows, c.Rollout.MaxBatchTokens / seq));
         double kvPerPos = 2.0 * t.NumLayers * t.NumKvHeads * t.HeadDim * w;

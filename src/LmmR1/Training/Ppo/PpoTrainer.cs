@@ -434,8 +434,13 @@ public sealed class PpoTrainer : IDisposable
     PpoCheckpoint.Contents CheckpointContents() => new(config, State with { }, models.Actor, ActorOptimizer,
         models.Critic is { } c && CriticOptimizer is { } co ? (c, co) : null, kl.Value, train, DataOrder(State.Episode));
 
+    /// <summary>Estimated sizes of a checkpoint and of the final model (free-space checks before each save).</summary>
+    DiskEstimate Disk => DiskEstimate.Of(config, models.Actor.Config, models.Critic?.Backbone.Config);
+
     /// <summary>Writes a crash-safe checkpoint of the current step (and its Hugging Face export with --save_hf_ckpt),
-    /// copies the logs into it and redraws the plots, as the phase "save" of <paramref name="timer"/>. Returns the folder.</summary>
+    /// copies the logs into it and redraws the plots (best effort), as the phase "save" of <paramref name="timer"/>.
+    /// Free space is checked first; a failed save says what failed and which complete checkpoint is still usable
+    /// (SaveSafety). Returns the folder.</summary>
     string SaveCheckpoint(PhaseTimer timer)
     {
         long step = State.GlobalStep;
@@ -444,35 +449,46 @@ public sealed class PpoTrainer : IDisposable
         using (timer.Phase("save"))
         {
             var contents = CheckpointContents();
-            dir = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
-            if (config.Run.SaveHfCkpt)
+            dir = SaveSafety.SaveCheckpoint(store, step, Disk, config.Run.SaveHfCkpt, () =>
             {
-                HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
-                hf = $", Hugging Face export {store.HfFolder(step)}";
-            }
-            DrawPlots();
+                string saved = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
+                if (config.Run.SaveHfCkpt)
+                {
+                    HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
+                    hf = $", Hugging Face export {store.HfFolder(step)}";
+                }
+                return saved;
+            });
+            lastCheckpoint = dir;
+            lastSavedStep = step;
+            SaveSafety.BestEffort("the plots", () => DrawPlots(), log);
         }
-        lastCheckpoint = dir;
-        lastSavedStep = step;
         log($"checkpoint: {dir}{hf} ({timer["save"]:F1} s)");
         return dir;
     }
 
     /// <summary>The end of a run: the actor as a Hugging Face folder in --save_path (with the tokenizer), the critic
-    /// in {save_path}_critic with --save_value_network, and the plots.</summary>
+    /// in {save_path}_critic with --save_value_network, and the plots (best effort). When the export fails, the
+    /// weights are kept in a checkpoint and the error says how to write the export again (FinalExport).</summary>
     void SaveFinal()
     {
         string pretrain = config.Model.Pretrain!;
-        HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
-        log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
-        if (config.Model.SaveValueNetwork && models.Critic is { } critic)
+        FinalExport.Write(store, State.GlobalStep, config.Run.SavePath, Disk, () =>
         {
-            string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
-            critic.Save(dir);
-            log($"saved the critic to {Path.GetFullPath(dir)}");
-        }
-        if (DrawPlots() is { } drawn)
-            log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(Path.Combine(config.Run.SavePath, RunPlots.FolderName))}");
+            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
+            log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+            if (config.Model.SaveValueNetwork && models.Critic is { } critic)
+            {
+                string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
+                critic.Save(dir);
+                log($"saved the critic to {Path.GetFullPath(dir)}");
+            }
+        }, () => SaveCheckpoint(new PhaseTimer(models.Actor.Device)));
+        SaveSafety.BestEffort("the plots", () =>
+        {
+            if (DrawPlots() is { } drawn)
+                log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(Path.Combine(config.Run.SavePath, RunPlots.FolderName))}");
+        }, log);
     }
 
     IReadOnlyList<string>? DrawPlots() =>

@@ -1,0 +1,42 @@
+// The one error path of `lmmr1`: every failure the user can act on ends here and prints `error: …` with no stack
+// trace. InputException (bad input, naming the file, line, field or flag) and operating-system I/O failures
+// (IOException, UnauthorizedAccessException: the message names the path) exit 1; command-line syntax errors exit 2.
+// Anything else is a bug and keeps .NET's stack trace.
+using LmmR1.Infrastructure;
+
+namespace LmmR1.Cli;
+
+internal static class CliErrors
+{
+    public const int Failure = 1, Usage = 2;
+
+    /// <summary>The message to print for <paramref name="e"/>, or null when it is not a user-facing failure.</summary>
+    public static string? MessageOf(Exception e) => e switch
+    {
+        InputException i => i.Message,
+        AggregateException { InnerExceptions.Count: 1 } a => MessageOf(a.InnerExceptions[0]),
+        System.Reflection.TargetInvocationException { InnerException: { } inner } => MessageOf(inner),
+        _ when IoErrors.IsIo(e) => IoErrors.IsDiskFull(e) ? $"no space left on the device ({e.Message})" : e.Message,
+        _ => null,
+    };
+
+    /// <summary>Runs <paramref name="body"/>; a user-facing failure prints `error: …` and returns 1.</summary>
+    public static int Run(Func<int> body)
+    {
+        try { return body(); }
+        catch (Exception e) when (MessageOf(e) is not null) { return Report(e); }
+    }
+
+    public static async Task<int> RunAsync(Func<Task<int>> body)
+    {
+        try { return await body(); }
+        catch (Exception e) when (MessageOf(e) is not null) { return Report(e); }
+    }
+
+    public static int Report(Exception e)
+    {
+        Console.Out.Flush();
+        Console.Error.WriteLine($"error: {MessageOf(e)}");
+        return Failure;
+    }
+}
