@@ -249,11 +249,15 @@ public sealed class PpoTrainer : IDisposable
 
     long UpdateMicroBatches(int samples) => (long)config.Optim.MaxEpochs * (samples / config.Optim.MicroTrainBatchSize);
 
-    /// <summary>One micro-batch of the update: the model inputs and its rows of the rollout.</summary>
-    sealed class MicroBatch(Experience inputs, Tensor rows)
+    /// <summary>One micro-batch of the update: the model inputs, its rows of the rollout, and the samples of the
+    /// optimizer step it belongs to (what a step-wide loss normaliser, e.g. a global token mean, is computed from).</summary>
+    sealed class MicroBatch(Experience inputs, Tensor rows, IReadOnlyList<ExperienceItem> stepSamples, int accumulationSteps)
     {
         public Experience Inputs => inputs;
         public Tensor ActionMask => inputs.ActionMask;
+        public IReadOnlyList<ExperienceItem> StepSamples => stepSamples;
+        /// <summary>What the update divides this micro-batch's loss by before backward.</summary>
+        public int AccumulationSteps => accumulationSteps;
         /// <summary>This micro-batch's rows of a rollout-wide [N, A] tensor, cut to its own action slots.</summary>
         public Tensor Take(Tensor rolloutWide) => ActionTensors.Rows(rolloutWide, rows, inputs.ActionMask);
     }
@@ -265,16 +269,17 @@ public sealed class PpoTrainer : IDisposable
     /// the optimizer steps taken (NaN if none), skipped steps, and the non-finite-in-a-row count after the update.</summary>
     sealed record UpdateResult(double[] Logged, double LearningRate, double GradNorm, int Skipped, int NonFiniteInARow);
 
-    /// <summary>The micro-batches of one epoch over a rollout: a seeded shuffle, cut into micro-batches, the last
-    /// partial one dropped (DataLoader(shuffle=True, drop_last=True)).</summary>
-    internal List<long[]> MicroBatches(int samples, long step, int epoch)
+    /// <summary>The optimizer steps of one epoch over a rollout, each a list of accumulation-steps micro-batches of
+    /// sample rows: a seeded shuffle, cut into micro-batches, the last partial one dropped (DataLoader(shuffle=True,
+    /// drop_last=True)).</summary>
+    internal List<List<long[]>> OptimizerSteps(int samples, long step, int epoch)
     {
-        int micro = config.Optim.MicroTrainBatchSize;
+        int micro = config.Optim.MicroTrainBatchSize, accum = (int)Plan.AccumulationSteps;
         var perm = DatasetMixer.Permutation(samples, PpoSeeds.EpochShuffle(config.Run.Seed, step, epoch));
-        var result = new List<long[]>();
+        var micros = new List<long[]>();
         for (int s = 0; s + micro <= perm.Length; s += micro)
-            result.Add(perm.Skip(s).Take(micro).Select(i => (long)i).ToArray());
-        return result;
+            micros.Add(perm.Skip(s).Take(micro).Select(i => (long)i).ToArray());
+        return micros.Chunk(accum).Select(g => g.ToList()).ToList();
     }
 
     /// <summary>ppo_actor.ppo_train / ppo_critic.ppo_train: max_epochs passes; per micro-batch the model's loss scaled
@@ -308,21 +313,25 @@ public sealed class PpoTrainer : IDisposable
         {
             var device = models.Actor.Device;
             for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
-                foreach (var rows in MicroBatches(rollout.Count, step, epoch))
+                foreach (var group in OptimizerSteps(rollout.Count, step, epoch))
                 {
-                    using var scope = torch.NewDisposeScope();
-                    using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
-                    var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device)));
-                    // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
-                    if (!float.IsFinite(loss.item<float>())) poisoned = true;
-                    else (loss / accum).backward();
-                    QwenVLModel.ReleaseBackwardHandles();
-                    pending++;
-                    logged.Add(stats.detach().MoveToOuterDisposeScope());
-                    count++;
-                    if (pending == accum) OptimizerStep();
-                    lrSum += optimizer.CurrentLearningRate;   // get_last_lr after this micro-step
-                    progress.MicroBatchDone();
+                    var stepSamples = group.SelectMany(rows => rows.Select(i => rollout.Items[(int)i])).ToList();
+                    foreach (var rows in group)
+                    {
+                        using var scope = torch.NewDisposeScope();
+                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
+                        var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), stepSamples, accum));
+                        // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
+                        if (!float.IsFinite(loss.item<float>())) poisoned = true;
+                        else (loss / accum).backward();
+                        QwenVLModel.ReleaseBackwardHandles();
+                        pending++;
+                        logged.Add(stats.detach().MoveToOuterDisposeScope());
+                        count++;
+                        if (pending == accum) OptimizerStep();
+                        lrSum += optimizer.CurrentLearningRate;   // get_last_lr after this micro-step
+                        progress.MicroBatchDone();
+                    }
                 }
             if (pending > 0) OptimizerStep();   // only when a rollout is not a whole number of train batches
             var means = new double[logged.Count == 0 ? 0 : logged[0].shape[0]];
