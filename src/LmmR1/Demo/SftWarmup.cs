@@ -63,7 +63,7 @@ public static class SftWarmup
                     using var scope = torch.NewDisposeScope();
                     var micro = batch.Skip(start).Take(s.MicroBatchSize).ToList();
                     using var e = Experience.Collate(micro, model.Device, tok.PadTokenId);
-                    var (lp, _) = PolicyForward.ActionLogProbs(model, e, 1.0);            // [B, A], 0 on padding
+                    var lp = PolicyForward.ActionLogProbs(model, e, 1.0);                 // [B, A], 0 on padding
                     var nll = -lp.sum() / tokens;                                          // token mean over the whole batch
                     nll.backward();
                     loss += nll.item<float>();

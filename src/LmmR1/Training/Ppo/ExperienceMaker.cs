@@ -133,10 +133,6 @@ public sealed class ExperienceMaker
     long Pad => tokenizer.PadTokenId;
     bool ActorVisionFrozen => PpoModels.VisionFrozen(models.Actor);
 
-    /// <summary>The sampling seed of a global step: the run's --seed mixed with the step, so every rollout draws fresh
-    /// randomness yet a rerun draws the same.</summary>
-    public ulong SeedFor(long globalStep) => unchecked((ulong)config.Run.Seed * 1_000_003UL + (ulong)globalStep);
-
     // ---------------------------------------------------------------- generate
 
     /// <summary>Processes the prompts (template, images, tokens) and samples n responses each. Used by evaluation too.</summary>
@@ -268,7 +264,7 @@ public sealed class ExperienceMaker
         return PerMicroBatch(rollout, cached, e =>
         {
             Stats.ActorForwards++;
-            return PolicyForward.ActionLogProbs(models.Actor, e, config.Rollout.Temperature).LogProbs;
+            return PolicyForward.ActionLogProbs(models.Actor, e, config.Rollout.Temperature);
         });
     }
 
@@ -281,7 +277,7 @@ public sealed class ExperienceMaker
         return PerMicroBatch(rollout, cached, e =>
         {
             Stats.ReferenceForwards++;
-            return PolicyForward.ActionLogProbs(reference, e, config.Rollout.Temperature).LogProbs;
+            return PolicyForward.ActionLogProbs(reference, e, config.Rollout.Temperature);
         });
     }
 

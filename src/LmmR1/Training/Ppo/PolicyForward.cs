@@ -12,21 +12,34 @@ namespace LmmR1.Training.Ppo;
 
 public static class PolicyForward
 {
-    /// <summary>Action log-probs [B, A] fp32 (0 on padding) and, when asked, the entropy [B, A] of the raw logits at
-    /// the same slots (upstream computes it before the temperature division). Differentiable when grad mode is on;
-    /// the entropy only with <paramref name="entropyGrad"/> (else it is computed without grad, for logging).</summary>
-    public static (Tensor LogProbs, Tensor? Entropy) ActionLogProbs(QwenVLModel model, Experience e, double temperature, bool withEntropy = false,
-                                                                    bool entropyGrad = true)
+    /// <summary>Action log-probs [B, A] fp32, 0 on padding (differentiable when grad mode is on).</summary>
+    public static Tensor ActionLogProbs(QwenVLModel model, Experience e, double temperature)
     {
         using var scope = torch.NewDisposeScope();
+        var (lp, _) = Forward(model, e, temperature);
+        return lp.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Action log-probs and the entropy [B, A] of the raw logits at the same slots (upstream computes it before
+    /// the temperature division). The entropy is differentiable only with <paramref name="entropyGrad"/> (else it is
+    /// computed without grad, for logging).</summary>
+    public static (Tensor LogProbs, Tensor Entropy) ActionLogProbsAndEntropy(QwenVLModel model, Experience e, double temperature, bool entropyGrad)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (lp, logits) = Forward(model, e, temperature);
+        Tensor entropy;
+        if (entropyGrad) entropy = Entropy.FromLogits(logits);                                         // [B, A] fp32
+        else
+            using (torch.no_grad()) entropy = Entropy.FromLogits(logits.detach());
+        return (lp.MoveToOuterDisposeScope(), entropy.MoveToOuterDisposeScope());
+    }
+
+    // → log-probs [B, A] fp32 and the action logits [B, A, V] they came from (in the caller's scope).
+    static (Tensor LogProbs, Tensor ActionLogits) Forward(QwenVLModel model, Experience e, double temperature)
+    {
         long a = e.NumActions;
         var output = model.Forward(e.Sequences, e.AttentionMask, e.PixelValues, e.ImageGridThw, e.ImageEmbeds, logitsForLast: 0);
         var logits = model.LmHead(ActionSlots.Predicting(output.Hidden, a));                          // [B, A, V]
-        var lp = LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature);   // [B, A] fp32
-        Tensor? entropy = null;
-        if (withEntropy && entropyGrad) entropy = Entropy.FromLogits(logits);                          // [B, A] fp32
-        else if (withEntropy)
-            using (torch.no_grad()) entropy = Entropy.FromLogits(logits.detach());
-        return (lp.MoveToOuterDisposeScope(), entropy?.MoveToOuterDisposeScope());
+        return (LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature), logits);   // [B, A] fp32
     }
 }

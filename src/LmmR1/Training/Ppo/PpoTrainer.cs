@@ -119,6 +119,7 @@ public sealed class PpoTrainer : IDisposable
     public PpoFitResult Fit(CancellationToken stop = default, long? stopAfterStep = null)
     {
         int rb = config.Rollout.RolloutBatchSize;
+        (int Episode, int[] Prompts) order = (-1, []);
         while (State.GlobalStep < Plan.MaxGlobalSteps)
         {
             // Dynamic filtering's extra rounds consume prompts too: an episode also ends when a full rollout no longer fits.
@@ -136,17 +137,17 @@ public sealed class PpoTrainer : IDisposable
                 State.ExtraPromptsInEpisode = 0;
                 start = 0;
             }
-            var order = DataOrder(State.Episode);
-            var prompts = order.Skip((int)start).Take(rb).Select(i => train[i]).ToList();
+            if (order.Episode != State.Episode) order = (State.Episode, DataOrder(State.Episode));
+            var prompts = order.Prompts.Skip((int)start).Take(rb).Select(i => train[i]).ToList();
             IReadOnlyList<PromptSample> reserve = config.Algorithm.DynamicFiltering
-                ? order.Skip((int)start + rb).Take(rb * config.Algorithm.DynamicFilteringMaxRounds).Select(i => train[i]).ToList()
+                ? order.Prompts.Skip((int)start + rb).Take(rb * config.Algorithm.DynamicFilteringMaxRounds).Select(i => train[i]).ToList()
                 : [];
             TrainStep(prompts, reserve);
             string? why = stop.IsCancellationRequested ? "a stop was requested"
                 : stopAfterStep is { } last && State.GlobalStep >= last ? $"--stop_after_step {last}" : null;
             if (why is not null && State.GlobalStep < Plan.MaxGlobalSteps)
             {
-                if (lastSavedStep != State.GlobalStep) SaveCheckpoint();
+                if (lastSavedStep != State.GlobalStep) SaveCheckpoint(new PhaseTimer(models.Actor.Device));
                 return new PpoFitResult(why, lastCheckpoint);
             }
         }
@@ -214,10 +215,14 @@ public sealed class PpoTrainer : IDisposable
         LogStep(step, stepMetrics, samples, timer);
 
         if (eval is { Count: > 0 } && step % Plan.EvalEvery == 0)
-            using (timer.Phase("eval")) metrics?.Log(step, Evaluate());
+        {
+            var evalMetrics = timer.Time("eval", Evaluate);
+            evalMetrics["time/eval"] = timer["eval"];
+            metrics?.Log(step, evalMetrics);
+        }
         ThrowIfDiverged(step);
         if (config.Run.SaveSteps > 0 && step % config.Run.SaveSteps == 0)
-            using (timer.Phase("save")) SaveCheckpoint();
+            SaveCheckpoint(timer);
 
         var first = rollout.Items[0];
         var report = new PpoStepReport(step, stepMetrics,
@@ -306,7 +311,8 @@ public sealed class PpoTrainer : IDisposable
 
     long UpdateMicroBatches(int samples) => (long)config.Optim.MaxEpochs * (samples / config.Optim.MicroTrainBatchSize);
 
-    /// <summary>One micro-batch of the update: the model inputs and its rows of the rollout.</summary>
+    /// <summary>One micro-batch of the update: the model inputs, its rows of the rollout and, for the step-wide loss
+    /// aggregation modes, the totals of the optimizer step it belongs to.</summary>
     sealed class MicroBatch(Experience inputs, Tensor rows, long[] rowIndexes)
     {
         public Experience Inputs => inputs;
@@ -326,33 +332,17 @@ public sealed class PpoTrainer : IDisposable
     /// the optimizer steps taken (NaN if none), skipped steps, and the non-finite-in-a-row count after the update.</summary>
     sealed record UpdateResult(double[] Logged, double LearningRate, double GradNorm, int Skipped, int NonFiniteInARow);
 
-    /// <summary>The micro-batches of one epoch over a rollout: a seeded shuffle, cut into micro-batches, the last
-    /// partial one dropped (DataLoader(shuffle=True, drop_last=True)).</summary>
-    internal List<long[]> MicroBatches(int samples, long step, int epoch)
+    /// <summary>The optimizer steps of one epoch over a rollout, each a list of accumulation-steps micro-batches of
+    /// sample rows: a seeded shuffle, cut into micro-batches, the last partial one dropped (DataLoader(shuffle=True,
+    /// drop_last=True)).</summary>
+    internal List<List<long[]>> OptimizerSteps(int samples, long step, int epoch)
     {
-        int micro = config.Optim.MicroTrainBatchSize;
+        int micro = config.Optim.MicroTrainBatchSize, accum = (int)Plan.AccumulationSteps;
         var perm = DatasetMixer.Permutation(samples, PpoSeeds.EpochShuffle(config.Run.Seed, step, epoch));
-        var result = new List<long[]>();
+        var micros = new List<long[]>();
         for (int s = 0; s + micro <= perm.Length; s += micro)
-            result.Add(perm.Skip(s).Take(micro).Select(i => (long)i).ToArray());
-        return result;
-    }
-
-    /// <summary>For the global loss aggregation modes: per micro-batch (in update order over all epochs), the totals
-    /// of the optimizer step it belongs to, whose micro-batches are consecutive runs of <paramref name="accum"/>
-    /// (the last run may be shorter; its divisor stays accum, as the update divides by it).</summary>
-    StepTotals[] StepTotalsPerMicroBatch(int samples, long step, Tensor lossMask, int accum)
-    {
-        var all = Enumerable.Range(0, config.Optim.MaxEpochs).SelectMany(e => MicroBatches(samples, step, e)).ToList();
-        var result = new StepTotals[all.Count];
-        using var scope = torch.NewDisposeScope();
-        for (int s = 0; s < all.Count; s += accum)
-        {
-            var group = all.Skip(s).Take(accum).Select(rows => lossMask.index_select(0, torch.tensor(rows, device: lossMask.device))).ToList();
-            var t = StepTotals.Of(group, accum, config.Rollout.GenerateMaxLen);
-            for (int i = s; i < Math.Min(all.Count, s + accum); i++) result[i] = t;
-        }
-        return result;
+            micros.Add(perm.Skip(s).Take(micro).Select(i => (long)i).ToArray());
+        return micros.Chunk(accum).Select(g => g.ToList()).ToList();
     }
 
     /// <summary>ppo_actor.ppo_train / ppo_critic.ppo_train: max_epochs passes; per micro-batch the model's loss scaled
@@ -363,7 +353,6 @@ public sealed class PpoTrainer : IDisposable
                         int nonFiniteInARow, long step, UpdateProgress progress, Action? beforeStep = null, Tensor? totalsMask = null)
     {
         int accum = (int)Plan.AccumulationSteps;
-        var totals = totalsMask is null ? null : StepTotalsPerMicroBatch(rollout.Count, step, totalsMask, accum);
         var logged = new List<Tensor>();
         double lrSum = 0, gradNormSum = 0;
         int count = 0, pending = 0, steps = 0, skipped = 0;
@@ -387,21 +376,28 @@ public sealed class PpoTrainer : IDisposable
         {
             var device = models.Actor.Device;
             for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
-                foreach (var rows in MicroBatches(rollout.Count, step, epoch))
+                foreach (var group in OptimizerSteps(rollout.Count, step, epoch))
                 {
-                    using var scope = torch.NewDisposeScope();
-                    using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
-                    var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals?[count] });
-                    // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
-                    if (!float.IsFinite(loss.item<float>())) poisoned = true;
-                    else (loss / accum).backward();
-                    QwenVLModel.ReleaseBackwardHandles();
-                    pending++;
-                    logged.Add(stats.detach().MoveToOuterDisposeScope());
-                    count++;
-                    if (pending == accum) OptimizerStep();
-                    lrSum += optimizer.CurrentLearningRate;   // get_last_lr after this micro-step
-                    progress.MicroBatchDone();
+                    // Step-wide totals (token and sequence counts) for the global loss aggregation modes.
+                    StepTotals? totals = totalsMask is null ? null : StepTotals.Of(
+                        group.Select(rows => totalsMask.index_select(0, torch.tensor(rows, device: totalsMask.device))).ToList(),
+                        accum, config.Rollout.GenerateMaxLen);
+                    foreach (var rows in group)
+                    {
+                        using var scope = torch.NewDisposeScope();
+                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
+                        var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals });
+                        // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
+                        if (!float.IsFinite(loss.item<float>())) poisoned = true;
+                        else (loss / accum).backward();
+                        QwenVLModel.ReleaseBackwardHandles();
+                        pending++;
+                        logged.Add(stats.detach().MoveToOuterDisposeScope());
+                        count++;
+                        if (pending == accum) OptimizerStep();
+                        lrSum += optimizer.CurrentLearningRate;   // get_last_lr after this micro-step
+                        progress.MicroBatchDone();
+                    }
                 }
             if (pending > 0) OptimizerStep();   // only when a rollout is not a whole number of train batches
             var means = new double[logged.Count == 0 ? 0 : logged[0].shape[0]];
@@ -439,7 +435,7 @@ public sealed class PpoTrainer : IDisposable
             torch.tensor(excluded.Select(x => !x).ToArray(), device: rollout.ActionMask.device).unsqueeze(1));
         var r = Update("actor", ActorOptimizer, rollout, cached, mb =>
         {
-            var (lp, entropy) = PolicyForward.ActionLogProbs(models.Actor, mb.Inputs, config.Rollout.Temperature, withEntropy: true, entropyGrad: entropyLoss);
+            var (lp, entropy) = PolicyForward.ActionLogProbsAndEntropy(models.Actor, mb.Inputs, config.Rollout.Temperature, entropyGrad: entropyLoss);
             var zero = torch.zeros([], ScalarType.Float32, lp.device);
             // A micro-batch of excluded samples only contributes nothing (a zero loss that still reaches the graph).
             if (excluded is not null && mb.RowIndexes.All(i => excluded[(int)i]))
@@ -449,7 +445,7 @@ public sealed class PpoTrainer : IDisposable
             Tensor? klLoss = !a.UseKlLoss ? null
                 : targets.ReferenceLogProbs is { } reference ? Kl.Loss(lp, mb.Take(reference), mask, a.KlEstimator)
                 : zero;
-            var entropyMean = Entropy.MaskedMean(entropy!, mask);
+            var entropyMean = Entropy.MaskedMean(entropy, mask);
             var loss = ActorLoss.Combine(policy.Loss, klLoss, kl.Value, entropyLoss ? entropyMean : null, a.EntropyLossCoef);
             if (TransformActorLoss is { } transform) loss = transform(loss);
             return new MicroBatchLoss(loss, torch.stack([policy.Loss.detach(), policy.ClipFraction, policy.ApproxKl, entropyMean.detach(), klLoss?.detach() ?? zero,
@@ -484,12 +480,10 @@ public sealed class PpoTrainer : IDisposable
     /// <summary>ppo_trainer.evaluate: every eval prompt sampled eval_n_samples_per_prompt times at eval_temperature and
     /// scored, summarised per datasource with the generation branch's EvalSummary (as `lmmr1 eval`):
     /// "eval/{datasource}_pass1" = share of correct samples (accuracy reward &gt; 0), "_pass{n}" = unbiased pass@n,
-    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length";
-    /// "time/eval" its wall time.</summary>
+    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length".</summary>
     public Dictionary<string, double> Evaluate()
     {
         if (eval is null || eval.Count == 0) return [];
-        var sw = Stopwatch.StartNew();
         int n = config.Rollout.EvalSamplesPerPrompt;
         var byPrompt = new ScoredSample[eval.Count][];
         int chunk = Math.Max(1, config.Rollout.RolloutBatchSize);
@@ -518,7 +512,6 @@ public sealed class PpoTrainer : IDisposable
             result[p + "format"] = m.FormatRate;
             result[p + "response_length"] = m.MeanResponseTokens;
         }
-        result["time/eval"] = sw.Elapsed.TotalSeconds;
         log("eval: " + string.Join(", ", result.Where(kv => kv.Key.StartsWith("eval/", StringComparison.Ordinal)).Select(kv => $"{kv.Key} {kv.Value:F4}")));
         return result;
     }
@@ -532,30 +525,33 @@ public sealed class PpoTrainer : IDisposable
     DiskEstimate Disk => DiskEstimate.Of(config, models.Actor.Config, models.Critic?.Backbone.Config);
 
     /// <summary>Writes a crash-safe checkpoint of the current step (and its Hugging Face export with --save_hf_ckpt),
-    /// copies the logs into it and redraws the plots (best effort). Free space is checked first; a failed save says
-    /// what failed and which complete checkpoint is still usable (SaveSafety). Returns the folder.</summary>
-    public string SaveCheckpoint()
+    /// copies the logs into it and redraws the plots (best effort), as the phase "save" of <paramref name="timer"/>.
+    /// Free space is checked first; a failed save says what failed and which complete checkpoint is still usable
+    /// (SaveSafety). Returns the folder.</summary>
+    string SaveCheckpoint(PhaseTimer timer)
     {
         long step = State.GlobalStep;
         Progress?.Invoke(new TrainProgress(step, "save", 0, 1, 0));
-        var sw = Stopwatch.StartNew();
-        string pretrain = config.Model.Pretrain!;
-        var contents = CheckpointContents();
-        string hf = "";
-        lastCheckpoint = SaveSafety.SaveCheckpoint(store, step, Disk, config.Run.SaveHfCkpt, () =>
+        string pretrain = config.Model.Pretrain!, hf = "", dir;
+        using (timer.Phase("save"))
         {
-            string saved = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
-            if (config.Run.SaveHfCkpt)
+            var contents = CheckpointContents();
+            dir = SaveSafety.SaveCheckpoint(store, step, Disk, config.Run.SaveHfCkpt, () =>
             {
-                HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
-                hf = $", Hugging Face export {store.HfFolder(step)}";
-            }
-            return saved;
-        });
-        lastSavedStep = step;
-        SaveSafety.BestEffort("the plots", () => DrawPlots(), log);
-        log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
-        return lastCheckpoint;
+                string saved = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
+                if (config.Run.SaveHfCkpt)
+                {
+                    HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
+                    hf = $", Hugging Face export {store.HfFolder(step)}";
+                }
+                return saved;
+            });
+            lastCheckpoint = dir;
+            lastSavedStep = step;
+            SaveSafety.BestEffort("the plots", () => DrawPlots(), log);
+        }
+        log($"checkpoint: {dir}{hf} ({timer["save"]:F1} s)");
+        return dir;
     }
 
     /// <summary>The end of a run: the actor as a Hugging Face folder in --save_path (with the tokenizer), the critic
@@ -574,7 +570,7 @@ public sealed class PpoTrainer : IDisposable
                 critic.Save(dir);
                 log($"saved the critic to {Path.GetFullPath(dir)}");
             }
-        }, SaveCheckpoint);
+        }, () => SaveCheckpoint(new PhaseTimer(models.Actor.Device)));
         SaveSafety.BestEffort("the plots", () =>
         {
             if (DrawPlots() is { } drawn)
