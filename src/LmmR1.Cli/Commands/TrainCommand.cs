@@ -398,53 +398,25 @@ public static class TrainCommand
             : new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromMilliseconds(config.Reward.TimeBudgetMs) });
         try
         {
-            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log) { StopAfterStep = stopAfter };
+            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log);
             if (resumeFrom is not null)
             {
-                PpoCheckpoint.Restore(trainer, resumeFrom);
+                trainer.Resume(resumeFrom);
                 MetricsLog.RestoreFrom(resumeFrom, config.Run.SavePath);
-                Log($"resumed from {resumeFrom} at global step {trainer.State.GlobalStep} ({trainer.State.ConsumedPrompts} prompts consumed, " +
-                    $"episode {trainer.State.Episode + 1}, β {trainer.KlController.Value:G4})");
-                // A kill during the HF export of the resumed checkpoint left none: write it now (same weights).
-                long at = trainer.State.GlobalStep;
-                if (config.Run.SaveHfCkpt && !Directory.Exists(store.HfFolder(at)))
-                {
-                    HfExport.WriteAtomic(models.Actor, store.HfFolder(at), pretrain, config.ImageOptions());
-                    Log($"wrote the missing Hugging Face export {store.HfFolder(at)}");
-                }
             }
             using var metrics = new MetricsLog(config.Run.SavePath, config.Run.UseTensorboard, resumeFrom is null ? null : trainer.State.GlobalStep);
             trainer.AttachMetrics(metrics);
-            string plots = Path.Combine(config.Run.SavePath, RunPlots.FolderName);
-            string? lastCheckpoint = resumeFrom;
-            var image = config.ImageOptions();
-            trainer.SaveRequested += step =>
-            {
-                var sw = Stopwatch.StartNew();
-                string hf = "";
-                lastCheckpoint = SaveSafety.SaveCheckpoint(store, step, disk, config.Run.SaveHfCkpt, () =>
-                {
-                    string saved = store.Save(step, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics));
-                    if (config.Run.SaveHfCkpt)
-                    {
-                        HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, image, () => RunHooks.Reach("hf-export-written", step));
-                        hf = $", Hugging Face export {store.HfFolder(step)}";
-                    }
-                    return saved;
-                });
-                SaveSafety.BestEffort("the plots", () => RunPlots.Write(metrics.Path, plots), Log);
-                Log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
-            };
 
             // SIGINT / SIGTERM: finish the step, save, exit 0; a second signal aborts at once (the newest complete
             // checkpoint stays valid: saves are atomic).
+            using var stop = new CancellationTokenSource();
             int signals = 0;
             void OnSignal(PosixSignalContext ctx)
             {
                 ctx.Cancel = true;
                 if (Interlocked.Increment(ref signals) == 1)
                 {
-                    trainer.RequestStop();
+                    stop.Cancel();
                     Console.Error.WriteLine($"received {ctx.Signal}: finishing global step {trainer.State.GlobalStep + 1}, saving a checkpoint and exiting " +
                                             "(send it again to abort without saving)");
                 }
@@ -457,29 +429,10 @@ public static class TrainCommand
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-            view.Run(trainer, () => trainer.Fit());
-            if (trainer.StoppedEarly is { } why)
-            {
-                Log($"stopped after global step {trainer.State.GlobalStep} of {trainer.Plan.MaxGlobalSteps} ({why}); checkpoint {lastCheckpoint}; " +
+            var result = view.Run(trainer, () => trainer.Fit(stop.Token, stopAfter));
+            if (result.StoppedEarly is { } why)
+                Log($"stopped after global step {trainer.State.GlobalStep} of {trainer.Plan.MaxGlobalSteps} ({why}); checkpoint {result.LastCheckpoint}; " +
                     "continue with the same command and --load_checkpoint");
-                return 0;
-            }
-            FinalExport.Write(store, trainer.State.GlobalStep, config.Run.SavePath, disk, () =>
-            {
-                HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, image);
-                Log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
-                if (config.Model.SaveValueNetwork && models.Critic is { } critic)
-                {
-                    string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
-                    critic.Save(dir);
-                    Log($"saved the critic to {Path.GetFullPath(dir)}");
-                }
-            }, () => store.Save(trainer.State.GlobalStep, d => PpoCheckpoint.Write(trainer, d, pretrain, metrics)));
-            SaveSafety.BestEffort("the plots", () =>
-            {
-                var drawn = RunPlots.Write(metrics.Path, plots);
-                Log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(plots)}");
-            }, Log);
         }
         finally
         {

@@ -28,15 +28,15 @@ internal sealed class TrainProgressView
     }
 
     /// <summary>Shows a trainer's progress while <paramref name="work"/> runs.</summary>
-    public void Run(PpoTrainer trainer, Action work)
+    public T Run<T>(PpoTrainer trainer, Func<T> work)
     {
         totalSteps = trainer.Plan.MaxGlobalSteps;
         trainer.Progress += OnProgress;
         trainer.StepCompleted += OnStep;
         try
         {
-            if (!interactive) { work(); return; }
-            AnsiConsole.Progress()
+            if (!interactive) return work();
+            return AnsiConsole.Progress()
                 .AutoClear(false)
                 .HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
@@ -47,7 +47,7 @@ internal sealed class TrainProgressView
                     steps.Value = trainer.State.GlobalStep;
                     generate = ctx.AddTask("generate", maxValue: 1);
                     update = ctx.AddTask("update", maxValue: 1);
-                    try { work(); }
+                    try { return work(); }
                     finally { steps = null; }
                 });
         }
@@ -89,11 +89,12 @@ internal sealed class TrainProgressView
 
     void OnStep(PpoStepReport r)
     {
-        string M(string key, string label, string fmt) =>
-            r.Metrics.TryGetValue(key, out var v) ? $"{label} {v.ToString(fmt, CultureInfo.InvariantCulture)}  " : "";
-        latest = (M("train/reward", "reward", "F3") + M("train/acc_reward", "acc", "F3") + M("train/format_reward", "format", "F3") +
-                  M("train/policy_loss", "loss", "G3") + M("train/kl", "kl", "G3") + M("train/response_length", "len", "F0") +
-                  M("train/entropy", "entropy", "F2") + M("time/step", "s/step", "F1")).TrimEnd();
+        static string M(double? v, string label, string fmt) =>
+            v is { } x ? $"{label} {x.ToString(fmt, CultureInfo.InvariantCulture)}  " : "";
+        var m = r.Metrics;
+        latest = (M(m.Rollout.Reward, "reward", "F3") + M(m.Rollout.AccReward, "acc", "F3") + M(m.Rollout.FormatReward, "format", "F3") +
+                  M(m.Actor?.PolicyLoss, "loss", "G3") + M(m.Kl, "kl", "G3") + M(m.Rollout.ResponseLength, "len", "F0") +
+                  M(m.Actor?.Entropy, "entropy", "F2") + M(m.StepSeconds, "s/step", "F1")).TrimEnd();
         if (steps is null) return;
         steps.Value = r.GlobalStep;
         steps.Description = StepsText(r.GlobalStep);

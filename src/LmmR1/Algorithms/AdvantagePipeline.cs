@@ -59,10 +59,10 @@ public sealed record AdvantageBatch(Tensor Advantages, Tensor Returns, Tensor Re
 public static class AdvantagePipeline
 {
     /// <summary>Runs the whole computation for one rollout; batches in generation order (prompt-major).
-    /// klCoef is the KL controller's current β.</summary>
+    /// klCoef is the KL controller's current β. The settings are validated once where they are built
+    /// (<see cref="AdvantageSettings.Validate"/>, or PpoConfig.Validate for a run).</summary>
     public static AdvantageBatch[] Compute(IReadOnlyList<RolloutRewards> batches, AdvantageSettings settings, double klCoef)
     {
-        settings.Validate();
         if (batches.Count == 0) return [];
         foreach (var b in batches)
         {

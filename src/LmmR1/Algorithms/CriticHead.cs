@@ -15,8 +15,9 @@ public static class CriticHead
         return 1.0 / (hiddenSize + 1);
     }
 
-    /// <summary>Draws the weight [1, H] of <paramref name="score"/> in place from N(0, 1/(H + 1)); a bias, which the
-    /// upstream head does not have, is set to 0.</summary>
+    /// <summary>Draws the weight [1, H] of <paramref name="score"/> from N(0, 1/(H + 1)) — in fp32 on the CPU with
+    /// <paramref name="generator"/> (a CPU generator), then copied into the weight's dtype and device, so a seed gives
+    /// the same head everywhere; a bias, which the upstream head does not have, is set to 0.</summary>
     public static void Initialize(Linear score, Generator? generator = null)
     {
         var w = score.weight ?? throw new ArgumentException("the value head has no weight");
@@ -24,7 +25,9 @@ public static class CriticHead
             throw new ArgumentException($"the value head must be Linear(H, 1), its weight is [{string.Join(",", w.shape)}]");
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();   // in-place ops hand back new wrappers of the same storage
-        w.normal_(0.0, InitStd(w.shape[1]), generator);
+        var draw = empty(w.shape, ScalarType.Float32);
+        draw.normal_(0.0, InitStd(w.shape[1]), generator);
+        w.copy_(draw);
         score.bias?.zero_();
     }
 }

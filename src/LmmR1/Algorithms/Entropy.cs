@@ -1,6 +1,7 @@
 // Policy entropy from logits (openrlhf/models/utils.py compute_entropy): H = logsumexp(x) − Σ softmax(x)·x, in fp32
 // on the raw logits (LMM-R1 computes it before the temperature division), averaged over the action mask for the
-// −entropy_loss_coef·H term. Departure: chunked over positions so a 151k vocabulary needs no full fp32 copy.
+// −entropy_loss_coef·H term; the actor computes it on the logits at the ActionSlots.Predicting positions only.
+// Departure: chunked over positions so a 151k vocabulary needs no full fp32 copy.
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -23,16 +24,6 @@ public static class Entropy
         }
         long[] outer = logits.shape[..^1];
         return Rows(logits.reshape(-1, logits.shape[^1]), chunkRows).reshape(outer).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>The entropy at the action positions: logits [B, S, V] of a sequence whose last A tokens are actions
-    /// → [B, A], i.e. upstream's <c>entropy[:, :-1][:, -A:]</c> (positions S−1−A … S−2), computed only there.</summary>
-    public static Tensor ForActions(Tensor logits, long numActions, long chunkRows = 256)
-    {
-        long s = logits.shape[1];
-        if (numActions > s - 1) throw new ArgumentException($"{numActions} actions do not fit {s} positions");
-        using var scope = NewDisposeScope();
-        return FromLogits(logits.narrow(1, s - 1 - numActions, numActions), chunkRows).MoveToOuterDisposeScope();
     }
 
     // x: [N, V] → [N] fp32.

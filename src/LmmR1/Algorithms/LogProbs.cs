@@ -38,17 +38,14 @@ public static class LogProbs
         return (t == 0 ? zeros([b, 0], ScalarType.Float32, logits.device) : stack(rows, 0)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The action log-probs the actor returns. logits: [B, S, V] for sequences [B, S]; actionMask: [B, A]
-    /// (the last A tokens are the actions). Position j predicts token j + 1, so the actions' logits are positions
-    /// S−1−A … S−2. → [B, A] fp32, 0 where actionMask is 0 (as upstream multiplies by the mask).</summary>
-    public static Tensor ForActions(Tensor logits, Tensor sequences, Tensor actionMask, double temperature = 1.0,
-        long chunkRows = 256)
+    /// <summary>The action log-probs the actor returns: <paramref name="actionLogits"/> [B, A, V] at the positions
+    /// that predict the actions (<see cref="ActionSlots.Predicting"/>), <paramref name="actions"/> [B, A]
+    /// (<see cref="ActionSlots.Actions"/>), actionMask [B, A] → [B, A] fp32, 0 where actionMask is 0 (as upstream
+    /// multiplies by the mask).</summary>
+    public static Tensor ForActions(Tensor actionLogits, Tensor actions, Tensor actionMask, double temperature = 1.0, long chunkRows = 256)
     {
-        long s = sequences.shape[1], a = actionMask.shape[1];
-        if (a > s - 1) throw new ArgumentException($"{a} actions do not fit a sequence of {s} tokens");
-        if (logits.shape[1] != s) throw new ArgumentException($"logits cover {logits.shape[1]} positions, sequences {s}");
         using var scope = NewDisposeScope();
-        var lp = FromLogits(logits.narrow(1, s - 1 - a, a), sequences.narrow(1, s - a, a), temperature, chunkRows);  // [B, A]
+        var lp = FromLogits(actionLogits, actions, temperature, chunkRows);                                   // [B, A]
         return Masked.Zeroed(lp, Precision.Valid(actionMask, lp)).MoveToOuterDisposeScope();
     }
 }

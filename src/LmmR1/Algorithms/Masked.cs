@@ -5,16 +5,6 @@ using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
 
-/// <summary>How a per-token loss [B, A] becomes a scalar (OpenRLHF's <c>token_level_loss</c> switch in loss.py).</summary>
-public enum LossAggregation
-{
-    /// <summary>Σ over all valid tokens of the micro-batch ÷ their count: <c>masked_mean(loss, mask, dim=None)</c>,
-    /// what LMM-R1 uses for the policy, value, KL and entropy terms.</summary>
-    TokenMean,
-    /// <summary>Per-sequence masked mean, then the mean over sequences: <c>masked_mean(loss, mask, -1).mean()</c>.</summary>
-    SequenceMean,
-}
-
 public static class Masked
 {
     /// <summary>Mean over every element where mask ≠ 0 → 0-d. x: any shape; mask: same shape (bool/int/float) or
@@ -57,13 +47,25 @@ public static class Masked
         return s.MoveToOuterDisposeScope();
     }
 
-    /// <summary>A per-token loss [B, A] reduced as <paramref name="aggregation"/> says → 0-d.</summary>
-    public static Tensor Aggregate(Tensor loss, Tensor? mask, LossAggregation aggregation) => aggregation switch
+    /// <summary>A per-token loss [B, A] reduced as <paramref name="aggregation"/> says → 0-d. The global modes need
+    /// the optimizer step's <paramref name="totals"/> (see <see cref="LossAggregation"/>).</summary>
+    public static Tensor Aggregate(Tensor loss, Tensor? mask, LossAggregation aggregation, StepTotals? totals = null)
     {
-        LossAggregation.TokenMean => Mean(loss, mask),
-        LossAggregation.SequenceMean => MeanOfRows(loss, mask),
-        _ => throw new ArgumentOutOfRangeException(nameof(aggregation), aggregation, null),
-    };
+        if (LossAggregations.IsGlobal(aggregation) && totals is null)
+            throw new ArgumentException($"loss aggregation {LossAggregations.Name(aggregation)} needs the optimizer step's totals");
+        using var scope = NewDisposeScope();
+        var result = aggregation switch
+        {
+            LossAggregation.TokenMean => Mean(loss, mask),
+            LossAggregation.SequenceMean => MeanOfRows(loss, mask),
+            LossAggregation.GlobalTokenMean => Sum(loss, mask) * (totals!.Divisor / totals.Tokens),
+            LossAggregation.GlobalSequenceMean => RowMeans(loss, mask).sum() * (totals!.Divisor / totals.Sequences),
+            LossAggregation.GlobalSequenceSum => Sum(loss, mask) * (totals!.Divisor / totals.Sequences),
+            LossAggregation.SequenceSumNorm => Sum(loss, mask) * (totals!.Divisor / (totals.Sequences * totals.NormLength)),
+            _ => throw new ArgumentOutOfRangeException(nameof(aggregation), aggregation, null),
+        };
+        return result.MoveToOuterDisposeScope();
+    }
 
     /// <summary>(x − μ)·rsqrt(max(σ², eps)) along <paramref name="dim"/>, μ and biased σ² over valid elements; masked
     /// elements come out as (0 − μ)·rsqrt(σ²) like OpenRLHF's <c>masked_normalize</c> (which zeroes them first).
@@ -80,10 +82,24 @@ public static class Masked
         return (centered * variance.clamp_min(eps).rsqrt()).MoveToOuterDisposeScope();
     }
 
+    // Mean over the rows that have a valid token of their token means (verl/OpenRLHF exclude fully masked rows).
     static Tensor MeanOfRows(Tensor loss, Tensor? mask)
     {
         using var scope = NewDisposeScope();
-        return Mean(loss, mask, dim: -1).mean().MoveToOuterDisposeScope();
+        if (mask is null) return Mean(loss, null, dim: -1).mean().MoveToOuterDisposeScope();
+        var nonEmpty = Precision.Valid(mask, loss).any(-1);
+        return (RowMeans(loss, mask).sum() / nonEmpty.sum().to_type(ScalarType.Float32)).MoveToOuterDisposeScope();
+    }
+
+    // Per-row token means with fully masked rows contributing 0 (not NaN) → [B].
+    static Tensor RowMeans(Tensor loss, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        if (mask is null) return Mean(loss, null, dim: -1).MoveToOuterDisposeScope();
+        var m = Precision.Valid(mask, loss);
+        var lf = Precision.Compute(loss);
+        var counts = m.sum(-1).to_type(lf.dtype);
+        return (Zeroed(lf, m).sum(-1) / counts.clamp_min(1)).MoveToOuterDisposeScope();
     }
 
     // x where valid, 0 elsewhere (a new tensor; gradient 0 under the mask).

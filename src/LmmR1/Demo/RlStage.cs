@@ -1,7 +1,7 @@
 // One RL stage of the demo (FRE or MGT) run by the product's trainer: a PpoConfig in LMM-R1's flag terms (as
 // `lmmr1 train` would build it from the command line), the model loaded from the previous stage's folder, the
 // built-in LMM-R1 rule reward, metrics.jsonl through MetricsLog, and the final model saved as a Hugging Face folder
-// with its tokenizer, for the next stage to load.
+// with its tokenizer (by the trainer), for the next stage to load.
 using LmmR1.Data;
 using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
@@ -62,14 +62,13 @@ public static class RlStage
         var curve = new List<RlStepPoint>();
         trainer.StepCompleted += r =>
         {
-            var p = new RlStepPoint(r.GlobalStep, r.Metrics["train/reward"], r.Metrics["train/acc_reward"],
-                r.Metrics["train/format_reward"], r.Metrics["time/step"]);
+            var p = new RlStepPoint(r.GlobalStep, r.Metrics.Rollout.Reward, r.Metrics.Rollout.AccReward,
+                r.Metrics.Rollout.FormatReward, r.Metrics.StepSeconds);
             curve.Add(p);
             onStep?.Invoke(p);
         };
-        trainer.Fit(ct);
-        actor.SaveHf(saveDir);
-        PpoCheckpoint.CopyTokenizerFiles(pretrain, saveDir);
+        trainer.Fit(ct);                    // saves the final model (with its tokenizer) to saveDir
+        ct.ThrowIfCancellationRequested();
         return curve;
     }
 }

@@ -35,7 +35,6 @@ public static class SftWarmup
                 PromptIds = p.InputIds, ResponseIds = response,
                 Vision = p.PixelValues is null ? null
                     : new VisionInput { PixelValues = p.PixelValues.DetachFromDisposeScope(), ImageGridThw = p.ImageGridThw!.DetachFromDisposeScope() },
-                Info = new SampleInfo { ResponseLength = response.Length, TotalLength = p.InputIds.Length + response.Length },
             });
         }
         var reports = new List<SftStepReport>(s.Steps);

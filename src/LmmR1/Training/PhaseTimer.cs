@@ -1,20 +1,29 @@
-// Wall-clock seconds per named phase of a training step (verl's marked_timer): `using (timer.Phase("generate")) …`.
-// Phases end where the host already waits for the device (log-probs and losses are read back), so the CPU clock
-// covers the device work without extra synchronisation.
+// Wall-clock seconds per named phase of a training step (verl's marked_timer):
+// `var r = timer.Time("generate", () => …)` or `using (timer.Phase("update")) …`. On a CUDA device a phase ends with
+// a device synchronisation, so its seconds cover its own kernels (the phases keep their results on the device).
 using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace LmmR1.Training;
 
-public sealed class PhaseTimer
+public sealed class PhaseTimer(Device? device = null)
 {
     readonly Dictionary<string, double> seconds = new(StringComparer.Ordinal);
+    readonly Device? device = device;
 
     public IDisposable Phase(string name) => new Running(this, name);
 
-    /// <summary>Seconds accumulated per phase since the last <see cref="Reset"/>.</summary>
+    /// <summary>Runs <paramref name="phase"/> as the phase <paramref name="name"/> and returns its result.</summary>
+    public T Time<T>(string name, Func<T> phase)
+    {
+        using (Phase(name)) return phase();
+    }
+
+    /// <summary>Seconds accumulated per phase, in the order the phases first ran.</summary>
     public IReadOnlyDictionary<string, double> Seconds => seconds;
 
-    public void Reset() => seconds.Clear();
+    public double this[string name] => seconds.GetValueOrDefault(name);
 
     sealed class Running(PhaseTimer owner, string name) : IDisposable
     {
@@ -25,6 +34,7 @@ public sealed class PhaseTimer
         {
             if (done) return;
             done = true;
+            if (owner.device is { type: DeviceType.CUDA } d) torch.cuda.synchronize(d);
             owner.seconds[name] = owner.seconds.GetValueOrDefault(name) + sw.Elapsed.TotalSeconds;
         }
     }

@@ -107,8 +107,7 @@ public class AdvantagePipelineTests
     public void SettingsAreValidated()
     {
         var batch = new RolloutRewards(F([1f], 1), null, M([1], 1, 1), null);
-        Assert.Throws<InputException>(() => AdvantagePipeline.Compute([batch],
-            new AdvantageSettings { Estimator = AdvantageEstimator.Rloo, SamplesPerPrompt = 1 }, 0.0));
+        Assert.Throws<InputException>(() => new AdvantageSettings { Estimator = AdvantageEstimator.Rloo, SamplesPerPrompt = 1 }.Validate());
         Assert.Throws<InputException>(() => new AdvantageSettings { Lambda = 1.5 }.Validate());
         Assert.Throws<ArgumentException>(() => AdvantagePipeline.Compute([batch], new AdvantageSettings(), 0.0));  // gae without values
     }

@@ -41,7 +41,7 @@ public class EntropyAndLogProbsTests
     {
         // upstream: entropy[:, :-1][:, -A:] → positions S−1−A … S−2; S = 6, A = 3 → positions 2, 3, 4
         var logits = D(Uniform(2 * 6 * 5, seed: 9, lo: -3, hi: 3), 2, 6, 5).to_type(ScalarType.Float32);
-        TensorAssert.Close(Entropy.FromLogits(logits).narrow(1, 2, 3), Entropy.ForActions(logits, 3), Tol);
+        TensorAssert.Close(Entropy.FromLogits(logits).narrow(1, 2, 3), Entropy.FromLogits(ActionSlots.Predicting(logits, 3)), Tol);
         // the loss term: mean over valid action tokens
         var h = F([1f, 2f, 3f, 4f], 2, 2);
         Assert.Equal((1 + 2 + 4) / 3.0, Item(Entropy.MaskedMean(h, M([1, 1, 0, 1], 2, 2))), Tol);
@@ -94,7 +94,7 @@ public class EntropyAndLogProbsTests
         var seq = tensor(new long[] { 4, 1, 5, 0, 3 }).reshape(1, 5);
         var ls = logits.log_softmax(-1);
         var expected = F([ls[0, 1, 5].item<float>(), ls[0, 2, 0].item<float>(), 0f], 1, 3);
-        TensorAssert.Close(expected, LogProbs.ForActions(logits, seq, M([1, 1, 0], 1, 3)), Tol);
+        TensorAssert.Close(expected, LogProbs.ForActions(ActionSlots.Predicting(logits, 3), ActionSlots.Actions(seq, 3), M([1, 1, 0], 1, 3)), Tol);
     }
 
     [Fact]

@@ -128,8 +128,11 @@ internal static class UpstreamParity
                     var mask = In("mask");
                     double temp = a.GetProperty("temperature").GetDouble();
                     Cmp("entropy", Entropy.FromLogits(logits, chunkRows: 3), Softmax);
-                    Cmp("action_log_probs", LogProbs.ForActions(logits, In("sequences"), mask, temp, chunkRows: 2), Softmax);
-                    Cmp("action_entropy", Entropy.ForActions(logits, mask.shape[1]), Softmax);
+                    // The actor's own path: the action slots (ActionSlots), then log-probs / entropy on those logits only.
+                    long numActions = mask.shape[1];
+                    var actionLogits = ActionSlots.Predicting(logits, numActions);
+                    Cmp("action_log_probs", LogProbs.ForActions(actionLogits, ActionSlots.Actions(In("sequences"), numActions), mask, temp, chunkRows: 2), Softmax);
+                    Cmp("action_entropy", Entropy.FromLogits(actionLogits), Softmax);
                     break;
                 }
                 case "kl_controller":
@@ -154,7 +157,7 @@ internal static class UpstreamParity
         return results;
     }
 
-    static Tensor ReadTensor(JsonElement e, string key)
+    internal static Tensor ReadTensor(JsonElement e, string key)
     {
         long[] shape = e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray();
         var data = e.GetProperty("data");
@@ -165,7 +168,7 @@ internal static class UpstreamParity
         return tensor(data.EnumerateArray().Select(x => (float)x.GetDouble()).ToArray()).reshape(shape);
     }
 
-    static double Diff(Tensor expected, Tensor ours)
+    internal static double Diff(Tensor expected, Tensor ours)
     {
         using var o = ours.detach().cpu().to_type(ScalarType.Float64);
         using var e = expected.to_type(ScalarType.Float64);

@@ -2,6 +2,7 @@
 // transformers' tokens, shared prefixes equal independent prefills, batching/row dropping/check interval leave outputs
 // unchanged, returned log-probs equal a separate forward pass, and stops/lengths/masks follow from the unstopped run.
 using LmmR1.Generation;
+using LmmR1.Training.Ppo;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 using LmmR1.Tests.Models;
@@ -192,17 +193,23 @@ public class GenerationEngineTests(GenerationFixtures fx, ITestOutputHelper log)
             if (maxNew == 40) Assert.True(byToken > 0 && byString > 0, $"stops by token {byToken}, by string {byString}");
             else Assert.All(outs, o => Assert.True(o.ResponseLength <= 5));
 
-            // Padded form: the action mask covers each response through its stop token, padding after.
-            using var padded = PaddedResponses.From(outs, padTokenId: 1023);
-            var mask = padded.ActionMask.to(ScalarType.Int64).sum(1).data<long>().ToArray();
-            var toks = padded.Tokens.data<long>().ToArray();
-            int width = (int)padded.Tokens.shape[1];
+            // The trainer's collated form (left-padded): each response ends at the last column, through its stop token,
+            // and the action mask covers exactly its tokens.
+            var items = outs.Select(o => new ExperienceItem
+            {
+                PromptIndex = o.PromptIndex, SampleIndex = o.SampleIndex, PromptIds = [7, 8], ResponseIds = o.TokenIds.Select(t => (long)t).ToArray(),
+            }).ToList();
+            using var batch = Experience.Collate(items, torch.CPU, padTokenId: 1023);
+            var mask = batch.ActionMask.to(ScalarType.Int64).sum(1).data<long>().ToArray();
+            var toks = batch.Sequences.data<long>().ToArray();
+            int width = (int)batch.Sequences.shape[1];
             for (int i = 0; i < outs.Count; i++)
             {
-                Assert.Equal(outs[i].ResponseLength, mask[i]);
-                Assert.Equal(outs[i].ResponseLength, padded.Lengths[i].item<long>());
-                if (outs[i].StopTokenId is int st) Assert.Equal(st, toks[i * width + outs[i].ResponseLength - 1]);
-                for (int j = outs[i].ResponseLength; j < width; j++) Assert.Equal(1023, toks[i * width + j]);
+                int r = outs[i].ResponseLength;
+                Assert.Equal(r, mask[i]);
+                Assert.Equal(outs[i].TokenIds.Select(t => (long)t), toks.Skip(i * width + width - r).Take(r));
+                if (outs[i].StopTokenId is int st) Assert.Equal(st, toks[i * width + width - 1]);
+                for (int j = 0; j < width - r - 2; j++) Assert.Equal(1023, toks[i * width + j]);
             }
         }
     }

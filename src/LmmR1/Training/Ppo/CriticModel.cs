@@ -36,12 +36,7 @@ public sealed class CriticModel : IDisposable
     {
         var score = nn.Linear(backbone.Config.Text.HiddenSize, 1, hasBias: false, device: backbone.Device, dtype: backbone.DType);
         using var gen = new torch.Generator((ulong)seed, torch.CPU);
-        using (torch.no_grad())
-        {
-            using var w = torch.empty(score.weight!.shape, ScalarType.Float32);
-            w.normal_(0.0, CriticHead.InitStd(backbone.Config.Text.HiddenSize), gen);
-            score.weight!.copy_(w);
-        }
+        CriticHead.Initialize(score, gen);
         return new CriticModel(backbone, score, headPrefix);
     }
 
@@ -82,9 +77,8 @@ public sealed class CriticModel : IDisposable
     public Tensor Values(Experience e)
     {
         using var scope = torch.NewDisposeScope();
-        long s = e.Sequences.shape[1], a = e.NumActions;
         var output = Backbone.Forward(e.Sequences, e.AttentionMask, e.PixelValues, e.ImageGridThw, e.ImageEmbeds, logitsForLast: 0);
-        var hidden = output.Hidden.narrow(1, s - 1 - a, a);                                            // [B, A, H]
+        var hidden = ActionSlots.Predicting(output.Hidden, e.NumActions);                              // [B, A, H]
         var values = Score.forward(hidden).squeeze(-1).to(ScalarType.Float32);                         // [B, A]
         return values.MoveToOuterDisposeScope();
     }

@@ -1,16 +1,20 @@
-// One rollout, as OpenRLHF's RemoteExperienceMaker.make_experience_list: sample n responses per prompt with the
-// actor's own weights (GenerationEngine; vLLM upstream), score them (IRewardModel on the detokenized prompt+response
-// with special tokens), recompute old log-probs with a training-mode forward of the actor (the ratio's denominator
-// must come from the same forward the update uses, not the sampler), reference log-probs → per-token KL, critic
-// values — all without grad in micro-batches of --micro_rollout_batch_size — then advantages and returns over the
-// whole rollout (AdvantagePipeline). Departure: with the actor's vision tower frozen its image embeddings are
-// computed once per prompt and reused by every forward of the rollout (same numbers, n× less vision work).
-// A CUDA out-of-memory error during generation halves the engine's rows per micro-batch and retries the call; the
-// samples do not change (the engine's draws are keyed by prompt, sample and step, not by batching).
+// The rollout phases of one step, as OpenRLHF's RemoteExperienceMaker.make_experience_list, each a method returning
+// its typed result (the trainer's step calls them in order): Generate samples n responses per prompt with the
+// actor's own weights (GenerationEngine; vLLM upstream); Score runs the reward model on the detokenized
+// prompt+response with special tokens; ActorLogProbs recomputes the old log-probs with a training-mode forward of
+// the actor (the ratio's denominator must come from the same forward the update uses, not the sampler);
+// ReferenceLogProbs and Values run the reference and the critic — all without grad in micro-batches of
+// --micro_rollout_batch_size, each returning a rollout-wide [N, A] tensor; Advantages turns rewards, KL and values
+// into advantages and returns over the whole rollout (AdvantagePipeline). Departure: with the actor's vision tower
+// frozen its image embeddings are computed once per prompt and reused by every forward of the rollout (same
+// numbers, n× less vision work). A CUDA out-of-memory error during generation halves the engine's rows per
+// micro-batch and retries the call; the samples do not change (the engine's draws are keyed by prompt, sample and
+// step, not by batching).
 using LmmR1.Algorithms;
 using LmmR1.Data;
 using LmmR1.Generation;
 using LmmR1.Infrastructure;
+using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Text;
 using TorchSharp;
@@ -18,21 +22,24 @@ using static TorchSharp.torch;
 
 namespace LmmR1.Training.Ppo;
 
-/// <summary>The samples of one rollout (prompt-major: prompt i's samples at i·n … i·n+n−1) and the prompts' images,
-/// which it owns.</summary>
+/// <summary>The generate phase's result: the samples of one rollout (prompt-major: prompt i's samples at i·n …
+/// i·n+n−1), the prompts' images and the rollout's action mask, which it owns.</summary>
 public sealed class Rollout : IDisposable
 {
     public required IReadOnlyList<PromptSample> Prompts { get; init; }
     public required IReadOnlyList<ExperienceItem> Items { get; init; }
     public required IReadOnlyList<VisionInput?> Visions { get; init; }
-    /// <summary>Detokenized prompt+response with special tokens (what the reward model saw).</summary>
+    /// <summary>Detokenized prompt+response with special tokens (what the reward model sees).</summary>
     public required IReadOnlyList<string> Queries { get; init; }
-    /// <summary>Mean |engine log-prob − recomputed log-prob| over all action tokens (0 when not computed).</summary>
-    public double RolloutLogProbGap { get; set; }
+    /// <summary>[N, A] bool on the actor's device: the action slots of every sample (right-aligned).</summary>
+    public required Tensor ActionMask { get; init; }
+
+    public int Count => Items.Count;
 
     public void Dispose()
     {
         foreach (var v in Visions) v?.Dispose();
+        ActionMask.Dispose();
     }
 }
 
@@ -53,20 +60,19 @@ public sealed class ExperienceMaker
     readonly QwenVLProcessor processor;
     readonly IRewardModel reward;
     GenerationEngine engine;
-    readonly PhaseTimer timer;
+    readonly AdvantageSettings advantage;
     readonly IReadOnlyList<int> stopTokens;
 
     public ExperienceStats Stats { get; } = new();
 
-    public ExperienceMaker(PpoConfig config, PpoModels models, QwenTokenizer tokenizer, QwenVLProcessor processor, IRewardModel reward,
-                           PhaseTimer timer)
+    public ExperienceMaker(PpoConfig config, PpoModels models, QwenTokenizer tokenizer, QwenVLProcessor processor, IRewardModel reward)
     {
         this.config = config;
         this.models = models;
         this.tokenizer = tokenizer;
         this.processor = processor;
         this.reward = reward;
-        this.timer = timer;
+        advantage = config.Advantage;
         engine = new GenerationEngine(models.Actor, new GenerationEngineOptions
         {
             MaxRowsPerBatch = config.Rollout.MaxBatchRows,
@@ -88,35 +94,13 @@ public sealed class ExperienceMaker
     long Pad => tokenizer.PadTokenId;
     bool ActorVisionFrozen => PpoModels.VisionFrozen(models.Actor);
 
-    /// <summary>Generate → Score → LogProbs (old/ref/values) → Advantages for one batch of prompts.</summary>
-    public Rollout Make(IReadOnlyList<PromptSample> prompts, long globalStep, double klCoef, CancellationToken ct = default,
-                        Action<GenerationProgress>? progress = null)
-    {
-        Rollout rollout;
-        using (timer.Phase("generate"))
-            rollout = Generate(prompts, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature, SeedFor(globalStep), ct, progress);
-        try
-        {
-            using (timer.Phase("reward")) Score(rollout, ct);
-            using (timer.Phase("logprobs")) ForwardPasses(rollout);
-            using (timer.Phase("advantages")) Advantages(rollout.Items, klCoef);
-            return rollout;
-        }
-        catch
-        {
-            rollout.Dispose();
-            throw;
-        }
-    }
-
     /// <summary>The sampling seed of a global step: the run's --seed mixed with the step, so every rollout draws fresh
     /// randomness yet a rerun draws the same.</summary>
     public ulong SeedFor(long globalStep) => unchecked((ulong)config.Run.Seed * 1_000_003UL + (ulong)globalStep);
 
     // ---------------------------------------------------------------- generate
 
-    /// <summary>Processes the prompts (template, images, tokens), samples n responses each and returns the items
-    /// (no scores yet). Used by evaluation too.</summary>
+    /// <summary>Processes the prompts (template, images, tokens) and samples n responses each. Used by evaluation too.</summary>
     public Rollout Generate(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, CancellationToken ct = default,
                             Action<GenerationProgress>? progress = null)
     {
@@ -177,11 +161,10 @@ public sealed class ExperienceMaker
                 ResponseIds = resp,
                 Vision = visions[o.PromptIndex],
                 RolloutLogProbs = o.LogProbs,
-                Info = new SampleInfo { ResponseLength = resp.Length, TotalLength = promptIds.Length + resp.Length },
             });
             queries.Add(tokenizer.Decode(promptIds.Select(t => (int)t).Concat(o.TokenIds), skipSpecialTokens: false));
         }
-        return new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries };
+        return new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries, ActionMask = ActionTensors.Mask(items, Device) };
     }
 
     /// <summary>engine.Generate; on CUDA out-of-memory the rows per micro-batch are halved (and stay halved for the
@@ -220,10 +203,10 @@ public sealed class ExperienceMaker
         return false;
     }
 
-    // ---------------------------------------------------------------- score
+    // ---------------------------------------------------------------- reward
 
-    /// <summary>Fills Reward / FormatReward / AccuracyReward of every item (one reward-model call for the rollout).</summary>
-    public void Score(Rollout rollout, CancellationToken ct = default)
+    /// <summary>One reward-model call for the rollout: reward, format and accuracy parts per sample, in sample order.</summary>
+    public IReadOnlyList<RewardResult> Score(Rollout rollout, CancellationToken ct = default)
     {
         var items = rollout.Items;
         var prompts = items.Select(i => rollout.Prompts[i.PromptIndex].Prompt).ToList();
@@ -231,79 +214,61 @@ public sealed class ExperienceMaker
         var results = reward.ScoreAsync(rollout.Queries, prompts, labels, ct).GetAwaiter().GetResult();
         if (results.Count != items.Count)
             throw new InvalidOperationException($"the reward model returned {results.Count} rewards for {items.Count} samples");
-        for (int i = 0; i < items.Count; i++)
-        {
-            var r = results[i];
-            if (!double.IsFinite(r.Reward)) throw new InvalidOperationException($"the reward model returned {r.Reward} for sample {i}");
-            items[i].Info.Reward = r.Reward;
-            items[i].Info.FormatReward = r.FormatReward;
-            items[i].Info.AccuracyReward = r.AccuracyReward;
-        }
+        for (int i = 0; i < results.Count; i++)
+            if (!double.IsFinite(results[i].Reward)) throw new InvalidOperationException($"the reward model returned {results[i].Reward} for sample {i}");
+        return results;
     }
 
-    // ---------------------------------------------------------------- log-probs, KL, values
+    // ---------------------------------------------------------------- log-probs, reference, values
 
-    /// <summary>Old log-probs (actor, training-mode forward without grad), reference log-probs → KL, critic values.</summary>
-    public void ForwardPasses(Rollout rollout)
+    /// <summary>Old log-probs [N, A]: the actor's training-mode forward without grad, what the PPO ratio compares against.</summary>
+    public Tensor ActorLogProbs(Rollout rollout)
     {
-        using var noGrad = torch.no_grad();
         bool cached = ActorVisionFrozen && rollout.Visions.Any(v => v is not null);
         if (cached) CacheVision(rollout.Visions);
-        bool refCached = cached && models.ReferenceSharesFrozenVision;
-        int micro = config.Rollout.MicroRolloutBatchSize;
-        var items = rollout.Items;
-        double gapSum = 0;
-        long gapCount = 0;
-        for (int start = 0; start < items.Count; start += micro)
+        return PerMicroBatch(rollout, cached, e =>
         {
-            var batch = items.Skip(start).Take(micro).ToList();
-            using var scope = torch.NewDisposeScope();
-            using var withPixels = !cached || (models.Reference is not null && !refCached) || models.Critic is not null
-                ? Experience.Collate(batch, Device, Pad, useCachedVision: false) : null;
-            using var withEmbeds = cached ? Experience.Collate(batch, Device, Pad, useCachedVision: true) : null;
-            var actorBatch = withEmbeds ?? withPixels!;
-
-            var (lp, _) = PolicyForward.ActionLogProbs(models.Actor, actorBatch, config.Rollout.Temperature);   // [B, A]
             Stats.ActorForwards++;
-            var lpRows = Experience.SplitActions(lp, batch);
-            for (int r = 0; r < batch.Count; r++)
-            {
-                batch[r].ActionLogProbs = lpRows[r];
-                if (batch[r].RolloutLogProbs is { } eng)
-                    for (int t = 0; t < eng.Length; t++) { gapSum += Math.Abs(eng[t] - lpRows[r][t]); gapCount++; }
-            }
+            return PolicyForward.ActionLogProbs(models.Actor, e, config.Rollout.Temperature).LogProbs;
+        });
+    }
 
-            if (models.Reference is { } reference)
-            {
-                var refBatch = refCached ? withEmbeds! : withPixels!;
-                var (refLp, _) = PolicyForward.ActionLogProbs(reference, refBatch, config.Rollout.Temperature);
-                Stats.ReferenceForwards++;
-                if (config.Algorithm.UseKlLoss)
-                {
-                    var refRows = Experience.SplitActions(refLp, batch);
-                    for (int r = 0; r < batch.Count; r++) batch[r].BaseActionLogProbs = refRows[r];
-                }
-                else
-                {
-                    var kl = Kl.Approx(lp, refLp, config.Algorithm.KlEstimator, actorBatch.ActionMask);            // [B, A]
-                    var klRows = Experience.SplitActions(kl, batch);
-                    for (int r = 0; r < batch.Count; r++)
-                    {
-                        batch[r].Kl = klRows[r];
-                        batch[r].Info.Kl = klRows[r].Length == 0 ? 0 : klRows[r].Average(x => (double)x);
-                    }
-                }
-            }
+    /// <summary>Reference log-probs [N, A] (the frozen initial policy; reuses the actor's cached image embeddings when
+    /// its vision tower holds the same frozen weights).</summary>
+    public Tensor ReferenceLogProbs(QwenVLModel reference, Rollout rollout)
+    {
+        bool cached = ActorVisionFrozen && models.ReferenceSharesFrozenVision && rollout.Visions.Any(v => v is not null);
+        if (cached) CacheVision(rollout.Visions);
+        return PerMicroBatch(rollout, cached, e =>
+        {
+            Stats.ReferenceForwards++;
+            return PolicyForward.ActionLogProbs(reference, e, config.Rollout.Temperature).LogProbs;
+        });
+    }
 
-            if (models.Critic is { } critic)
-            {
-                var v = critic.Values(withPixels!);                                                             // [B, A]
-                Stats.CriticForwards++;
-                var vRows = Experience.SplitActions(v, batch);
-                for (int r = 0; r < batch.Count; r++) batch[r].Values = vRows[r];
-            }
+    /// <summary>Critic values V_old [N, A] (gae).</summary>
+    public Tensor Values(CriticModel critic, Rollout rollout) =>
+        PerMicroBatch(rollout, false, e =>
+        {
+            Stats.CriticForwards++;
+            return critic.Values(e);
+        });
+
+    /// <summary>A no-grad forward over the rollout in micro-batches of --micro_rollout_batch_size → [N, A] right-aligned.</summary>
+    Tensor PerMicroBatch(Rollout rollout, bool cachedVision, Func<Experience, Tensor> forward)
+    {
+        using var noGrad = torch.no_grad();
+        int micro = config.Rollout.MicroRolloutBatchSize;
+        long width = rollout.ActionMask.shape[1];
+        var parts = new List<Tensor>();
+        using var outer = torch.NewDisposeScope();
+        for (int start = 0; start < rollout.Items.Count; start += micro)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, cachedVision);
+            parts.Add(ActionTensors.Align(forward(e), e.ActionMask, width).MoveToOuterDisposeScope());
         }
-        rollout.RolloutLogProbGap = gapCount == 0 ? 0 : gapSum / gapCount;
+        return torch.cat(parts, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>Runs the actor's frozen vision tower once per prompt and keeps the embeddings on the device.</summary>
@@ -321,40 +286,30 @@ public sealed class ExperienceMaker
 
     // ---------------------------------------------------------------- advantages
 
-    /// <summary>Group shaping → token rewards (clip, −β·KL) → GAE or return-to-go → whitening, over the whole rollout
-    /// as one [N, A] batch (responses right-aligned), written back per item.</summary>
-    public void Advantages(IReadOnlyList<ExperienceItem> items, double klCoef)
+    /// <summary>Per-token KL for the reward (k-estimator of old vs reference log-probs; zeros without a reference or
+    /// with --use_kl_loss) → group shaping → token rewards (clip, −β·KL) → GAE or return-to-go → whitening, over the
+    /// whole rollout as one [N, A] batch.</summary>
+    public RolloutAdvantages Advantages(Rollout rollout, IReadOnlyList<RewardResult> scores, Tensor oldLogProbs, Tensor? referenceLogProbs,
+                                        Tensor? values, double klCoef)
     {
         using var scope = torch.NewDisposeScope();
-        int n = items.Count, a = items.Max(i => i.ResponseLength);
-        var mask = new bool[n * a];
-        for (int r = 0; r < n; r++) Array.Fill(mask, true, r * a + (a - items[r].ResponseLength), items[r].ResponseLength);
-        var maskT = torch.tensor(mask, [n, a], device: Device);
-        var rewards = torch.tensor(items.Select(i => (float)i.Info.Reward).ToArray(), device: Device);                  // [N]
-        var kl = items.All(i => i.Kl is not null) ? RightAligned(items, i => i.Kl!, a) : null;                         // [N, A]
-        var values = config.UsesCritic ? RightAligned(items, i => i.Values ?? throw new InvalidOperationException("critic values missing"), a) : null;
-        var result = AdvantagePipeline.Compute([new RolloutRewards(rewards, kl, maskT, values)], config.Advantage, klCoef)[0];
-        var adv = Experience.SplitActions(result.Advantages, items);
-        var ret = Experience.SplitActions(result.Returns, items);
-        using var sums = result.ReturnSum.to(ScalarType.Float32, torch.CPU);
-        var sumArr = sums.data<float>().ToArray();
-        for (int r = 0; r < n; r++)
-        {
-            items[r].Advantages = adv[r];
-            items[r].Returns = ret[r];
-            items[r].Info.Return = sumArr[r];
-        }
-        result.Dispose();
+        var mask = rollout.ActionMask;
+        var rewards = torch.tensor(scores.Select(s => (float)s.Reward).ToArray(), device: Device);                    // [N]
+        var kl = referenceLogProbs is not null && !config.Algorithm.UseKlLoss
+            ? Kl.Approx(oldLogProbs, referenceLogProbs, config.Algorithm.KlEstimator, mask)                            // [N, A]
+            : torch.zeros(mask.shape, ScalarType.Float32, mask.device);
+        var result = AdvantagePipeline.Compute([new RolloutRewards(rewards, kl, mask, values)], advantage, klCoef)[0];
+        return new RolloutAdvantages(kl.MoveToOuterDisposeScope(), result.Advantages.MoveToOuterDisposeScope(),
+            result.Returns.MoveToOuterDisposeScope(), result.ReturnSum.MoveToOuterDisposeScope());
     }
+}
 
-    Tensor RightAligned(IReadOnlyList<ExperienceItem> items, Func<ExperienceItem, float[]> get, int a)
+/// <summary>The advantage phase's result, rollout-wide: Kl [N, A] the per-token KL the reward used (zeros when none),
+/// Advantages and Returns [N, A] fp32, ReturnSum [N] = Σ_t r_t of the shaped token rewards (upstream "return").</summary>
+public sealed record RolloutAdvantages(Tensor Kl, Tensor Advantages, Tensor Returns, Tensor ReturnSum) : IDisposable
+{
+    public void Dispose()
     {
-        var data = new float[items.Count * a];
-        for (int r = 0; r < items.Count; r++)
-        {
-            var v = get(items[r]);
-            Array.Copy(v, 0, data, r * a + (a - v.Length), v.Length);
-        }
-        return torch.tensor(data, [items.Count, a], device: Device);
+        Kl.Dispose(); Advantages.Dispose(); Returns.Dispose(); ReturnSum.Dispose();
     }
 }

@@ -1,6 +1,7 @@
 // The actor's forward over a collated micro-batch (openrlhf/models/actor.py Actor.forward): hidden states of the
 // whole sequence (vision tower included), then lm_head and log_softmax(logits / T) only at the A action slots — the
-// positions S−1−A … S−2 that predict the last A tokens. Departure: logits are never built for prompt positions,
+// positions S−1−A … S−2 that predict the last A tokens (ActionSlots; the golden tests check LogProbs.ForActions and
+// Entropy.FromLogits on the same slots). Departure: logits are never built for prompt positions,
 // which upstream computes and discards (a 4k-token prompt × 151k vocabulary in fp32 per row).
 using LmmR1.Algorithms;
 using LmmR1.Models.Qwen;
@@ -18,13 +19,10 @@ public static class PolicyForward
                                                                     bool entropyGrad = true)
     {
         using var scope = torch.NewDisposeScope();
-        long s = e.Sequences.shape[1], a = e.NumActions;
+        long a = e.NumActions;
         var output = model.Forward(e.Sequences, e.AttentionMask, e.PixelValues, e.ImageGridThw, e.ImageEmbeds, logitsForLast: 0);
-        var hidden = output.Hidden.narrow(1, s - 1 - a, a);                                            // [B, A, H]
-        var logits = model.LmHead(hidden);                                                             // [B, A, V]
-        var labels = e.Sequences.narrow(1, s - a, a);                                                  // [B, A]
-        var lp = LogProbs.FromLogits(logits, labels, temperature);                                     // [B, A] fp32
-        lp = Masked.Zeroed(lp, e.ActionMask);
+        var logits = model.LmHead(ActionSlots.Predicting(output.Hidden, a));                          // [B, A, V]
+        var lp = LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature);   // [B, A] fp32
         Tensor? entropy = null;
         if (withEntropy && entropyGrad) entropy = Entropy.FromLogits(logits);                          // [B, A] fp32
         else if (withEntropy)

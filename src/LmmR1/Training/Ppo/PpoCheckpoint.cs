@@ -18,9 +18,11 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using LmmR1.Data;
 using LmmR1.Infrastructure;
+using LmmR1.Models.Qwen;
 using LmmR1.Models.Safetensors;
 using LmmR1.Training.Checkpointing;
 using LmmR1.Training.Logging;
+using LmmR1.Training.Optimization;
 using LmmR1.Training.Runs;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -79,36 +81,43 @@ public static class PpoCheckpoint
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    /// <summary>Writes everything the trainer needs to continue into <paramref name="dir"/> (a CheckpointStore temp
-    /// folder). <paramref name="metrics"/>: the run's logs, copied in.</summary>
-    public static void Write(PpoTrainer trainer, string dir, string tokenizerDir, MetricsLog? metrics = null)
+    /// <summary>What a checkpoint holds, handed over explicitly (the trainer builds it from its state).</summary>
+    public sealed record Contents(PpoConfig Config, PpoTrainState State, QwenVLModel Actor, ModelOptimizer ActorOptimizer,
+                                  (CriticModel Model, ModelOptimizer Optimizer)? Critic, double KlCoef, PromptDataset TrainData,
+                                  int[] DataOrder);
+
+    /// <summary>Writes everything a run needs to continue into <paramref name="dir"/> (a CheckpointStore temp folder).
+    /// <paramref name="tokenizerDir"/>: where the tokenizer files come from; <paramref name="metrics"/>: the run's
+    /// logs, copied in.</summary>
+    public static void Write(string dir, Contents c, string tokenizerDir, MetricsLog? metrics = null)
     {
-        long step = trainer.State.GlobalStep;
+        var s = c.State;
+        long step = s.GlobalStep;
         RunHooks.Reach("save-begin", step);
-        var config = trainer.Config;
-        HfExport.WriteInto(trainer.Models.Actor, Path.Combine(dir, "actor"), tokenizerDir, config.ImageOptions());
+        var config = c.Config;
+        HfExport.WriteInto(c.Actor, Path.Combine(dir, "actor"), tokenizerDir, config.ImageOptions());
         RunHooks.Reach("save-actor-written", step);
-        SafetensorsWriter.Write(Path.Combine(dir, "actor_optim.safetensors"), trainer.ActorOptimizer.StateTensors());
-        if (trainer.Models.Critic is { } critic && trainer.CriticOptimizer is { } co)
+        SafetensorsWriter.Write(Path.Combine(dir, "actor_optim.safetensors"), c.ActorOptimizer.StateTensors());
+        if (c.Critic is { } pair)
         {
+            var (critic, co) = pair;
             critic.Save(Path.Combine(dir, "critic"));
             SafetensorsWriter.Write(Path.Combine(dir, "critic_optim.safetensors"), co.StateTensors());
         }
         using (var rng = torch.random.get_rng_state())
             SafetensorsWriter.Write(Path.Combine(dir, RngFile), new Dictionary<string, Tensor> { ["torch_cpu"] = rng });
 
-        var s = trainer.State;
         var saved = new SavedState
         {
             State = s with { },
-            Data = new DataState(trainer.TrainData.Count, DataFingerprint(trainer.TrainData), s.Episode, s.RolloutInEpisode, trainer.DataOrder(s.Episode)),
-            Actor = Describe(trainer.ActorOptimizer),
-            Critic = trainer.CriticOptimizer is { } c ? Describe(c) : null,
-            KlCoef = trainer.KlController.Value,
+            Data = new DataState(c.TrainData.Count, DataFingerprint(c.TrainData), s.Episode, s.RolloutInEpisode, c.DataOrder),
+            Actor = Describe(c.ActorOptimizer),
+            Critic = c.Critic is { } withCritic ? Describe(withCritic.Optimizer) : null,
+            KlCoef = c.KlCoef,
             Rng = new RngState(config.Run.Seed,
-                Sampling: $"counter-based, seed {config.Run.Seed}·1000003 + global step (next: {trainer.Maker.SeedFor(s.GlobalStep + 1)})",
-                PpoShuffles: "permutation seeded by seed·7919 + step·104729 + epoch",
-                PromptOrder: $"permutation seeded by seed + episode (episode {s.Episode}, next rollout {s.RolloutInEpisode})",
+                Sampling: $"{PpoSeeds.SamplingRule} (seed {config.Run.Seed}; next: {PpoSeeds.Sampling(config.Run.Seed, s.GlobalStep + 1)})",
+                PpoShuffles: PpoSeeds.EpochShuffleRule,
+                PromptOrder: $"{PpoSeeds.PromptOrderRule} (episode {s.Episode}, next rollout {s.RolloutInEpisode})",
                 Torch: RngFile),
             PretrainFingerprint = ModelFingerprint(config.Model.Pretrain!),
             CriticPretrainFingerprint = config.UsesCritic ? ModelFingerprint(config.Model.CriticPretrain!) : null,
@@ -118,7 +127,7 @@ public static class PpoCheckpoint
         metrics?.CopyTo(dir);
     }
 
-    static OptimizerState Describe(Optimization.ModelOptimizer o) =>
+    static OptimizerState Describe(ModelOptimizer o) =>
         new(o.Steps, o.AdamSteps, o.SkippedSteps, o.Schedule.PeakLr, o.Schedule.TotalSteps, o.Schedule.WarmupSteps);
 
     public static SavedState ReadState(string dir)
@@ -241,17 +250,19 @@ public static class PpoCheckpoint
 
     // ------------------------------------------------------------------ restore
 
-    /// <summary>Loads weights, optimizer and schedule state, loop state, β and the torch RNG from a checkpoint folder
-    /// into a freshly built trainer (check compatibility first with <see cref="CheckCompatible"/>).</summary>
-    public static void Restore(PpoTrainer trainer, string dir)
+    /// <summary>Loads the weights, optimizer and schedule state and the torch RNG of a checkpoint folder into
+    /// <paramref name="into"/>'s models and optimizers (check compatibility first with <see cref="CheckCompatible"/>)
+    /// and returns the saved loop state, which the trainer takes over.</summary>
+    public static SavedState Restore(string dir, Contents into)
     {
         var saved = ReadState(dir);
         using (var ckpt = SafetensorsCheckpoint.Open(Path.Combine(dir, "actor")))
         using (torch.no_grad())
-            trainer.Models.Actor.LoadWeights(ckpt);
-        LoadOptimizer(trainer.ActorOptimizer, Path.Combine(dir, "actor_optim.safetensors"), saved.Actor);
-        if (trainer.Models.Critic is { } critic && trainer.CriticOptimizer is { } co)
+            into.Actor.LoadWeights(ckpt);
+        LoadOptimizer(into.ActorOptimizer, Path.Combine(dir, "actor_optim.safetensors"), saved.Actor);
+        if (into.Critic is { } pair)
         {
+            var (critic, co) = pair;
             if (saved.Critic is null) throw InputException.At(Path.Combine(dir, StateFile), null, "--advantage_estimator", "the checkpoint has no critic");
             string key = critic.HeadPrefix + ".weight";
             using (var ckpt = SafetensorsCheckpoint.Open(Path.Combine(dir, "critic")))
@@ -269,25 +280,10 @@ public static class PpoCheckpoint
             using var state = f.Load("torch_cpu");
             torch.random.set_rng_state(state);
         }
-        var s = saved.State;
-        var t = trainer.State;
-        t.GlobalStep = s.GlobalStep;
-        t.ConsumedPrompts = s.ConsumedPrompts;
-        t.ConsumedSamples = s.ConsumedSamples;
-        t.Episode = s.Episode;
-        t.RolloutInEpisode = s.RolloutInEpisode;
-        t.ActorOptimizerSteps = s.ActorOptimizerSteps;
-        t.CriticOptimizerSteps = s.CriticOptimizerSteps;
-        t.KlCoef = saved.KlCoef;
-        t.ActorNonFiniteInARow = s.ActorNonFiniteInARow;
-        t.CriticNonFiniteInARow = s.CriticNonFiniteInARow;
-        trainer.KlController.Restore(new Algorithms.KlControllerState(saved.KlCoef));
-        // The order is recomputed from the seed; the saved copy proves it is the same one.
-        if (!trainer.DataOrder(s.Episode).SequenceEqual(saved.Data.Order))
-            throw InputException.At(Path.Combine(dir, StateFile), null, "--seed", "this run's prompt order differs from the checkpoint's");
+        return saved;
     }
 
-    static void LoadOptimizer(Optimization.ModelOptimizer opt, string path, OptimizerState saved)
+    static void LoadOptimizer(ModelOptimizer opt, string path, OptimizerState saved)
     {
         using var f = SafetensorsFile.Open(path);
         using var scope = torch.NewDisposeScope();

@@ -1,13 +1,14 @@
 // The PPO / REINFORCE++ / GRPO-family trainer of LMM-R1 in one process (ppo_trainer.PPOTrainer.fit + ppo_actor /
-// ppo_critic .ppo_train). One global step = one rollout of rollout_batch_size prompts × n samples:
-//   Generate → Score → LogProbs (old / ref / values) → Advantages → Update (critic, then actor unless frozen)
-// each in a timed phase. The update makes max_epochs shuffled passes over the rollout in micro-batches of
-// micro_train_batch_size, accumulating gradients (loss / accumulation steps, as DeepSpeed scales them) over
-// train_batch_size samples per optimizer step; the LR schedule advances per optimizer step. The KL controller is
-// updated once per rollout from the actor's mean KL. All loop state lives in PpoTrainState.
-// Runs stop cleanly: RequestStop (SIGINT/SIGTERM in the CLI) or StopAfterStep finishes the current step and raises
-// SaveRequested for it; an optimizer step whose loss or gradient is not finite is skipped (weights and AdamW state
-// untouched) and --max_nonfinite_steps of them in a row stop the run with advice.
+// ppo_critic .ppo_train). One global step = one rollout of rollout_batch_size prompts × n samples, read top to bottom
+// in TrainStep (as verl's RayPPOTrainer.fit): generate → reward → old log-probs → reference → values → advantages →
+// update (critic, then actor unless frozen) → KL control → log → eval → save, each phase timed and each returning a
+// typed result the next phases take. The update (one routine for actor and critic) makes max_epochs shuffled passes
+// over the rollout in micro-batches of micro_train_batch_size, accumulating gradients (loss / accumulation steps, as
+// DeepSpeed scales them) over train_batch_size samples per optimizer step; the LR schedule advances per optimizer
+// step. An optimizer step whose loss or gradient is not finite is skipped (weights and AdamW state untouched) and
+// --max_nonfinite_steps of them in a row stop the run with advice. The trainer writes its checkpoints
+// (--save_steps, and on a stop) and the final model; Fit stops early one way: the stop token (SIGINT/SIGTERM in the
+// CLI) or --stop_after_step finishes the current step, saves it and returns. All loop state lives in PpoTrainState.
 using System.Diagnostics;
 using LmmR1.Algorithms;
 using LmmR1.Data;
@@ -16,6 +17,7 @@ using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Text;
+using LmmR1.Training.Checkpointing;
 using LmmR1.Training.Logging;
 using LmmR1.Training.Optimization;
 using LmmR1.Training.Runs;
@@ -23,6 +25,13 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LmmR1.Training.Ppo;
+
+/// <summary>What the actor's loss reads, rollout-wide [N, A]: old log-probs, advantages and, with --use_kl_loss and
+/// a reference model, the reference log-probs (null: no KL loss term, or a zero one for --use_kl_loss with β = 0).</summary>
+public sealed record ActorTargets(Tensor OldLogProbs, Tensor Advantages, Tensor? ReferenceLogProbs);
+
+/// <summary>What the critic's loss reads, rollout-wide [N, A]: the values at rollout time and the returns.</summary>
+public sealed record CriticTargets(Tensor OldValues, Tensor Returns);
 
 public sealed class PpoTrainer : IDisposable
 {
@@ -33,55 +42,42 @@ public sealed class PpoTrainer : IDisposable
     readonly PromptDataset? eval;
     IMetricsSink? metrics;
     readonly Action<string> log;
-    readonly PhaseTimer timer = new();
     readonly IKlController kl;
+    readonly ExperienceMaker maker;
+    readonly CheckpointStore store;
+    string? lastCheckpoint;
+    long lastSavedStep = -1;
 
     public PpoConfig Config => config;
     public PpoPlan Plan { get; }
     public PpoTrainState State { get; } = new();
     public ModelOptimizer ActorOptimizer { get; }
     public ModelOptimizer? CriticOptimizer { get; }
-    public ExperienceMaker Maker { get; }
+    public ExperienceMaker Maker => maker;
     public PpoModels Models => models;
     public IKlController KlController => kl;
 
     /// <summary>Raised after every global step (after logging, evaluation and checkpointing).</summary>
     public event Action<PpoStepReport>? StepCompleted;
-    /// <summary>Raised when a checkpoint should be written (global_step % save_steps == 0); the argument is the step.</summary>
-    public event Action<long>? SaveRequested;
-    /// <summary>Phase progress within a step (generate: samples and tokens; update: micro-batches), for live views.</summary>
+    /// <summary>Phase progress within a step (generate: samples and tokens; update: micro-batches; save), for live views.</summary>
     public event Action<TrainProgress>? Progress;
     /// <summary>Test hook: called before every actor optimizer step with the accumulated gradients in place.</summary>
     internal Action? BeforeActorStep { get; set; }
     /// <summary>Test hook: replaces each actor micro-batch loss before backward (e.g. to inject a NaN).</summary>
     internal Func<Tensor, Tensor>? TransformActorLoss { get; set; }
 
-    volatile bool stopRequested;
-    /// <summary>Finish the current step, save it and return from Fit (thread-safe; the CLI's signal handler calls it).</summary>
-    public void RequestStop() => stopRequested = true;
-    public bool StopRequested => stopRequested;
-    /// <summary>Fit returns after this global step (saved), as if a stop had been requested then (--stop_after_step).</summary>
-    public long? StopAfterStep { get; set; }
-    /// <summary>Why the last Fit returned before the plan's end (null: it ran to the end).</summary>
-    public string? StoppedEarly { get; private set; }
-    /// <summary>The last step SaveRequested was raised for.</summary>
-    public long LastSaveRequest { get; private set; } = -1;
-    /// <summary>The prompt set, and its order in an episode (what a checkpoint records as the data order).</summary>
-    public PromptDataset TrainData => train;
-    public int[] DataOrder(int episode) => train.ShuffledOrder(episode);
-
-    /// <param name="config">A resolved, validated configuration.</param>
-    /// <param name="models">Loaded models (PpoModels.Load or Prepare).</param>
+    /// <param name="config">A resolved configuration, validated once by the caller (PpoConfig.Validate).</param>
+    /// <param name="models">Models prepared for this config (PpoModels.Load or Prepare, which check the critic and
+    /// reference the config needs).</param>
     /// <param name="processor">The Qwen2-VL processor (tokenizer + image processor with --processor_kwargs).</param>
     /// <param name="train">Training prompts.</param>
     /// <param name="eval">Evaluation prompts, or null.</param>
     /// <param name="reward">The reward model (built-in rule reward or a remote client).</param>
-    /// <param name="metrics">Where metrics go (MetricsLog), or null.</param>
+    /// <param name="metrics">Where metrics go (a MetricsLog is also copied into checkpoints and drawn as plots), or null.</param>
     /// <param name="log">Human-readable progress lines.</param>
     public PpoTrainer(PpoConfig config, PpoModels models, QwenVLProcessor processor, PromptDataset train, PromptDataset? eval,
                       IRewardModel reward, IMetricsSink? metrics = null, Action<string>? log = null)
     {
-        config.Validate();
         this.config = config;
         this.models = models;
         tokenizer = processor.Tokenizer;
@@ -89,10 +85,6 @@ public sealed class PpoTrainer : IDisposable
         this.eval = eval;
         this.metrics = metrics;
         this.log = log ?? (_ => { });
-        if (config.UsesCritic && models.Critic is null)
-            throw InputException.At(null, null, "--advantage_estimator", "gae needs a critic (--critic_pretrain)");
-        if (config.UsesReference && models.Reference is null)
-            throw InputException.At(null, null, "--init_kl_coef", "a KL term needs the reference model");
         if (tokenizer.VocabSize > models.Actor.Config.Text.VocabSize)
             throw new InputException($"{tokenizer.Source}: the tokenizer has {tokenizer.VocabSize} ids but the model's vocabulary holds {models.Actor.Config.Text.VocabSize}");
 
@@ -105,137 +97,143 @@ public sealed class PpoTrainer : IDisposable
                 new LrSchedule(o.CriticLearningRate, Plan.SchedulerSteps, Plan.WarmupSteps), o.Beta1, o.Beta2, o.L2, o.MaxNorm);
         kl = LmmR1.Algorithms.KlController.Create(config.Algorithm.InitKlCoef, config.Algorithm.KlTarget, config.Algorithm.KlHorizon);
         State.KlCoef = kl.Value;
-        Maker = new ExperienceMaker(config, models, tokenizer, processor, reward, timer) { Log = this.log };
+        maker = new ExperienceMaker(config, models, tokenizer, processor, reward) { Log = this.log };
+        store = new CheckpointStore(config.Run.CkptPath, config.Run.MaxCkptNum);
     }
 
     /// <summary>Sets (or replaces) where metrics go, e.g. once a resumed run knows its step.</summary>
     public void AttachMetrics(IMetricsSink? sink) => metrics = sink;
 
+    /// <summary>The prompt order of an episode (what a checkpoint records as the data order).</summary>
+    public int[] DataOrder(int episode) => train.ShuffledOrder(episode);
+
     // ================================================================ fit
 
-    /// <summary>Runs global steps until --max_global_steps / num_episodes are done (ppo_trainer.fit).</summary>
-    public void Fit(CancellationToken ct = default)
+    /// <summary>Runs global steps until --max_global_steps / num_episodes are done (ppo_trainer.fit), then saves the
+    /// final model. <paramref name="stop"/> (or reaching <paramref name="stopAfterStep"/>) ends the run early: the
+    /// current step finishes and is saved as a checkpoint.</summary>
+    public PpoFitResult Fit(CancellationToken stop = default, long? stopAfterStep = null)
     {
         int rb = config.Rollout.RolloutBatchSize;
-        StoppedEarly = null;
         while (State.GlobalStep < Plan.MaxGlobalSteps)
         {
-            var order = DataOrder(State.Episode);
-            while (State.RolloutInEpisode < Plan.RolloutsPerEpisode && State.GlobalStep < Plan.MaxGlobalSteps)
-            {
-                ct.ThrowIfCancellationRequested();
-                var prompts = order.Skip((int)(State.RolloutInEpisode * rb)).Take(rb).Select(i => train[i]).ToList();
-                TrainStep(prompts, ct);
-                string? why = stopRequested ? "a stop was requested"
-                    : StopAfterStep is { } last && State.GlobalStep >= last ? $"--stop_after_step {last}" : null;
-                if (why is not null && State.GlobalStep < Plan.MaxGlobalSteps)
-                {
-                    if (LastSaveRequest != State.GlobalStep) RequestSave(State.GlobalStep);
-                    StoppedEarly = why;
-                    return;
-                }
-            }
             if (State.RolloutInEpisode >= Plan.RolloutsPerEpisode)
             {
                 State.Episode++;
                 State.RolloutInEpisode = 0;
             }
+            var order = DataOrder(State.Episode);
+            var prompts = order.Skip((int)(State.RolloutInEpisode * rb)).Take(rb).Select(i => train[i]).ToList();
+            TrainStep(prompts);
+            string? why = stop.IsCancellationRequested ? "a stop was requested"
+                : stopAfterStep is { } last && State.GlobalStep >= last ? $"--stop_after_step {last}" : null;
+            if (why is not null && State.GlobalStep < Plan.MaxGlobalSteps)
+            {
+                if (lastSavedStep != State.GlobalStep) SaveCheckpoint();
+                return new PpoFitResult(why, lastCheckpoint);
+            }
         }
+        SaveFinal();
+        return new PpoFitResult(null, lastCheckpoint);
     }
 
-    /// <summary>One global step on the given prompts: rollout, update, KL controller, logs, evaluation, checkpoint.</summary>
-    public PpoStepReport TrainStep(IReadOnlyList<PromptSample> prompts, CancellationToken ct = default)
+    /// <summary>One global step on the given prompts.</summary>
+    public PpoStepReport TrainStep(IReadOnlyList<PromptSample> prompts)
     {
-        timer.Reset();
-        var stepClock = Stopwatch.StartNew();
+        var timer = new PhaseTimer(models.Actor.Device);
+        var clock = Stopwatch.StartNew();
         long step = State.GlobalStep + 1;    // upstream's `steps` (1-based)
         RunHooks.Reach("step-start", step);
-        var status = new Dictionary<string, double>(StringComparer.Ordinal);
-        string firstSample;
-        double firstReward;
-        List<GeneratedSample> samples;
-        long samplesTotal = (long)prompts.Count * config.Rollout.SamplesPerPrompt;
-        using (var rollout = Maker.Make(prompts, step, kl.Value, ct,
-                   g => Progress?.Invoke(new TrainProgress(step, "generate", g.SamplesDone, g.SamplesTotal, g.TokensGenerated))))
-        {
-            var items = rollout.Items;
-            RunHooks.Reach("after-generate", step);
-            firstSample = tokenizer.Decode(items[0].PromptIds.Concat(items[0].ResponseIds).Select(t => (int)t), skipSpecialTokens: true);
-            firstReward = items[0].Info.Reward;
-            samples = items.Take(config.Run.LogSamples).Select((it, i) => new GeneratedSample(i,
-                tokenizer.Decode(it.PromptIds.Select(t => (int)t), skipSpecialTokens: true),
-                tokenizer.Decode(it.ResponseIds.Select(t => (int)t), skipSpecialTokens: true),
-                rollout.Prompts[it.PromptIndex].Label, it.Info.Reward, it.Info.FormatReward, it.Info.AccuracyReward, it.ResponseLength)).ToList();
-            AddRolloutInfo(status, items, rollout.RolloutLogProbGap);
-            using (timer.Phase("update"))
-            {
-                bool actor = step > config.Algorithm.FreezingActorSteps;
-                long perModel = (long)config.Optim.MaxEpochs * (items.Count / config.Optim.MicroTrainBatchSize);
-                var update = new UpdateProgress(this, step, perModel * ((models.Critic is null ? 0 : 1) + (actor ? 1 : 0)));
-                if (models.Critic is not null) foreach (var (k, v) in TrainCritic(items, step, update)) status[k] = v;
-                if (actor)
-                {
-                    var actorStatus = TrainActor(items, step, update);
-                    foreach (var (k, v) in actorStatus) status[k] = v;
-                    // ppo_trainer.fit: `if "kl" in status: kl_ctl.update(status["kl"], rollout_batch_size · n)`.
-                    kl.Update(status["kl"], (long)config.Rollout.RolloutBatchSize * config.Rollout.SamplesPerPrompt);
-                }
-            }
-            RunHooks.Reach("after-update", step);
-        }
-        State.GlobalStep = step;
-        State.ConsumedPrompts += prompts.Count;
-        State.ConsumedSamples += samplesTotal;
-        State.RolloutInEpisode++;
-        State.ActorOptimizerSteps = ActorOptimizer.Steps;
-        State.CriticOptimizerSteps = CriticOptimizer?.Steps ?? 0;
-        State.KlCoef = kl.Value;
 
-        var logged = new Dictionary<string, double>(StringComparer.Ordinal);
-        foreach (var (k, v) in status) logged["train/" + k] = v;
-        logged["train/kl_coef"] = kl.Value;
-        foreach (var (k, v) in timer.Seconds) logged["time/" + k] = v;
-        logged["time/step"] = stepClock.Elapsed.TotalSeconds;
-        if (step % config.Run.LoggingSteps == 0)
+        using var rollout = timer.Time("generate", () => maker.Generate(prompts, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature,
+            PpoSeeds.Sampling(config.Run.Seed, step), progress: g => Progress?.Invoke(new TrainProgress(step, "generate", g.SamplesDone, g.SamplesTotal, g.TokensGenerated))));
+        RunHooks.Reach("after-generate", step);
+        var scores = timer.Time("reward", () => maker.Score(rollout));
+        using var oldLogProbs = timer.Time("logprobs", () => maker.ActorLogProbs(rollout));
+        using var referenceLogProbs = models.Reference is { } reference ? timer.Time("reference", () => maker.ReferenceLogProbs(reference, rollout)) : null;
+        using var values = models.Critic is { } critic ? timer.Time("values", () => maker.Values(critic, rollout)) : null;
+        using var advantages = timer.Time("advantages", () => maker.Advantages(rollout, scores, oldLogProbs, referenceLogProbs, values, kl.Value));
+
+        CriticMetrics? criticMetrics = null;
+        ActorMetrics? actorMetrics = null;
+        using (timer.Phase("update"))
         {
-            metrics?.Log(step, logged);
-            metrics?.LogSamples(step, samples);
+            bool trainActor = step > config.Algorithm.FreezingActorSteps;
+            var progress = new UpdateProgress(this, step, UpdateMicroBatches(rollout.Count) * ((values is null ? 0 : 1) + (trainActor ? 1 : 0)));
+            if (models.Critic is { } c && values is not null)
+                criticMetrics = UpdateCritic(c, rollout, new CriticTargets(values, advantages.Returns), step, progress);
+            if (trainActor)
+                actorMetrics = UpdateActor(rollout, new ActorTargets(oldLogProbs, advantages.Advantages,
+                    config.Algorithm.UseKlLoss ? referenceLogProbs : null), step, progress);
         }
-        log($"step {step}/{Plan.MaxGlobalSteps}: reward {status["reward"]:F4}, response length {status["response_length"]:F1}" +
-            (status.TryGetValue("policy_loss", out var pl) ? $", policy loss {pl:G4}" : "") +
-            (status.TryGetValue("critic_loss", out var cl) ? $", critic loss {cl:G4}" : "") +
-            $", kl {status.GetValueOrDefault("kl"):G4}, {stepClock.Elapsed.TotalSeconds:F1} s " +
-            $"(generate {timer.Seconds.GetValueOrDefault("generate"):F1}, reward {timer.Seconds.GetValueOrDefault("reward"):F1}, " +
-            $"logprobs {timer.Seconds.GetValueOrDefault("logprobs"):F1}, update {timer.Seconds.GetValueOrDefault("update"):F1})");
+        RunHooks.Reach("after-update", step);
+        var rolloutMetrics = RolloutMetrics.Of(rollout, scores, oldLogProbs, advantages);
+        // ppo_trainer.fit: `if "kl" in status: kl_ctl.update(status["kl"], rollout_batch_size · n)` (only when the actor trained).
+        using (timer.Phase("kl_control"))
+            if (actorMetrics is not null) kl.Update(actorMetrics.KlLoss ?? rolloutMetrics.Kl, (long)config.Rollout.RolloutBatchSize * config.Rollout.SamplesPerPrompt);
+
+        Advance(prompts.Count, rollout.Count);
+        var stepMetrics = new PpoStepMetrics(rolloutMetrics, actorMetrics, criticMetrics, kl.Value, timer.Seconds.ToDictionary(), clock.Elapsed.TotalSeconds);
+        var samples = LoggedSamples(rollout, scores);
+        LogStep(step, stepMetrics, samples, timer);
 
         if (eval is { Count: > 0 } && step % Plan.EvalEvery == 0)
-        {
-            var ev = Evaluate(ct);
-            metrics?.Log(step, ev);
-            foreach (var (k, v) in ev) logged[k] = v;
-        }
-        int limit = config.Run.MaxNonFiniteSteps;
-        if (State.ActorNonFiniteInARow >= limit || State.CriticNonFiniteInARow >= limit)
-        {
-            string which = State.ActorNonFiniteInARow >= limit ? "actor" : "critic";
-            throw new TrainingDivergedException(
-                $"training stopped at global step {step}: {Math.Max(State.ActorNonFiniteInARow, State.CriticNonFiniteInARow)} {which} optimizer steps " +
-                $"in a row had a non-finite loss or gradient (--max_nonfinite_steps {limit}); those steps were skipped, so the weights are still finite. " +
-                "Try a lower --actor_learning_rate / --critic_learning_rate, a smaller --max_norm, fp32 instead of --bf16, a tighter " +
-                "--reward_clip_range or --eps_clip, or resume from an earlier checkpoint (--load_checkpoint) with a different --seed.");
-        }
-        if (config.Run.SaveSteps > 0 && step % config.Run.SaveSteps == 0) RequestSave(step);
-        var report = new PpoStepReport(step, logged, firstSample, firstReward) { Samples = samples };
+            using (timer.Phase("eval")) metrics?.Log(step, Evaluate());
+        ThrowIfDiverged(step);
+        if (config.Run.SaveSteps > 0 && step % config.Run.SaveSteps == 0)
+            using (timer.Phase("save")) SaveCheckpoint();
+
+        var first = rollout.Items[0];
+        var report = new PpoStepReport(step, stepMetrics,
+            tokenizer.Decode(first.PromptIds.Concat(first.ResponseIds).Select(t => (int)t), skipSpecialTokens: true), scores[0].Reward) { Samples = samples };
         StepCompleted?.Invoke(report);
         return report;
     }
 
-    void RequestSave(long step)
+    void Advance(int prompts, int samples)
     {
-        LastSaveRequest = step;
-        Progress?.Invoke(new TrainProgress(step, "save", 0, 1, 0));
-        SaveRequested?.Invoke(step);
+        State.GlobalStep++;
+        State.ConsumedPrompts += prompts;
+        State.ConsumedSamples += samples;
+        State.RolloutInEpisode++;
+        State.ActorOptimizerSteps = ActorOptimizer.Steps;
+        State.CriticOptimizerSteps = CriticOptimizer?.Steps ?? 0;
+        State.KlCoef = kl.Value;
     }
+
+    List<GeneratedSample> LoggedSamples(Rollout rollout, IReadOnlyList<RewardResult> scores) =>
+        rollout.Items.Take(config.Run.LogSamples).Select((it, i) => new GeneratedSample(i,
+            tokenizer.Decode(it.PromptIds.Select(t => (int)t), skipSpecialTokens: true),
+            tokenizer.Decode(it.ResponseIds.Select(t => (int)t), skipSpecialTokens: true),
+            rollout.Prompts[it.PromptIndex].Label, scores[i].Reward, scores[i].FormatReward, scores[i].AccuracyReward, it.ResponseLength)).ToList();
+
+    void LogStep(long step, PpoStepMetrics m, IReadOnlyList<GeneratedSample> samples, PhaseTimer timer)
+    {
+        if (step % config.Run.LoggingSteps == 0)
+        {
+            metrics?.Log(step, m.ToLog());
+            metrics?.LogSamples(step, samples);
+        }
+        log($"step {step}/{Plan.MaxGlobalSteps}: reward {m.Rollout.Reward:F4}, response length {m.Rollout.ResponseLength:F1}" +
+            (m.Actor is { } a ? $", policy loss {a.PolicyLoss:G4}" : "") +
+            (m.Critic is { } c ? $", critic loss {c.CriticLoss:G4}" : "") +
+            $", kl {m.Kl:G4}, {m.StepSeconds:F1} s " +
+            $"(generate {timer["generate"]:F1}, reward {timer["reward"]:F1}, logprobs {timer["logprobs"] + timer["reference"] + timer["values"]:F1}, update {timer["update"]:F1})");
+    }
+
+    void ThrowIfDiverged(long step)
+    {
+        int limit = config.Run.MaxNonFiniteSteps;
+        if (State.ActorNonFiniteInARow < limit && State.CriticNonFiniteInARow < limit) return;
+        string which = State.ActorNonFiniteInARow >= limit ? "actor" : "critic";
+        throw new TrainingDivergedException(
+            $"training stopped at global step {step}: {Math.Max(State.ActorNonFiniteInARow, State.CriticNonFiniteInARow)} {which} optimizer steps " +
+            $"in a row had a non-finite loss or gradient (--max_nonfinite_steps {limit}); those steps were skipped, so the weights are still finite. " +
+            "Try a lower --actor_learning_rate / --critic_learning_rate, a smaller --max_norm, fp32 instead of --bf16, a tighter " +
+            "--reward_clip_range or --eps_clip, or resume from an earlier checkpoint (--load_checkpoint) with a different --seed.");
+    }
+
+    // ================================================================ update
 
     /// <summary>Counts the update's micro-batches for <see cref="Progress"/>.</summary>
     internal sealed class UpdateProgress(PpoTrainer owner, long step, long total)
@@ -244,180 +242,173 @@ public sealed class PpoTrainer : IDisposable
         public void MicroBatchDone() => owner.Progress?.Invoke(new TrainProgress(step, "update", ++done, total, 0));
     }
 
-    /// <summary>Rollout-wide means of the per-sample info (upstream averages per-micro-batch means of the same values
-    /// over equal-sized micro-batches, which is the same number).</summary>
-    static void AddRolloutInfo(Dictionary<string, double> status, IReadOnlyList<ExperienceItem> items, double logProbGap)
+    long UpdateMicroBatches(int samples) => (long)config.Optim.MaxEpochs * (samples / config.Optim.MicroTrainBatchSize);
+
+    /// <summary>One micro-batch of the update: the model inputs and its rows of the rollout.</summary>
+    sealed class MicroBatch(Experience inputs, Tensor rows)
     {
-        status["reward"] = items.Average(i => i.Info.Reward);
-        status["format_reward"] = items.Average(i => i.Info.FormatReward);
-        status["acc_reward"] = items.Average(i => i.Info.AccuracyReward);
-        status["return"] = items.Average(i => i.Info.Return);
-        status["kl"] = items.Average(i => i.Info.Kl);
-        status["response_length"] = items.Average(i => (double)i.Info.ResponseLength);
-        status["total_length"] = items.Average(i => (double)i.Info.TotalLength);
-        status["rollout_logprob_gap"] = logProbGap;
+        public Experience Inputs => inputs;
+        public Tensor ActionMask => inputs.ActionMask;
+        /// <summary>This micro-batch's rows of a rollout-wide [N, A] tensor, cut to its own action slots.</summary>
+        public Tensor Take(Tensor rolloutWide) => ActionTensors.Rows(rolloutWide, rows, inputs.ActionMask);
     }
 
-    // ================================================================ update
+    /// <summary>A micro-batch's loss (0-d, differentiable) and its logged diagnostics (1-d, detached fp32).</summary>
+    sealed record MicroBatchLoss(Tensor Loss, Tensor Logged);
+
+    /// <summary>Means over the micro-batches of the logged diagnostics and the learning rate, mean gradient norm over
+    /// the optimizer steps taken (NaN if none), skipped steps, and the non-finite-in-a-row count after the update.</summary>
+    sealed record UpdateResult(double[] Logged, double LearningRate, double GradNorm, int Skipped, int NonFiniteInARow);
 
     /// <summary>The micro-batches of one epoch over a rollout: a seeded shuffle, cut into micro-batches, the last
     /// partial one dropped (DataLoader(shuffle=True, drop_last=True)).</summary>
-    internal List<List<ExperienceItem>> MicroBatches(IReadOnlyList<ExperienceItem> items, long step, int epoch)
+    internal List<long[]> MicroBatches(int samples, long step, int epoch)
     {
         int micro = config.Optim.MicroTrainBatchSize;
-        int seed = unchecked(config.Run.Seed * 7919 + (int)step * 104729 + epoch);
-        var perm = DatasetMixer.Permutation(items.Count, seed);
-        var result = new List<List<ExperienceItem>>();
+        var perm = DatasetMixer.Permutation(samples, PpoSeeds.EpochShuffle(config.Run.Seed, step, epoch));
+        var result = new List<long[]>();
         for (int s = 0; s + micro <= perm.Length; s += micro)
-            result.Add(perm.Skip(s).Take(micro).Select(i => items[i]).ToList());
+            result.Add(perm.Skip(s).Take(micro).Select(i => (long)i).ToArray());
         return result;
     }
 
-    /// <summary>ppo_actor.ppo_train: max_epochs passes; per micro-batch the PPO loss (+ KL loss, − entropy bonus) scaled
-    /// by 1/accumulation; an optimizer step every accumulation micro-batches. Returns the mean status.</summary>
-    internal Dictionary<string, double> TrainActor(IReadOnlyList<ExperienceItem> items, long step, UpdateProgress? progress = null)
+    /// <summary>ppo_actor.ppo_train / ppo_critic.ppo_train: max_epochs passes; per micro-batch the model's loss scaled
+    /// by 1/accumulation and backward (skipped for a non-finite loss, whose optimizer step is then skipped); an
+    /// optimizer step every accumulation micro-batches. One host read per micro-batch (the loss); the diagnostics are
+    /// read once at the end.</summary>
+    UpdateResult Update(string role, ModelOptimizer optimizer, Rollout rollout, bool cachedVision, Func<MicroBatch, MicroBatchLoss> lossOf,
+                        int nonFiniteInARow, long step, UpdateProgress progress, Action? beforeStep = null)
     {
-        var a = config.Algorithm;
         int accum = (int)Plan.AccumulationSteps;
-        bool cached = PpoModels.VisionFrozen(models.Actor) && items.Any(i => i.Vision is not null);
-        if (cached) Maker.CacheVision(items.Select(i => i.Vision).Distinct().ToList());
-        var sums = new Dictionary<string, double>(StringComparer.Ordinal);
+        var logged = new List<Tensor>();
+        double lrSum = 0, gradNormSum = 0;
         int count = 0, pending = 0, steps = 0, skipped = 0;
         bool poisoned = false;
-        double gradNormSum = 0;
-        void Step()
+        void OptimizerStep()
         {
-            BeforeActorStep?.Invoke();
-            var r = ActorOptimizer.Step(skip: poisoned);
+            beforeStep?.Invoke();
+            var r = optimizer.Step(skip: poisoned);
             if (r.Skipped)
             {
-                log($"warning: global step {step}: actor {(poisoned ? "loss" : $"gradient norm")} is not finite" +
+                log($"warning: global step {step}: {role} {(poisoned ? "loss" : "gradient norm")} is not finite" +
                     $"{(poisoned ? "" : $" ({r.GradNorm})")}; optimizer step skipped (weights unchanged)");
                 skipped++;
-                State.ActorNonFiniteInARow++;
+                nonFiniteInARow++;
             }
-            else { gradNormSum += r.GradNorm; steps++; State.ActorNonFiniteInARow = 0; }
+            else { gradNormSum += r.GradNorm; steps++; nonFiniteInARow = 0; }
             pending = 0;
             poisoned = false;
         }
-        for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
-            foreach (var batch in MicroBatches(items, step, epoch))
-            {
-                using var scope = torch.NewDisposeScope();
-                using var e = Experience.Collate(batch, models.Actor.Device, tokenizer.PadTokenId, useCachedVision: cached);
-                bool entropyLoss = a.EntropyLossCoef > 1e-8;
-                var (lp, entropy) = PolicyForward.ActionLogProbs(models.Actor, e, config.Rollout.Temperature, withEntropy: true, entropyGrad: entropyLoss);
-                using var pl = PolicyLoss.Compute(lp, e.ActionLogProbs!, e.Advantages!, e.ActionMask, a.EpsClip);
-                Tensor? klLoss = null;
-                if (a.UseKlLoss)
-                    klLoss = a.InitKlCoef > 0
-                        ? Kl.Loss(lp, e.BaseActionLogProbs!, e.ActionMask, a.KlEstimator)
-                        : torch.zeros([], ScalarType.Float32, lp.device);
-                var entropyMean = Entropy.MaskedMean(entropy!, e.ActionMask);
-                var loss = ActorLoss.Combine(pl.Loss, klLoss, kl.Value, entropyLoss ? entropyMean : null, a.EntropyLossCoef);
-                if (TransformActorLoss is { } transform) loss = transform(loss);
-                // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
-                if (!double.IsFinite(loss.item<float>())) poisoned = true;
-                else (loss / accum).backward();
-                QwenVLModel.ReleaseBackwardHandles();
-                pending++;
-
-                Add(sums, "policy_loss", pl.Loss.item<float>());
-                Add(sums, "clip_frac", pl.ClipFraction.item<float>());
-                Add(sums, "approx_kl", pl.ApproxKl.item<float>());
-                if (klLoss is not null) Add(sums, "kl", klLoss.item<float>());
-                float entropyValue = entropyMean.item<float>();
-                if (entropyLoss) Add(sums, "entropy_loss", entropyValue);
-                Add(sums, "entropy", entropyValue);
-                count++;
-                if (pending == accum) Step();
-                Add(sums, "actor_lr", ActorOptimizer.CurrentLearningRate);   // get_last_lr after this micro-step
-                progress?.MicroBatchDone();
-            }
-        if (pending > 0) Step();   // only when a rollout is not a whole number of train batches
-        var status = sums.ToDictionary(kv => kv.Key, kv => kv.Value / Math.Max(1, count), StringComparer.Ordinal);
-        if (!a.UseKlLoss) status["kl"] = items.Average(i => i.Info.Kl);
-        status["grad_norm"] = steps == 0 ? double.NaN : gradNormSum / steps;
-        status["skipped_steps"] = skipped;
-        return status;
-    }
-
-    /// <summary>ppo_critic.ppo_train: the clipped value loss with the same batching; returns critic_loss, values, critic_lr.</summary>
-    internal Dictionary<string, double> TrainCritic(IReadOnlyList<ExperienceItem> items, long step, UpdateProgress? progress = null)
-    {
-        var critic = models.Critic!;
-        var opt = CriticOptimizer!;
-        int accum = (int)Plan.AccumulationSteps;
-        var sums = new Dictionary<string, double>(StringComparer.Ordinal);
-        int count = 0, pending = 0, steps = 0, skipped = 0;
-        bool poisoned = false;
-        double gradNormSum = 0;
-        void Step()
+        try
         {
-            var r = opt.Step(skip: poisoned);
-            if (r.Skipped)
-            {
-                log($"warning: global step {step}: critic {(poisoned ? "loss" : "gradient norm")} is not finite; optimizer step skipped (weights unchanged)");
-                skipped++;
-                State.CriticNonFiniteInARow++;
-            }
-            else { gradNormSum += r.GradNorm; steps++; State.CriticNonFiniteInARow = 0; }
-            pending = 0;
-            poisoned = false;
-        }
-        for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
-            foreach (var batch in MicroBatches(items, step, epoch))
+            var device = models.Actor.Device;
+            for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
+                foreach (var rows in MicroBatches(rollout.Count, step, epoch))
+                {
+                    using var scope = torch.NewDisposeScope();
+                    using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
+                    var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device)));
+                    // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
+                    if (!float.IsFinite(loss.item<float>())) poisoned = true;
+                    else (loss / accum).backward();
+                    QwenVLModel.ReleaseBackwardHandles();
+                    pending++;
+                    logged.Add(stats.detach().MoveToOuterDisposeScope());
+                    count++;
+                    if (pending == accum) OptimizerStep();
+                    lrSum += optimizer.CurrentLearningRate;   // get_last_lr after this micro-step
+                    progress.MicroBatchDone();
+                }
+            if (pending > 0) OptimizerStep();   // only when a rollout is not a whole number of train batches
+            var means = new double[logged.Count == 0 ? 0 : logged[0].shape[0]];
+            if (logged.Count > 0)
             {
                 using var scope = torch.NewDisposeScope();
-                using var e = Experience.Collate(batch, critic.Backbone.Device, tokenizer.PadTokenId);
-                var values = critic.Values(e);                                                               // [B, A]
-                using var vl = ValueLoss.Compute(values, e.Values!, e.Returns!, e.ActionMask, config.Algorithm.ValueClip);
-                float lossValue = vl.Loss.item<float>();
-                if (!float.IsFinite(lossValue)) poisoned = true;
-                else (vl.Loss / accum).backward();
-                QwenVLModel.ReleaseBackwardHandles();
-                pending++;
-                Add(sums, "critic_loss", lossValue);
-                using (torch.no_grad()) Add(sums, "values", Masked.Mean(values.detach(), e.ActionMask).item<float>());
-                Add(sums, "critic_clip_frac", vl.ClipFraction.item<float>());
-                count++;
-                if (pending == accum) Step();
-                Add(sums, "critic_lr", opt.CurrentLearningRate);
-                progress?.MicroBatchDone();
+                var data = torch.stack(logged).to(ScalarType.Float32, torch.CPU).contiguous().data<float>().ToArray();   // [micro-batches, k]
+                for (int j = 0; j < means.Length; j++)
+                {
+                    double sum = 0;
+                    for (int i = 0; i < logged.Count; i++) sum += data[i * means.Length + j];
+                    means[j] = sum / count;
+                }
             }
-        if (pending > 0) Step();
-        var status = sums.ToDictionary(kv => kv.Key, kv => kv.Value / Math.Max(1, count), StringComparer.Ordinal);
-        status["critic_grad_norm"] = steps == 0 ? double.NaN : gradNormSum / steps;
-        status["critic_skipped_steps"] = skipped;
-        return status;
+            return new UpdateResult(means, lrSum / Math.Max(1, count), steps == 0 ? double.NaN : gradNormSum / steps, skipped, nonFiniteInARow);
+        }
+        finally
+        {
+            foreach (var t in logged) t.Dispose();
+        }
     }
 
-    static void Add(Dictionary<string, double> d, string key, double v) => d[key] = d.GetValueOrDefault(key) + v;
+    /// <summary>The actor's update: the PPO clipped loss (+ β·KL loss with --use_kl_loss, − entropy_loss_coef·entropy).</summary>
+    internal ActorMetrics UpdateActor(Rollout rollout, ActorTargets targets, long step, UpdateProgress? progress = null)
+    {
+        var a = config.Algorithm;
+        bool cached = PpoModels.VisionFrozen(models.Actor) && rollout.Visions.Any(v => v is not null);
+        if (cached) maker.CacheVision(rollout.Visions);
+        bool entropyLoss = a.EntropyLossCoef > 1e-8;
+        var r = Update("actor", ActorOptimizer, rollout, cached, mb =>
+        {
+            var (lp, entropy) = PolicyForward.ActionLogProbs(models.Actor, mb.Inputs, config.Rollout.Temperature, withEntropy: true, entropyGrad: entropyLoss);
+            var policy = PolicyLoss.Compute(lp, mb.Take(targets.OldLogProbs), mb.Take(targets.Advantages), mb.ActionMask, a.EpsClip);
+            Tensor? klLoss = !a.UseKlLoss ? null
+                : targets.ReferenceLogProbs is { } reference ? Kl.Loss(lp, mb.Take(reference), mb.ActionMask, a.KlEstimator)
+                : torch.zeros([], ScalarType.Float32, lp.device);
+            var entropyMean = Entropy.MaskedMean(entropy!, mb.ActionMask);
+            var loss = ActorLoss.Combine(policy.Loss, klLoss, kl.Value, entropyLoss ? entropyMean : null, a.EntropyLossCoef);
+            if (TransformActorLoss is { } transform) loss = transform(loss);
+            var zero = torch.zeros([], ScalarType.Float32, lp.device);
+            return new MicroBatchLoss(loss, torch.stack([policy.Loss.detach(), policy.ClipFraction, policy.ApproxKl, entropyMean.detach(), klLoss?.detach() ?? zero]));
+        }, State.ActorNonFiniteInARow, step, progress ?? new UpdateProgress(this, step, 0), BeforeActorStep);
+        State.ActorNonFiniteInARow = r.NonFiniteInARow;
+        return new ActorMetrics(PolicyLoss: r.Logged[0], ClipFrac: r.Logged[1], ApproxKl: r.Logged[2],
+            KlLoss: a.UseKlLoss ? r.Logged[4] : null, EntropyLoss: entropyLoss ? r.Logged[3] : null, Entropy: r.Logged[3],
+            ActorLr: r.LearningRate, GradNorm: r.GradNorm, SkippedSteps: r.Skipped);
+    }
+
+    /// <summary>The critic's update: the clipped value loss with the same batching.</summary>
+    internal CriticMetrics UpdateCritic(CriticModel critic, Rollout rollout, CriticTargets targets, long step, UpdateProgress? progress = null)
+    {
+        var optimizer = CriticOptimizer ?? throw new InvalidOperationException("the trainer was built without a critic");
+        var r = Update("critic", optimizer, rollout, cachedVision: false, mb =>
+        {
+            var values = critic.Values(mb.Inputs);                                                            // [B, A]
+            var vl = ValueLoss.Compute(values, mb.Take(targets.OldValues), mb.Take(targets.Returns), mb.ActionMask, config.Algorithm.ValueClip);
+            Tensor meanValue;
+            using (torch.no_grad()) meanValue = Masked.Mean(values.detach(), mb.ActionMask);
+            return new MicroBatchLoss(vl.Loss, torch.stack([vl.Loss.detach(), meanValue, vl.ClipFraction]));
+        }, State.CriticNonFiniteInARow, step, progress ?? new UpdateProgress(this, step, 0));
+        State.CriticNonFiniteInARow = r.NonFiniteInARow;
+        return new CriticMetrics(CriticLoss: r.Logged[0], Values: r.Logged[1], CriticClipFrac: r.Logged[2], CriticLr: r.LearningRate,
+            CriticGradNorm: r.GradNorm, CriticSkippedSteps: r.Skipped);
+    }
 
     // ================================================================ evaluation
 
     /// <summary>ppo_trainer.evaluate: every eval prompt sampled eval_n_samples_per_prompt times at eval_temperature and
     /// scored, summarised per datasource with the generation branch's EvalSummary (as `lmmr1 eval`):
     /// "eval/{datasource}_pass1" = share of correct samples (accuracy reward &gt; 0), "_pass{n}" = unbiased pass@n,
-    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length".</summary>
-    public Dictionary<string, double> Evaluate(CancellationToken ct = default)
+    /// "_reward" = mean reward (what upstream logs as pass1: format + accuracy), "_format", "_response_length";
+    /// "time/eval" its wall time.</summary>
+    public Dictionary<string, double> Evaluate()
     {
         if (eval is null || eval.Count == 0) return [];
         var sw = Stopwatch.StartNew();
         int n = config.Rollout.EvalSamplesPerPrompt;
         var byPrompt = new ScoredSample[eval.Count][];
         int chunk = Math.Max(1, config.Rollout.RolloutBatchSize);
-        var stops = Maker.StopTokens.ToHashSet();
+        var stops = maker.StopTokens.ToHashSet();
         for (int start = 0; start < eval.Count; start += chunk)
         {
             var prompts = eval.Skip(start).Take(chunk).ToList();
-            using var rollout = Maker.Generate(prompts, n, config.Rollout.EvalTemperature, Maker.SeedFor(-1 - start), ct);
-            Maker.Score(rollout, ct);
-            foreach (var it in rollout.Items)
+            using var rollout = maker.Generate(prompts, n, config.Rollout.EvalTemperature, PpoSeeds.Sampling(config.Run.Seed, -1 - start));
+            var scores = maker.Score(rollout);
+            for (int i = 0; i < rollout.Count; i++)
             {
+                var it = rollout.Items[i];
                 bool truncated = it.ResponseLength >= config.Rollout.GenerateMaxLen && !stops.Contains((int)it.ResponseIds[^1]);
                 (byPrompt[start + it.PromptIndex] ??= new ScoredSample[n])[it.SampleIndex] =
-                    new ScoredSample(it.Info.AccuracyReward > 0, it.Info.FormatReward > 0, it.Info.Reward, it.ResponseLength, truncated);
+                    new ScoredSample(scores[i].AccuracyReward > 0, scores[i].FormatReward > 0, scores[i].Reward, it.ResponseLength, truncated);
             }
         }
         var result = new Dictionary<string, double>(StringComparer.Ordinal);
@@ -434,6 +425,101 @@ public sealed class PpoTrainer : IDisposable
         result["time/eval"] = sw.Elapsed.TotalSeconds;
         log("eval: " + string.Join(", ", result.Where(kv => kv.Key.StartsWith("eval/", StringComparison.Ordinal)).Select(kv => $"{kv.Key} {kv.Value:F4}")));
         return result;
+    }
+
+    // ================================================================ checkpoints and the final model
+
+    PpoCheckpoint.Contents CheckpointContents() => new(config, State with { }, models.Actor, ActorOptimizer,
+        models.Critic is { } c && CriticOptimizer is { } co ? (c, co) : null, kl.Value, train, DataOrder(State.Episode));
+
+    /// <summary>Estimated sizes of a checkpoint and of the final model (free-space checks before each save).</summary>
+    DiskEstimate Disk => DiskEstimate.Of(config, models.Actor.Config, models.Critic?.Backbone.Config);
+
+    /// <summary>Writes a crash-safe checkpoint of the current step (and its Hugging Face export with --save_hf_ckpt),
+    /// copies the logs into it and redraws the plots (best effort). Free space is checked first; a failed save says
+    /// what failed and which complete checkpoint is still usable (SaveSafety). Returns the folder.</summary>
+    public string SaveCheckpoint()
+    {
+        long step = State.GlobalStep;
+        Progress?.Invoke(new TrainProgress(step, "save", 0, 1, 0));
+        var sw = Stopwatch.StartNew();
+        string pretrain = config.Model.Pretrain!;
+        var contents = CheckpointContents();
+        string hf = "";
+        lastCheckpoint = SaveSafety.SaveCheckpoint(store, step, Disk, config.Run.SaveHfCkpt, () =>
+        {
+            string saved = store.Save(step, d => PpoCheckpoint.Write(d, contents, pretrain, metrics as MetricsLog));
+            if (config.Run.SaveHfCkpt)
+            {
+                HfExport.WriteAtomic(models.Actor, store.HfFolder(step), pretrain, config.ImageOptions(), () => RunHooks.Reach("hf-export-written", step));
+                hf = $", Hugging Face export {store.HfFolder(step)}";
+            }
+            return saved;
+        });
+        lastSavedStep = step;
+        SaveSafety.BestEffort("the plots", () => DrawPlots(), log);
+        log($"checkpoint: {lastCheckpoint}{hf} ({sw.Elapsed.TotalSeconds:F1} s)");
+        return lastCheckpoint;
+    }
+
+    /// <summary>The end of a run: the actor as a Hugging Face folder in --save_path (with the tokenizer), the critic
+    /// in {save_path}_critic with --save_value_network, and the plots (best effort). When the export fails, the
+    /// weights are kept in a checkpoint and the error says how to write the export again (FinalExport).</summary>
+    void SaveFinal()
+    {
+        string pretrain = config.Model.Pretrain!;
+        FinalExport.Write(store, State.GlobalStep, config.Run.SavePath, Disk, () =>
+        {
+            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
+            log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+            if (config.Model.SaveValueNetwork && models.Critic is { } critic)
+            {
+                string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
+                critic.Save(dir);
+                log($"saved the critic to {Path.GetFullPath(dir)}");
+            }
+        }, SaveCheckpoint);
+        SaveSafety.BestEffort("the plots", () =>
+        {
+            if (DrawPlots() is { } drawn)
+                log($"plots: {drawn.Count} PNG file(s) in {Path.GetFullPath(Path.Combine(config.Run.SavePath, RunPlots.FolderName))}");
+        }, log);
+    }
+
+    IReadOnlyList<string>? DrawPlots() =>
+        metrics is MetricsLog m ? RunPlots.Write(m.Path, Path.Combine(config.Run.SavePath, RunPlots.FolderName)) : null;
+
+    /// <summary>Continues the run saved in <paramref name="dir"/> (check it first with PpoCheckpoint.CheckCompatible):
+    /// weights, optimizer and schedule state, loop state, β and the torch RNG; writes the checkpoint's Hugging Face
+    /// export if a kill during it left none.</summary>
+    public void Resume(string dir)
+    {
+        var saved = PpoCheckpoint.Restore(dir, CheckpointContents());
+        var s = saved.State;
+        State.GlobalStep = s.GlobalStep;
+        State.ConsumedPrompts = s.ConsumedPrompts;
+        State.ConsumedSamples = s.ConsumedSamples;
+        State.Episode = s.Episode;
+        State.RolloutInEpisode = s.RolloutInEpisode;
+        State.ActorOptimizerSteps = s.ActorOptimizerSteps;
+        State.CriticOptimizerSteps = s.CriticOptimizerSteps;
+        State.KlCoef = saved.KlCoef;
+        State.ActorNonFiniteInARow = s.ActorNonFiniteInARow;
+        State.CriticNonFiniteInARow = s.CriticNonFiniteInARow;
+        kl.Restore(new KlControllerState(saved.KlCoef));
+        // The order is recomputed from the seed; the saved copy proves it is the same one.
+        if (!DataOrder(s.Episode).SequenceEqual(saved.Data.Order))
+            throw InputException.At(Path.Combine(dir, PpoCheckpoint.StateFile), null, "--seed", "this run's prompt order differs from the checkpoint's");
+        lastCheckpoint = dir;
+        lastSavedStep = State.GlobalStep;
+        log($"resumed from {dir} at global step {State.GlobalStep} ({State.ConsumedPrompts} prompts consumed, " +
+            $"episode {State.Episode + 1}, β {kl.Value:G4})");
+        long at = State.GlobalStep;
+        if (config.Run.SaveHfCkpt && !Directory.Exists(store.HfFolder(at)))
+        {
+            HfExport.WriteAtomic(models.Actor, store.HfFolder(at), config.Model.Pretrain!, config.ImageOptions());
+            log($"wrote the missing Hugging Face export {store.HfFolder(at)}");
+        }
     }
 
     public void Dispose()
