@@ -364,7 +364,8 @@ public static class TrainCommand
         Console.WriteLine(disk.Describe());
         if (dry)
         {
-            Console.WriteLine("dry run: configuration, checkpoints' config.json, tokenizer and data are valid; no weights loaded");
+            Console.WriteLine("dry run: configuration, checkpoints' config.json (against the weights' headers), tokenizer, data (every image " +
+                              "decoded) and output folders (writable, with room) are valid; no weights loaded");
             return 0;
         }
 
