@@ -14,6 +14,7 @@ internal static class CliErrors
     public static string? MessageOf(Exception e) => e switch
     {
         InputException i => i.Message,
+        LmmR1.Rewards.RewardInputException r => r.Message,
         AggregateException { InnerExceptions.Count: 1 } a => MessageOf(a.InnerExceptions[0]),
         System.Reflection.TargetInvocationException { InnerException: { } inner } => MessageOf(inner),
         _ when IoErrors.IsIo(e) => IoErrors.IsDiskFull(e) ? $"no space left on the device ({e.Message})" : e.Message,
@@ -33,10 +34,13 @@ internal static class CliErrors
         catch (Exception e) when (MessageOf(e) is not null) { return Report(e); }
     }
 
-    public static int Report(Exception e)
+    public static int Report(Exception e) => Fail(MessageOf(e) ?? e.Message);
+
+    /// <summary>Prints `error: message` (after flushing standard output) and returns exit code 1.</summary>
+    public static int Fail(string message)
     {
         Console.Out.Flush();
-        Console.Error.WriteLine($"error: {MessageOf(e)}");
+        Console.Error.WriteLine($"error: {message}");
         return Failure;
     }
 }

@@ -110,11 +110,7 @@ public static class DataCommands
             foreach (var b in r.BadRows) output.WriteLine($"  {b}");
             badTotal += r.BadRows.Count;
         }
-        if (badTotal > 0 && !options.SkipBadRows)
-        {
-            Console.Error.WriteLine($"error: {badTotal} bad row(s); fix them or pass --skip_bad_rows");
-            return 1;
-        }
+        if (badTotal > 0 && !options.SkipBadRows) return CliErrors.Fail($"{badTotal} bad row(s); fix them or pass --skip_bad_rows");
         return 0;
     }
 

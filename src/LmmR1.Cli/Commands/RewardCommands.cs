@@ -161,9 +161,5 @@ public static class RewardCommands
         return cmd;
     }
 
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"error: {message}");
-        return 1;
-    }
+    private static int Fail(string message) => CliErrors.Fail(message);
 }

@@ -82,6 +82,9 @@ public static class SftCommand
 
     public static int Run(SftConfig c)
     {
+        // Output folders: found unwritable now, not after training.
+        OutputFolder.CheckWritable(c.SavePath, "--save_path");
+        if (c.UseTensorboard is { Length: > 0 } tb) OutputFolder.CheckWritable(tb, "--use_tensorboard");
         string dir = c.Pretrain!;
         if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
             throw InputException.At(Path.Combine(dir, "tokenizer.json"), null, "--pretrain", "tokenizer.json not found");

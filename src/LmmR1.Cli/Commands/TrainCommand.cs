@@ -395,7 +395,7 @@ public static class TrainCommand
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");
         // Output folders writable, room for a checkpoint and the final model: found now, not at the first save.
         var disk = DiskEstimate.Of(config, actorConfig, criticConfig);
-        SaveSafety.CheckOutputs(config, disk);
+        SaveSafety.CheckOutputs(config, disk, Console.Error.WriteLine);
         var processor = new QwenVLProcessor(tokenizer, new QwenVLProcessorOptions { Image = config.ImageOptions() });
         var train = PromptDataset.Load(config.Data.Prompts, Console.Error);
         var eval = string.IsNullOrWhiteSpace(config.Data.Prompts.EvalDataset) ? null : PromptDataset.LoadEval(config.Data.Prompts, Console.Error);
@@ -411,7 +411,8 @@ public static class TrainCommand
         Console.WriteLine(disk.Describe());
         if (dry)
         {
-            Console.WriteLine("dry run: configuration, checkpoints' config.json, tokenizer and data are valid; no weights loaded");
+            Console.WriteLine("dry run: configuration, checkpoints' config.json (against the weights' headers), tokenizer, data (every image " +
+                              "decoded) and output folders (writable, with room) are valid; no weights loaded");
             return 0;
         }
 

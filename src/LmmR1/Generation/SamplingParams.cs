@@ -34,6 +34,8 @@ public sealed record SamplingParams
     public bool UsesTopP => TopP < 1.0;
     public bool UsesMinP => MinP > 0;
 
+    public const int MaxNewTokensLimit = 1 << 20;
+
     public void Validate(int vocabSize)
     {
         if (N < 1) throw new InputException($"n_samples_per_prompt must be ≥ 1, got {N}");
@@ -41,6 +43,9 @@ public sealed record SamplingParams
         if (!(TopP > 0 && TopP <= 1)) throw new InputException($"top_p must be in (0, 1], got {TopP}");
         if (!(MinP >= 0 && MinP <= 1)) throw new InputException($"min_p must be in [0, 1], got {MinP}");
         if (MaxNewTokens < 1) throw new InputException($"max_new_tokens must be ≥ 1, got {MaxNewTokens}");
+        // Bounded like train's --generate_max_len, so prompt + max_new_tokens and every KV-cache product stay far from overflow.
+        if (MaxNewTokens > MaxNewTokensLimit)
+            throw new InputException($"max_new_tokens (--generate_max_len) must be at most {MaxNewTokensLimit}, got {MaxNewTokens}");
         if (MinNewTokens < 0 || MinNewTokens > MaxNewTokens)
             throw new InputException($"min_new_tokens must be in 0..max_new_tokens ({MaxNewTokens}), got {MinNewTokens}");
         foreach (int t in StopTokenIds)

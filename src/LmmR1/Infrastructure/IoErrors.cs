@@ -16,10 +16,6 @@ public static class IoErrors
     /// <summary>Whether <paramref name="e"/> is an operating-system I/O failure the CLI reports as `error:`.</summary>
     public static bool IsIo(Exception e) => e is IOException or UnauthorizedAccessException;
 
-    /// <summary>An InputException "what 'path': reason" for an I/O failure.</summary>
-    public static InputException Describe(string what, string path, Exception e) =>
-        new($"{what} '{path}' failed: {Reason(e)}", e);
-
     /// <summary>The operating system's reason without .NET's "path" suffix repeated.</summary>
     public static string Reason(Exception e)
     {

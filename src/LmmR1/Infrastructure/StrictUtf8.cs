@@ -7,9 +7,6 @@ namespace LmmR1.Infrastructure;
 
 public static class StrictUtf8
 {
-    /// <summary>A decoder that throws on invalid bytes.</summary>
-    public static readonly UTF8Encoding Encoding = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     /// <summary>Index of the first byte that does not start a valid UTF-8 sequence, or -1 when all are valid.</summary>
     public static int FirstInvalidByte(ReadOnlySpan<byte> bytes)
     {

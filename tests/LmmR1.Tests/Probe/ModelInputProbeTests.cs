@@ -130,5 +130,9 @@ public class ModelInputProbeTests
         }, cfg, null);
         Assert.All(big.Parts, p => Assert.True(p.Bytes >= 0 && double.IsFinite(p.Bytes), p.Part));
         Assert.True(big.Total > small.Total);
+
+        // generate / eval bound the same flag.
+        var e = Assert.Throws<InputException>(() => new LmmR1.Generation.SamplingParams { MaxNewTokens = int.MaxValue }.Validate(274));
+        Assert.Contains("--generate_max_len", e.Message);
     }
 }

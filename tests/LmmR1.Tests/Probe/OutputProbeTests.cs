@@ -77,6 +77,18 @@ public class OutputProbeTests(ITestOutputHelper output)
         (code, stdout, err) = Child(DryRun(TinyRl.Model, "--save_path", Path.Combine(root, "final")), new() { [IoErrors.FreeBytesVariable] = "100000000000" });
         Assert.True(code == 0, err);
         Assert.Contains("disk: about", stdout);
+
+        // Room for the final model but not for a checkpoint: an error with --save_steps, a note without.
+        var size = DiskEstimate.Of(TinyRl.Config(root), QwenVLConfig.Load(TinyRl.Model), null);   // reinforce_baseline, no KL: no critic
+        Assert.True(size.CheckpointBytes > size.ExportBytes);
+        string between = ((long)((size.CheckpointBytes + size.ExportBytes) / 2)).ToString();
+        string[] noCritic = ["--advantage_estimator", "reinforce_baseline", "--init_kl_coef", "0", "--save_path", Path.Combine(root, "final")];
+        (code, _, err) = Child(DryRun(TinyRl.Model, [.. noCritic, "--save_steps", "1"]), new() { [IoErrors.FreeBytesVariable] = between });
+        AssertError(code, err, "--ckpt_path", "not enough free space for a checkpoint");
+        (code, _, err) = Child(DryRun(TinyRl.Model, noCritic), new() { [IoErrors.FreeBytesVariable] = between });
+        Assert.True(code == 0, err);
+        Assert.Contains("note: ", err);
+        Assert.Contains("not enough free space for a checkpoint", err);
     }
 
     [Fact]

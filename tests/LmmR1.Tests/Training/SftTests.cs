@@ -145,5 +145,15 @@ public class SftTests(ITestOutputHelper output)
             "--train_batch_size", "3", "--micro_train_batch_size", "2", "--save_path", save);
         Assert.Equal(1, code);
         Assert.Contains("--train_batch_size", stderr);
+
+        // An existing file as --save_path is found before loading or training (issue 11 item 3b).
+        string file = Path.Combine(TestPaths.NewTempDir("sft-file"), "afile");
+        File.WriteAllText(file, "x");
+        (code, stdout, stderr) = TrainCommandTests.Run("sft", "--pretrain", TinyRl.Model, "--dataset", data, "--input_key", "messages",
+            "--train_batch_size", "2", "--micro_train_batch_size", "1", "--save_path", file);
+        Assert.Equal(1, code);
+        Assert.Contains("error: field '--save_path'", stderr);
+        Assert.Contains("existing file", stderr);
+        Assert.DoesNotContain("step(s) per epoch", stdout);
     }
 }

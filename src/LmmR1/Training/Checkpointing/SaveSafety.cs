@@ -39,15 +39,21 @@ public sealed record DiskEstimate(double CheckpointBytes, double ExportBytes)
 public static class SaveSafety
 {
     /// <summary>Start-of-run checks (and --dry_run's): the output folders are writable and their file systems have
-    /// room for one checkpoint and the final model.</summary>
-    public static void CheckOutputs(PpoConfig c, DiskEstimate size)
+    /// room for the final model and, with --save_steps, one checkpoint. Without --save_steps a checkpoint is only
+    /// written on a stop (signal, --stop_after_step) or when the final export fails, so too little room for one is
+    /// a note to <paramref name="note"/>, not an error.</summary>
+    public static void CheckOutputs(PpoConfig c, DiskEstimate size, Action<string>? note = null)
     {
         OutputFolder.CheckWritable(c.Run.SavePath, "--save_path");
         OutputFolder.CheckWritable(c.Run.CkptPath, "--ckpt_path");
         if (c.Model.SaveValueNetwork) OutputFolder.CheckWritable(c.Run.SavePath.TrimEnd('/') + "_critic", "--save_path");
         if (c.Run.UseTensorboard is { Length: > 0 } tb) OutputFolder.CheckWritable(tb, "--use_tensorboard");
         OutputFolder.CheckFreeSpace(c.Run.SavePath, size.ExportBytes, "--save_path", "the final model");
-        OutputFolder.CheckFreeSpace(c.Run.CkptPath, size.CheckpointBytes, "--ckpt_path", "a checkpoint");
+        try { OutputFolder.CheckFreeSpace(c.Run.CkptPath, size.CheckpointBytes, "--ckpt_path", "a checkpoint"); }
+        catch (InputException e) when (c.Run.SaveSteps <= 0)
+        {
+            note?.Invoke($"note: {e.Message} (only needed on a stop or a failed final export with --save_steps -1)");
+        }
     }
 
     /// <summary>Bytes of a folder tree (0 when absent).</summary>
