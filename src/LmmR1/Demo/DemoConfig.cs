@@ -6,11 +6,15 @@ using LmmR1.Infrastructure;
 
 namespace LmmR1.Demo;
 
-/// <summary>The supervised warm-up: a fixed, deliberately short budget so RL has headroom.</summary>
+/// <summary>The supervised warm-up, run by `lmmr1 sft`'s trainer (Training/Sft/SftTrainer): a fixed, deliberately short
+/// budget so RL has headroom.</summary>
 public sealed record DemoSftSettings
 {
-    public int Steps { get; init; } = 300;
+    /// <summary>--max_epochs over the SFT set: Epochs · (SftExamples // BatchSize) optimizer steps.</summary>
+    public int Epochs { get; init; } = 10;
+    /// <summary>--train_batch_size.</summary>
     public int BatchSize { get; init; } = 32;
+    /// <summary>--micro_train_batch_size.</summary>
     public int MicroBatchSize { get; init; } = 32;
     public double LearningRate { get; init; } = 6e-3;
     public double WarmupRatio { get; init; } = 0.05;
@@ -128,7 +132,9 @@ public sealed record DemoConfig
         if (TextHeldOutSets < 0 || TextHeldOutSets > 60) throw Bad("text_held_out_sets", $"must be in 0..60 (0: hold out digit sequences, not multisets), got {TextHeldOutSets}");
         if (TextHeldOut < 1) throw Bad("text_held_out", $"must be ≥ 1, got {TextHeldOut}");
         if (ImageTrainPerTask < 1 || ImageHeldOutPerTask < 1) throw Bad("image_per_task", "must be ≥ 1");
-        if (SftExamples < 1 || Sft.Steps < 0 || Sft.BatchSize < 1 || Sft.MicroBatchSize < 1) throw Bad("sft", "sizes must be positive");
+        if (SftExamples < 1 || Sft.Epochs < 1 || Sft.BatchSize < 1 || Sft.MicroBatchSize < 1) throw Bad("sft", "sizes must be positive");
+        if (Sft.BatchSize % Sft.MicroBatchSize != 0) throw Bad("sft.batch_size", $"{Sft.BatchSize} is not a multiple of sft.micro_batch_size {Sft.MicroBatchSize}");
+        if (SftExamples < Sft.BatchSize) throw Bad("sft_examples", $"{SftExamples} examples, fewer than one SFT batch of {Sft.BatchSize}");
         if (!(Sft.ImageFraction >= 0 && Sft.ImageFraction <= 1)) throw Bad("sft.image_fraction", $"must be in [0, 1], got {Sft.ImageFraction}");
         if (EvalSamplesPerPrompt < 1) throw Bad("eval_samples_per_prompt", $"must be ≥ 1, got {EvalSamplesPerPrompt}");
         if (!(Temperature > 0)) throw Bad("temperature", $"must be > 0, got {Temperature}");

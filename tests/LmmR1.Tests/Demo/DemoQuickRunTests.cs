@@ -115,7 +115,7 @@ public class DemoDeterminismTests
     static DemoConfig Tiny => DemoConfig.For(quick: true) with
     {
         TextHeldOut = 8, ImageHeldOutPerTask = 4, ImageTrainPerTask = 32, SftExamples = 64, EvalSamplesPerPrompt = 2, GenerateMaxLen = 24,
-        Sft = new DemoSftSettings { Steps = 20, BatchSize = 16, MicroBatchSize = 16 },
+        Sft = new DemoSftSettings { Epochs = 5, BatchSize = 16, MicroBatchSize = 16 },
         Fre = new DemoRlSettings { Steps = 2, PromptsPerStep = 4, SamplesPerPrompt = 4, TrainBatchSize = 16, MicroTrainBatchSize = 16 },
         Mgt = new DemoRlSettings { Steps = 2, PromptsPerStep = 4, SamplesPerPrompt = 4, TrainBatchSize = 16, MicroTrainBatchSize = 16 },
     };
