@@ -110,50 +110,48 @@ public static class DemoRunner
         var init = Measure("init");
 
         // ---------------------------------------------------------------- SFT
-        var sftData = LoadPrompts(sftFile, "response", c.Seed);
+        int sftSteps = c.Sft.Epochs * (sftSet.Count / c.Sft.BatchSize);
         Log("");
-        Log($"[1/3] SFT warm-up: {c.Sft.Steps} steps × {c.Sft.BatchSize} examples ({sftSet.Count - sftImages} text, {sftImages} image; " +
+        Log($"[1/3] SFT warm-up: {c.Sft.Epochs} epochs = {sftSteps} steps × {c.Sft.BatchSize} examples ({sftSet.Count - sftImages} text, {sftImages} image; " +
             $"lr {Fmt(c.Sft.LearningRate)}, cosine; {Pct(c.Sft.AnswerNoise)} of the demonstrations end in a wrong final answer) — " +
             "short and sloppy on purpose, to leave headroom for RL");
         var clock = Stopwatch.StartNew();
-        IReadOnlyList<SftStepReport> sftCurve;
+        IReadOnlyList<double> sftCurve;
         using (var model = QwenVLModel.Load(Model("init"), ScalarType.Float32, device))
         {
-            sftCurve = SftWarmup.Run(model, processor, sftData, c.Sft, c.Seed,
-                r => { if (r.Step % 25 == 0 || r.Step == c.Sft.Steps) Detail($"sft step {r.Step}: loss {r.Loss:F4}, lr {r.LearningRate:G3}, {r.Seconds:F2} s"); }, ct);
+            sftCurve = SftStage.Run(c, model, processor, Model("init"), sftFile, Detail, ct);
             model.SaveHf(Model("sft"));
             PpoCheckpoint.CopyTokenizerFiles(Model("init"), Model("sft"));
         }
         double sftSeconds = clock.Elapsed.TotalSeconds;
-        Log($"      loss {sftCurve[0].Loss:F3} → {sftCurve[^1].Loss:F3} in {sftSeconds:F1} s");
+        Log($"      loss {sftCurve[0]:F3} → {sftCurve[^1]:F3} in {sftSeconds:F1} s");
         var sft = Measure("sft");
         stages.Add(Stage("sft", "init", $"{TextTask}+{ImageTask}", Merge(init.Text, init.Image), Merge(sft.Text, sft.Image), sftSeconds,
             ByTask(init.Text, sft.Text, init.Image, sft.Image),
-            $"SFT {c.Sft.Steps} steps × {c.Sft.BatchSize}, lr {Fmt(c.Sft.LearningRate)}, answer noise {Fmt(c.Sft.AnswerNoise)}") with { LossCurve = sftCurve.Select(r => r.Loss).ToList() });
+            $"SFT {c.Sft.Epochs} epochs ({sftSteps} steps) × {c.Sft.BatchSize}, lr {Fmt(c.Sft.LearningRate)}, answer noise {Fmt(c.Sft.AnswerNoise)}") with { LossCurve = sftCurve });
 
-        // ---------------------------------------------------------------- FRE
-        Log("");
-        Log($"[2/3] FRE (text-only RL): {Recipe(c.Fre)}");
-        clock.Restart();
-        var freCurve = RlStage.Run(c, c.Fre, Model("sft"), freFile, Model("fre"), processor, reward, device,
-            null, Detail, ct);
-        double freSeconds = clock.Elapsed.TotalSeconds;
-        Log($"      reward {DemoReport.Sparkline(freCurve.Select(p => p.Reward).ToList(), 0, 1.5)}  {freCurve[0].Reward:F2} → {freCurve[^1].Reward:F2} in {freSeconds:F1} s");
-        var fre = Measure("fre");
-        stages.Add(Stage("fre", "sft", TextTask, sft.Text, fre.Text, freSeconds, ByTask(sft.Text, fre.Text, null, null), "FRE " + Recipe(c.Fre))
-            with { RewardCurve = freCurve.Select(p => p.Reward).ToList(), AccuracyRewardCurve = freCurve.Select(p => p.AccuracyReward).ToList() });
-
-        // ---------------------------------------------------------------- MGT
-        Log("");
-        Log($"[3/3] MGT (image RL from the FRE checkpoint): {Recipe(c.Mgt)}");
-        clock.Restart();
-        var mgtCurve = RlStage.Run(c, c.Mgt, Model("fre"), mgtFile, Model("mgt"), processor, reward, device,
-            null, Detail, ct);
-        double mgtSeconds = clock.Elapsed.TotalSeconds;
-        Log($"      reward {DemoReport.Sparkline(mgtCurve.Select(p => p.Reward).ToList(), 0, 1.5)}  {mgtCurve[0].Reward:F2} → {mgtCurve[^1].Reward:F2} in {mgtSeconds:F1} s");
-        var mgt = Measure("mgt");
-        stages.Add(Stage("mgt", "fre", ImageTask, fre.Image, mgt.Image, mgtSeconds, ByTask(null, null, fre.Image, mgt.Image), "MGT " + Recipe(c.Mgt))
-            with { RewardCurve = mgtCurve.Select(p => p.Reward).ToList(), AccuracyRewardCurve = mgtCurve.Select(p => p.AccuracyReward).ToList() });
+        // ---------------------------------------------------------------- FRE, then MGT from the FRE checkpoint
+        // One RL stage: train `name` from the `from` checkpoint, measure it, and record the gain on the stage's own task
+        // (text for FRE, images for MGT) against the `from` checkpoint's measurement.
+        ((HeldOutAccuracy Text, HeldOutAccuracy Image) After, IReadOnlyList<RlStepPoint> Curve) RunRl(
+            string name, string header, DemoRlSettings s, string from, (HeldOutAccuracy Text, HeldOutAccuracy Image) before,
+            string trainFile, bool images)
+        {
+            Log("");
+            Log($"{header}: {Recipe(s)}");
+            clock.Restart();
+            var curve = RlStage.Run(c, s, Model(from), trainFile, Model(name), processor, reward, device, null, Detail, ct);
+            double seconds = clock.Elapsed.TotalSeconds;
+            Log($"      reward {DemoReport.Sparkline(curve.Select(p => p.Reward).ToList(), 0, 1.5)}  {curve[0].Reward:F2} → {curve[^1].Reward:F2} in {seconds:F1} s");
+            var after = Measure(name);
+            var (b, a) = images ? (before.Image, after.Image) : (before.Text, after.Text);
+            stages.Add(Stage(name, from, images ? ImageTask : TextTask, b, a, seconds,
+                             images ? ByTask(null, null, b, a) : ByTask(b, a, null, null), name.ToUpperInvariant() + " " + Recipe(s))
+                with { RewardCurve = curve.Select(p => p.Reward).ToList(), AccuracyRewardCurve = curve.Select(p => p.AccuracyReward).ToList() });
+            return (after, curve);
+        }
+        var (fre, freCurve) = RunRl("fre", "[2/3] FRE (text-only RL)", c.Fre, "sft", sft, freFile, images: false);
+        var (mgt, mgtCurve) = RunRl("mgt", "[3/3] MGT (image RL from the FRE checkpoint)", c.Mgt, "fre", fre, mgtFile, images: true);
 
         // ---------------------------------------------------------------- blind check, outputs
         double blind;

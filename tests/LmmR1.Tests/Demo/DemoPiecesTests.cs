@@ -126,6 +126,28 @@ public class DemoPiecesTests
     }
 
     [Fact]
+    public void SftRowsTrainExactlyTheDemonstrationAndItsEndOfTurn()
+    {
+        // The demo's sft.jsonl read by `lmmr1 sft`'s dataset with the demo's SftConfig: the loss covers exactly the
+        // demonstration followed by <|im_end|> (what the RL stages generate and stop on), for text and image rows.
+        var rng = new Random(5);
+        var examples = DemoTasks.Arithmetic(0, 4, rng).HeldOut.Take(3).Concat(DemoTasks.Images(4, 4, rng).HeldOut.Take(3)).ToList();
+        string dir = TestPaths.NewTempDir("demo-sft-rows");
+        string file = DemoData.Write(dir, "sft.jsonl", examples, withResponse: true);
+        var processor = new LmmR1.Data.QwenVLProcessor(Tok.Value);
+        var config = SftStage.Config(DemoConfig.For(quick: true), "unused-model-dir", file).Validate();
+        using var data = LmmR1.Training.Sft.SftDataset.Load(config.Data, processor);
+        Assert.Equal(examples.Count, data.Count);
+        for (int i = 0; i < data.Count; i++)
+        {
+            var row = data[i];
+            var target = row.InputIds[row.PromptLength..].Select(t => (int)t).ToArray();
+            Assert.Equal(examples[i].Response + "<|im_end|>", Tok.Value.Decode(target));
+            Assert.Equal(examples[i].Scene is not null, row.PixelValues is not null);
+        }
+    }
+
+    [Fact]
     public void ShapeImagesHaveTheirColoursInTheirCellsAndWhiteElsewhere()
     {
         var scene = new ShapeScene([

@@ -1,5 +1,5 @@
-// `lmmr1 demo --quick` end to end (the README's main-job command, ~1.5 minutes on 2 cores): summary.json has the
-// issue's schema, both RL stages gain held-out accuracy by a clear margin, every promised file is written, and MGT
+// `lmmr1 demo --quick` end to end (the README's main-job command, under 2 minutes on 2 cores): summary.json has the
+// issue's schema, both RL stages gain held-out accuracy by more than three paired standard errors, every promised file is written, and MGT
 // starts from the FRE checkpoint. The run is a function of the seed (one torch thread, seeded weights, data and
 // sampling): a tiny configuration run twice gives identical numbers, so the quick run's margins are not luck of the
 // draw. Also: an unwritable --output is an `error:` line, not a stack trace.
@@ -54,18 +54,21 @@ public class DemoQuickRunTests(QuickDemoRun run, ITestOutputHelper output) : ICl
     [Fact]
     public void BothRlStagesGainHeldOutAccuracy()
     {
-        // 64 held-out prompts × 8 samples at T=1 per stage; the paired standard error of a gain is 2–4 points. The
-        // run is deterministic (see DemoDeterminismTests), so the 2-point floor holds for this seed on this build
-        // (measured: FRE +5.7, MGT +13.7); other seeds gain less in quick mode (seed 1: FRE +8.0, MGT +1.4).
-        foreach (var name in new[] { "fre", "mgt" })
+        // The bound comes from the measurement, not from a floor tuned on one machine: each gain is a paired mean over
+        // the held-out prompts (the same prompts before and after), and it must exceed three of its own standard errors
+        // (a one-sided 0.13 % chance of a false pass for a stage that gains nothing). Exact figures depend on the CPU's
+        // kernel path (ATEN_CPU_CAPABILITY); bench/demo/README.md has the spread over seeds and paths.
+        var c = DemoConfig.For(quick: true);
+        foreach (var (name, settings, prompts) in new[] { ("fre", c.Fre, c.TextHeldOut), ("mgt", c.Mgt, 2 * c.ImageHeldOutPerTask) })
         {
             var s = Stage(name);
             output.WriteLine($"{name}: {s.AccuracyBefore:F3} → {s.AccuracyAfter:F3} (gain {s.Gain:F3} ± {s.GainStdErr:F3})");
-            Assert.True(s.AccuracyAfter >= s.AccuracyBefore + 0.02, $"{name}: {s.AccuracyBefore} → {s.AccuracyAfter}");
+            Assert.True(s.GainStdErr > 0, $"{name}: no spread over the held-out prompts");
+            Assert.True(s.Gain - 3 * s.GainStdErr > 0, $"{name}: {s.AccuracyBefore} → {s.AccuracyAfter}, gain {s.Gain:F3} is within 3 s.e. ({s.GainStdErr:F3}) of 0");
             Assert.Equal(s.AccuracyAfter - s.AccuracyBefore, s.Gain, 9);   // same prompts before and after
-            Assert.Equal(64 * 8, s.EvalSamples);
+            Assert.Equal(prompts * c.EvalSamplesPerPrompt, s.EvalSamples);
             Assert.NotNull(s.RewardCurve);
-            Assert.Equal(name == "fre" ? 40 : 60, s.RewardCurve!.Count);
+            Assert.Equal(settings.Steps, s.RewardCurve!.Count);
         }
         // SFT is what makes the RL stages possible at all: the random model scores nothing.
         Assert.Equal(0, Stage("sft").AccuracyBefore);
@@ -96,16 +99,18 @@ public class DemoQuickRunTests(QuickDemoRun run, ITestOutputHelper output) : ICl
         string log = File.ReadAllText(Path.Combine(run.Dir, "demo.log"));
         Assert.Contains("[2/3] FRE", log);
         Assert.Contains("[3/3] MGT", log);
-        Assert.Contains("step 40/40", log);                     // the trainer's own step lines (FRE, then MGT)
-        Assert.Contains("step 60/60", log);
-        Assert.Equal(DemoConfig.For(quick: true).ToJson(), File.ReadAllText(Path.Combine(run.Dir, "demo_config.json")));
+        var c = DemoConfig.For(quick: true);
+        Assert.Contains($"step {c.Fre.Steps}/{c.Fre.Steps}", log);     // the trainer's own step lines (FRE, then MGT)
+        Assert.Contains($"step {c.Mgt.Steps}/{c.Mgt.Steps}", log);
+        Assert.Contains("sft step 1/", log);                           // and SftTrainer's
+        Assert.Equal(c.ToJson(), File.ReadAllText(Path.Combine(run.Dir, "demo_config.json")));
         foreach (var m in new[] { "init", "sft", "fre", "mgt" })
             Assert.True(File.Exists(Path.Combine(run.Dir, "models", m, "model.safetensors")), m);
-        Assert.Equal(40, File.ReadLines(Path.Combine(run.Dir, "models", "fre", "metrics.jsonl")).Count());
-        Assert.Equal(60, File.ReadLines(Path.Combine(run.Dir, "models", "mgt", "metrics.jsonl")).Count());
+        Assert.Equal(c.Fre.Steps, File.ReadLines(Path.Combine(run.Dir, "models", "fre", "metrics.jsonl")).Count());
+        Assert.Equal(c.Mgt.Steps, File.ReadLines(Path.Combine(run.Dir, "models", "mgt", "metrics.jsonl")).Count());
         foreach (var f in new[] { "sft.jsonl", "fre_train.jsonl", "mgt_train.jsonl", "text_heldout.jsonl", "image_heldout.jsonl" })
             Assert.True(new FileInfo(Path.Combine(run.Dir, "data", f)).Length > 0, f);
-        Assert.Equal(64, File.ReadLines(Path.Combine(run.Dir, "data", "image_heldout.jsonl")).Count());
+        Assert.Equal(2 * c.ImageHeldOutPerTask, File.ReadLines(Path.Combine(run.Dir, "data", "image_heldout.jsonl")).Count());
     }
 }
 
@@ -115,7 +120,7 @@ public class DemoDeterminismTests
     static DemoConfig Tiny => DemoConfig.For(quick: true) with
     {
         TextHeldOut = 8, ImageHeldOutPerTask = 4, ImageTrainPerTask = 32, SftExamples = 64, EvalSamplesPerPrompt = 2, GenerateMaxLen = 24,
-        Sft = new DemoSftSettings { Steps = 20, BatchSize = 16, MicroBatchSize = 16 },
+        Sft = new DemoSftSettings { Epochs = 5, BatchSize = 16, MicroBatchSize = 16 },
         Fre = new DemoRlSettings { Steps = 2, PromptsPerStep = 4, SamplesPerPrompt = 4, TrainBatchSize = 16, MicroTrainBatchSize = 16 },
         Mgt = new DemoRlSettings { Steps = 2, PromptsPerStep = 4, SamplesPerPrompt = 4, TrainBatchSize = 16, MicroTrainBatchSize = 16 },
     };

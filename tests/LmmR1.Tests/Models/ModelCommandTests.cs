@@ -36,8 +36,14 @@ public class ModelCommandTests
         using var refs = SafetensorsFile.Open(Path.Combine(dir, "reference.safetensors"));
         using var outs = SafetensorsFile.Open(output);
         Assert.Equal(["full_logits", "generated", "logits", "position_ids", "rope_deltas"], outs.Entries.Keys.Order());
-        foreach (var exact in new[] { "position_ids", "rope_deltas", "generated" })
+        foreach (var exact in new[] { "position_ids", "rope_deltas" })
             TensorAssert.Equal(refs.Load(exact), outs.Load(exact), exact);
+        using (var r = new QwenReference(name))
+        {
+            var agree = TokenAssert.GreedyEqualExceptNearTies(TokenAssert.Rows(refs.Load("generated")), TokenAssert.Rows(outs.Load("generated")),
+                QwenParityTests.TransformersMargins(r), "generated");
+            Assert.True(agree.NearTies <= 1, $"{agree.NearTies} near-tie divergences from transformers");
+        }
         var pad = refs.Load("attention_mask").eq(0).unsqueeze(-1); // parity at real tokens (see QwenReference.RealTokens)
         TensorAssert.Close(refs.Load("logits").masked_fill(pad, 0), outs.Load("logits").masked_fill(pad, 0), QwenParityTests.LogitTolerance, "logits");
         TensorAssert.Close(refs.Load("full_logits"), outs.Load("full_logits"), QwenParityTests.LogitTolerance, "full_logits");

@@ -95,7 +95,11 @@ public class QwenModelTests(QwenFixtures fx) : IClassFixture<QwenFixtures>
             next = o.Logits!.argmax(-1);
             tokens.Add(next);
         }
-        TensorAssert.Equal(r.Generated.index_select(0, rows), torch.cat(tokens, 1), "tokens after SelectRows");
+        var source = new[] { 1, 1, 0 };
+        var margins = QwenParityTests.TransformersMargins(r);
+        var agree = TokenAssert.GreedyEqualExceptNearTies(TokenAssert.Rows(r.Generated.index_select(0, rows)), TokenAssert.Rows(torch.cat(tokens, 1)),
+            (row, step) => margins(source[row], step), "tokens after SelectRows");
+        Assert.True(agree.NearTies <= 1, $"{agree.NearTies} near-tie divergences from transformers");
     }
 
     [Fact]
@@ -117,7 +121,8 @@ public class QwenModelTests(QwenFixtures fx) : IClassFixture<QwenFixtures>
         using var d1 = model.Forward(next, cache: c1, logitsForLast: 1);
         using var d2 = model.Forward(next, fullMask, positionIds: pos, cache: c2, logitsForLast: 1);
         TensorAssert.Equal(d1.PositionIds, d2.PositionIds, "decode positions");
-        TensorAssert.Equal(d1.Logits!, d2.Logits!, "decode logits");
+        // An explicit all-ones mask takes the masked attention path: another computation, so the fp32 tolerance.
+        TensorAssert.Close(d1.Logits!, d2.Logits!, Numerics.Fp32, "decode logits");
         Assert.Equal(l + 1, c2.Length);
     }
 
@@ -132,9 +137,12 @@ public class QwenModelTests(QwenFixtures fx) : IClassFixture<QwenFixtures>
         using var last3 = model.Forward(r.InputIds, r.AttentionMask, r.PixelValues, r.ImageGridThw, logitsForLast: 3);
         Assert.Null(hidden.Logits);
         long l = r.InputIds.shape[1];
+        // The same lm_head over the same hidden states: the same computation, bit for bit.
         TensorAssert.Equal(full.Logits!, model.LmHead(hidden.Hidden), "lm_head(hidden)");
-        TensorAssert.Equal(full.Logits!.narrow(1, l - 3, 3), last3.Logits!, "last 3 logits");
-        // Precomputed image embeddings instead of pixel values.
+        // lm_head over the last 3 positions only is a GEMM of another shape (other blocking of the fp32 sums).
+        TensorAssert.Close(full.Logits!.narrow(1, l - 3, 3), last3.Logits!, Numerics.Fp32, "last 3 logits");
+        // Precomputed image embeddings instead of pixel values: the same vision pass the full forward runs, then the
+        // same decoder, bit for bit.
         using var feats = model.EncodeVision(r.PixelValues, r.ImageGridThw);
         using var viaEmbeds = model.Forward(r.InputIds, r.AttentionMask, imageGridThw: r.ImageGridThw, imageEmbeds: feats);
         TensorAssert.Equal(full.Logits!, viaEmbeds.Logits!, "logits from image embeddings");
