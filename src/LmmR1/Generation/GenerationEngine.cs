@@ -43,6 +43,7 @@ public sealed class GenerationEngine : IDisposable
     bool UseGraphs(out NativeExtension? native)
     {
         native = null;
+        if (Options.StaticStepWithoutGraph) return true;
         if (!Options.CudaGraphs || model.Device.type != DeviceType.CUDA) return false;
         native = NativeExtension.TryGet();
         return native is not null;
@@ -234,7 +235,7 @@ public sealed class GenerationEngine : IDisposable
 
             if (graph)
             {
-                DecodeGraph(native!, rows, cache, sourceRows!, logits!, sp, sp.MinNewTokens > 0 ? bannedEarly : bannedAlways, bans, checker, outputs, stats, run, cancel);
+                DecodeGraph(native, rows, cache, sourceRows!, logits!, sp, sp.MinNewTokens > 0 ? bannedEarly : bannedAlways, bans, checker, outputs, stats, run, cancel);
                 return;
             }
 
@@ -312,7 +313,7 @@ public sealed class GenerationEngine : IDisposable
     /// only sync) and finishes rows exactly as the eager loop does. No compaction: finished rows keep decoding until all
     /// rows of the batch finished (their extra tokens are discarded).
     /// </summary>
-    void DecodeGraph(NativeExtension native, List<Row> rows, KvCache cache, Tensor sourceRows, Tensor firstLogits, SamplingParams sp,
+    void DecodeGraph(NativeExtension? native, List<Row> rows, KvCache cache, Tensor sourceRows, Tensor firstLogits, SamplingParams sp,
                      Tensor? bannedFirst, (List<long> Early, List<long> Always) bans, StopChecker checker, GenerationOutput?[] outputs,
                      GenerationStats stats, RunState run, CancellationToken cancel)
     {
@@ -332,7 +333,7 @@ public sealed class GenerationEngine : IDisposable
             var (tok, lp) = TokenSampler.Sample(firstLogits, u0, sp, bannedFirst);
             g.Load(cache, sourceRows, tok, lp, rows.Select(r => CounterRng.RowPrefix(sp.Seed, r.Key, r.Sample)).ToArray());
         }
-        torch.cuda.synchronize(model.Device);
+        Synchronize(model.Device);
         stats.PrefillSeconds += clock.Elapsed.TotalSeconds;   // capture (first use only) and the cache copy
         clock.Restart();
 

@@ -27,8 +27,7 @@ internal sealed class GraphDecodeStep : IDisposable
     readonly Tensor? bannedEarly, bannedAlways;
     readonly Tensor rowPrefix;      // [R] int64: CounterRng.RowPrefix per row
     readonly Tensor step;           // [1] int64: index of the token the next replay samples
-    readonly CudaGraph? early;
-    readonly CudaGraph late;
+    readonly CudaGraph? early, late;
 
     public StaticKvCache Cache { get; }
     /// <summary>[R, Capacity] int64 / float32: token and log-prob of step s in column s.</summary>
@@ -52,7 +51,8 @@ internal sealed class GraphDecodeStep : IDisposable
         new(RowBucket(rows), CapacityBucket(capacity), sp.Temperature, sp.TopP, sp.TopK, sp.MinP,
             string.Join(',', early.Distinct().Order()), string.Join(',', always.Distinct().Order()), sp.MinNewTokens > 1);
 
-    public GraphDecodeStep(NativeExtension native, QwenVLModel model, Key key, SamplingParams sp, IReadOnlyList<long> earlyIds, IReadOnlyList<long> alwaysIds)
+    /// <param name="native">The extension to capture with, or null: the step then runs eagerly on every call (same maths).</param>
+    public GraphDecodeStep(NativeExtension? native, QwenVLModel model, Key key, SamplingParams sp, IReadOnlyList<long> earlyIds, IReadOnlyList<long> alwaysIds)
     {
         this.model = model;
         this.sp = sp;
@@ -68,10 +68,13 @@ internal sealed class GraphDecodeStep : IDisposable
         bannedEarly = Ban(earlyIds, dev);
         bannedAlways = Ban(alwaysIds, dev);
         int device = dev.index < 0 ? 0 : dev.index;
-        using var noGrad = torch.no_grad();
-        late = CudaGraph.Capture(native, device, () => Body(bannedAlways));
-        if (key.TwoPhases) early = CudaGraph.Capture(native, device, () => Body(bannedEarly), sharePoolWith: late);
-        torch.cuda.synchronize(dev);
+        if (native is not null)
+        {
+            using var noGrad = torch.no_grad();
+            late = CudaGraph.Capture(native, device, () => Body(bannedAlways));
+            if (key.TwoPhases) early = CudaGraph.Capture(native, device, () => Body(bannedEarly), sharePoolWith: late);
+            torch.cuda.synchronize(dev);
+        }
         CaptureSeconds = clock.Elapsed.TotalSeconds;
     }
 
@@ -113,12 +116,21 @@ internal sealed class GraphDecodeStep : IDisposable
     }
 
     /// <summary>Queues decode step s (≥ 1): one graph launch.</summary>
-    public void Run(int s) => (s < sp.MinNewTokens && early is not null ? early : late).Replay();
+    public void Run(int s)
+    {
+        bool isEarly = s < sp.MinNewTokens && Id.TwoPhases;
+        if (late is null)
+        {
+            using var noGrad = torch.no_grad();
+            Body(isEarly ? bannedEarly : bannedAlways);
+        }
+        else (isEarly ? early! : late).Replay();
+    }
 
     public void Dispose()
     {
         early?.Dispose();
-        late.Dispose();
+        late?.Dispose();
         Cache.Dispose(); OutTokens.Dispose(); OutLogProbs.Dispose(); rowPrefix.Dispose(); step.Dispose();
         bannedEarly?.Dispose(); bannedAlways?.Dispose();
     }
