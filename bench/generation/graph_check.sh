@@ -11,11 +11,11 @@ mkdir -p "$OUT"
 RES=$OUT/graph_check.jsonl
 step() { local name=$1; shift; echo "== $name: $*" >&2; "$@" || echo "{\"what\":\"failed\",\"step\":\"$name\",\"exit\":$?}" | tee -a "$RES"; }
 for m in qwen2vl-tiny qwen25vl-tiny; do
-  step "$m-fp32" "$BIN/lmmr1" bench graph-check --model "$FIX/$m" --device cuda --dtype float32 --cases 6x4:48:text,6x4:48:image56 --prompt-len 24 --output "$RES"
+  step "$m-fp32" "$BIN/lmmr1" bench graph-check --model "$FIX/$m" --device cuda --dtype float32 --cases 6x4:48:image56 --prompt-len 24 --output "$RES"
   step "$m-bf16" "$BIN/lmmr1" bench graph-check --model "$FIX/$m" --device cuda --dtype bfloat16 --cases 6x4:48:image56 --prompt-len 24 --output "$RES"
 done
 if [[ "${SKIP_3B:-0}" != 1 ]]; then
   [[ -f "$CKPT/config.json" ]] || step synth "$BIN/lmmr1" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT"
-  step 3b "$BIN/lmmr1" bench graph-check --model "$CKPT" --device cuda --dtype bfloat16 --cases 8x4:64:image448,16x4:64:text --prompt-len 64 --output "$RES"
+  step 3b "$BIN/lmmr1" bench graph-check --model "$CKPT" --device cuda --dtype bfloat16 --cases ${CASES_3B:-4x4:32:image448,8x4:32:text} --prompt-len 64 --output "$RES"
 fi
 echo "done: $RES"
