@@ -31,8 +31,8 @@ int fail(const std::exception& e) {
 // `waiter` waits for the work queued so far on `waited` (device side; no host sync).
 void stream_wait(const c10::cuda::CUDAStream& waiter, const c10::cuda::CUDAStream& waited) {
     c10::Event ev(c10::DeviceType::CUDA);
-    ev.record(c10::Stream(waited));
-    ev.block(c10::Stream(waiter));
+    ev.record(waited.unwrap());
+    ev.block(waiter.unwrap());
 }
 }  // namespace
 
@@ -79,7 +79,7 @@ void* lmmr1_graph_create() {
 int lmmr1_graph_capture_begin(void* g, void* share_pool_of) {
     try {
         auto* graph = static_cast<at::cuda::CUDAGraph*>(g);
-        at::cuda::MempoolId_t pool{0, 0};
+        decltype(graph->pool()) pool{0, 0};
         if (share_pool_of) pool = static_cast<at::cuda::CUDAGraph*>(share_pool_of)->pool();
         graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
         return 0;
