@@ -1,6 +1,7 @@
 """Baseline numbers for the performance compass: Hugging Face transformers on a Qwen2.5-VL-3B-shaped model
 (random bf16 weights) on one GPU. Prints JSON lines.
-Usage: python3 hf_baseline.py [gen|images|rollout|gen+rollout|images+rollout|train|all]
+Usage: python3 hf_baseline.py [gen|images|rollout|gen+rollout|images+rollout|issue12|train|all]
+"issue12": the three cases of issue 12 (512 rows text, 64 rows text, 512 rows with one 448x448 image each), 512 new tokens.
 Copied from /work/shared/bench/hf_baseline.py; added "rollout": 512 rows (= 64 prompts x 8 samples, each row with its
 own copy of the prompt and image, which is what HF generate does with num_return_sequences) x 512 new tokens with one
 448x448 image per row, the shape of `lmmr1 bench generate --cases 64x8:512:image448`; and "images": only the
@@ -76,15 +77,16 @@ def train(batch, seq, ckpt):
                       "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}), flush=True)
     model.eval()
 
-if what in ("gen", "images", "rollout", "gen+rollout", "images+rollout", "all"):
+if what in ("gen", "images", "rollout", "gen+rollout", "images+rollout", "issue12", "all"):
     gen(8, 128, 128)  # warm-up
-if what in ("gen", "gen+rollout", "all"):
+if what in ("gen", "gen+rollout", "issue12", "all"):
     gen(512, 128, 512)
     gen(64, 128, 512)
+if what in ("gen", "gen+rollout", "all"):
     gen(64, 128, 256, images=True)
 if what in ("images", "images+rollout"):
     gen(64, 128, 256, images=True)
-if what in ("rollout", "gen+rollout", "images+rollout"):
+if what in ("rollout", "gen+rollout", "images+rollout", "issue12"):
     gen(512, 128, 512, images=True)
 if what in ("train", "all"):
     train(4, 1024, False)

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Generation benchmark on the GPU machine: writes a random bf16 Qwen2.5-VL-3B-shaped checkpoint with our writer, runs
-# `lmmr1 bench generate` (64 prompts x 8 samples x 512 tokens, with and without a 448x448 image; plus HF's own 64-row
-# shapes and two engine variants), then transformers' generate on the same shapes (hf_baseline.py). JSON lines go to
-# $OUT/generation.jsonl as each case finishes, logs to $OUT/*.log.
+# Generation benchmark on the GPU machine: writes a random bf16 Qwen2.5-VL-3B-shaped checkpoint with our writer, builds
+# the native CUDA-graph extension (`lmmr1 native build`), runs `lmmr1 bench generate` with CUDA graphs (the default)
+# and with the eager loop (--no-cuda-graphs) on 64 prompts x 8 samples x 512 tokens (with and without a 448x448 image)
+# and HF's 64-row shape, optional engine variants, then transformers' generate on the same shapes (hf_baseline.py) and
+# the PyTorch CUDA-graph anchor (graph_anchor.py) at the same rows and capacity buckets. JSON lines go to
+# $OUT/generation.jsonl as each case finishes, logs to $OUT/*.log. No LD_LIBRARY_PATH is needed: lmmr1 finds the
+# installed PyTorch itself (python3, or LMMR1_TORCH_DIR).
 #
 # usage: bash bench/generation/run_gpu.sh [LMMR1_DIR_OR_TARBALL]     (default out/gpu or out/gpu.tar.xz)
 #   LMMR1_DIR_OR_TARBALL: the output of
 #     dotnet publish src/LmmR1.Cli -c Release -r linux-x64 --self-contained -p:TorchBackend=system -o out/gpu
 #   (or `tar -cJf out/gpu.tar.xz -C out gpu` of it). Env: OUT (default ./bench-out), CKPT (default /tmp/qwen25vl-3b-random),
-#   SKIP_HF=1, SKIP_VARIANTS=1, HF_MODE (hf_baseline.py's mode, default gen+rollout); for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
+#   SKIP_HF=1, SKIP_VARIANTS=1, SKIP_EAGER=1 (no --no-cuda-graphs run), SKIP_ANCHOR=1, ANCHOR_CASES (graph_anchor.py args), HF_MODE (hf_baseline.py's mode, default gen+rollout); for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=${1:-out/gpu}
@@ -16,7 +19,9 @@ OUT=${OUT:-$PWD/bench-out}
 CKPT=${CKPT:-/tmp/qwen25vl-3b-random}
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-bfloat16}
-CASES=${CASES:-64x8:512:image448,64x8:512:text,64x1:512:text,64x1:256:image448}
+CASES=${CASES:-64x8:512:image448,64x8:512:text,64x1:512:text}
+# graph_anchor.py ROWS:CAPACITY:FILLED at our capacity buckets (prompt + 512 rounded up to 64) and mean fill.
+ANCHOR_CASES=${ANCHOR_CASES:-512:960:642 512:640:384 64:640:384}
 VARIANT_CASE=${VARIANT_CASE:-64x8:512}
 mkdir -p "$OUT"
 RES=$OUT/generation.jsonl
@@ -37,10 +42,6 @@ LMMR1=$BIN/lmmr1
 chmod +x "$LMMR1"
 
 if [[ "$DEVICE" == cuda* ]]; then
-  # PyTorch's libtorch + CUDA libraries for TorchSharp (README "Running on GPU").
-  TL=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__)+"/lib")')
-  NV=$(python3 -c 'import nvidia,os;print(os.path.dirname(nvidia.__path__[0]))')/nvidia
-  export LD_LIBRARY_PATH=$TL:$(ls -d "$NV"/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   echo "{\"what\":\"env\",\"gpu\":\"$(head -1 "$OUT/gpu.txt")\",\"date\":\"$(date -u +%FT%TZ)\"}" >> "$RES"
 fi
@@ -49,8 +50,15 @@ if [[ ! -f "$CKPT/config.json" ]]; then
   step synth "$LMMR1" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT"
 fi
 
+if [[ "$DEVICE" == cuda* ]]; then
+  step native bash -c "set -o pipefail; '$LMMR1' native build 2>&1 | tee '$OUT/native.log'"
+fi
+
 # Main cases on one loaded model: the rollout shapes (64 prompts x 8 samples) and HF's own 64-row shapes.
 step ours "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --output "$RES"
+if [[ "${SKIP_EAGER:-0}" != 1 ]]; then
+  step ours_eager "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --no-cuda-graphs --output "$RES"
+fi
 
 if [[ "${SKIP_VARIANTS:-0}" != 1 ]]; then
   # Host check interval (1 = a sync every step; 16) and prefill without prefix sharing.
@@ -62,6 +70,11 @@ if [[ "${SKIP_VARIANTS:-0}" != 1 ]]; then
     step "compact$cf" "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$VARIANT_CASE:text" \
       --stop-fraction 0.0039 --compact-fraction "$cf" --output "$RES"
   done
+fi
+
+if [[ "${SKIP_ANCHOR:-0}" != 1 && "$DEVICE" == cuda* ]]; then
+  ANCHOR=${ANCHOR:-$HERE/graph_anchor.py}
+  step anchor bash -c "set -o pipefail; python3 '$ANCHOR' $ANCHOR_CASES 2> '$OUT/anchor.log' | tee -a '$RES'"
 fi
 
 if [[ "${SKIP_HF:-0}" != 1 ]]; then

@@ -23,6 +23,7 @@ public static class CliApp
         root.Subcommands.Add(Commands.PlotCommand.Create());
         root.Subcommands.Add(Commands.RewardCommands.Create());
         root.Subcommands.Add(Commands.DemoCommand.Create());
+        root.Subcommands.Add(Commands.NativeCommand.Create());
         return root;
     }
 

@@ -44,6 +44,8 @@ public static class BenchGenerateCommand
         public int Threads { get; init; }
         /// <summary>Several cases on one loaded model: "PxS:NEW:text" or "PxS:NEW:imageSIDE", comma-separated.</summary>
         public string? Cases { get; init; }
+        /// <summary>Decode with captured CUDA graphs (the default on CUDA when the native extension is available).</summary>
+        public bool CudaGraphs { get; init; } = true;
     }
 
     public static Command Create()
@@ -80,12 +82,13 @@ public static class BenchGenerateCommand
             Description = "Run several cases on the loaded model, e.g. 64x8:512:image448,64x8:512:text (prompts x samples : new tokens : " +
                           "text | imageSIDE); overrides --prompts/--samples/--new-tokens/--image/--text-only",
         };
+        var noGraphs = new Option<bool>("--no-cuda-graphs") { Description = "Decode with the eager loop instead of captured CUDA graphs" };
         var threads = new Option<int>("--threads") { Description = "CPU threads of libtorch (0 = its default)", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("generate", "Measure generation throughput on synthetic prompts (prints JSON)")
         {
             model, prompts, samples, newTokens, promptLen, image, textOnly, device, dtype, checkEvery, noShare, temperature, topP, topK,
-            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact,
+            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, noGraphs,
         };
         cmd.SetAction(pr =>
         {
@@ -98,7 +101,7 @@ public static class BenchGenerateCommand
                 StopFraction = pr.GetValue(stopFraction), CompactFraction = pr.GetValue(compact),
                 WarmupTokens = pr.GetValue(warmup), BandwidthTBs = pr.GetValue(bandwidth), PeakTflops = pr.GetValue(tflops),
                 Output = pr.GetValue(output), Attention = pr.GetValue(attention)!, Threads = pr.GetValue(threads),
-                Cases = pr.GetValue(cases),
+                Cases = pr.GetValue(cases), CudaGraphs = !pr.GetValue(noGraphs),
             };
             Run(s, Console.WriteLine);
             return 0;
@@ -168,7 +171,7 @@ public static class BenchGenerateCommand
         {
             MaxRowsPerBatch = s.MaxRows > 0 ? s.MaxRows : rows,
             MaxTokensPerBatch = 0,
-            CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction,
+            CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction, CudaGraphs = s.CudaGraphs,
         };
         var sampling = new SamplingParams
         {
@@ -179,15 +182,29 @@ public static class BenchGenerateCommand
                 ? Enumerable.Range(0, Math.Min(150000, cfg.Text.VocabSize)).Where(i => i % Math.Max(1, (int)Math.Round(1 / s.StopFraction)) == 0).ToList()
                 : [],
         };
-        var engine = new GenerationEngine(model, options);
+        using var engine = new GenerationEngine(model, options);
         var clock = Stopwatch.StartNew();
         if (s.WarmupTokens > 0)
             engine.Generate(prompts.Take(Math.Min(4, prompts.Count)).ToList(), sampling with { MaxNewTokens = s.WarmupTokens });
+        // The first full-size call: with CUDA graphs it captures the step for this bucket (timed apart as capture_s);
+        // the measured call below then replays it, as every later rollout of a training run does.
+        var native = device.type == DeviceType.CUDA ? NativeExtension.TryGet() : null;
+        double firstCallS = -1, captureS = 0;
+        if (engine.Options.CudaGraphs && native is not null)
+        {
+            clock.Restart();
+            engine.Generate(prompts, sampling);
+            firstCallS = clock.Elapsed.TotalSeconds;
+            captureS = engine.LastStats.GraphCaptureSeconds;
+        }
         mem?.Reset();
+        int devIndex = device.index < 0 ? 0 : device.index;
+        native?.ResetPeakMemory(devIndex);
         clock.Restart();
         var outs = engine.Generate(prompts, sampling);
         double seconds = clock.Elapsed.TotalSeconds;
         var st = engine.LastStats;
+        var torchMem = native?.MemoryStats(devIndex);
         long made = outs.Sum(o => (long)o.ResponseLength);
         if (s.StopFraction == 0 && made != (long)rows * s.NewTokens) throw new InvalidOperationException($"expected {rows * s.NewTokens} tokens, got {made}");
 
@@ -233,12 +250,17 @@ public static class BenchGenerateCommand
             ["measured_over_floor"] = Math.Round(msPerStep / Math.Max(floorMs, computeMs), 2),
             ["peak_device_used_gib"] = mem is null || mem.Peak < 0 ? null : Math.Round(mem.Peak / 1073741824.0, 2),
             ["device_used_before_load_gib"] = memBefore < 0 ? null : Math.Round(memBefore / 1073741824.0, 2),
+            ["cuda_graphs"] = st.GraphRows > 0, ["graph_rows"] = st.GraphRows, ["graph_capacity"] = st.GraphRows > 0 ? GraphDecodeStep.CapacityBucket(st.MaxCapacity) : null,
+            ["first_call_s"] = firstCallS < 0 ? null : Math.Round(firstCallS, 3), ["capture_s"] = st.GraphRows > 0 || captureS > 0 ? Math.Round(captureS, 3) : null,
+            ["torch_peak_allocated_gib"] = torchMem is { } tm ? Math.Round(tm.PeakAllocated / 1073741824.0, 2) : null,
+            ["torch_peak_reserved_gib"] = torchMem is { } tr ? Math.Round(tr.PeakReserved / 1073741824.0, 2) : null,
+            ["native_unavailable"] = device.type == DeviceType.CUDA ? NativeExtension.UnavailableReason : null,
             ["memory_note"] = mem is not null ? "cudaMemGetInfo used (whole device: caching-allocator reserve + context), sampled every 5 ms" : null,
         };
         return JsonSerializer.Serialize(result);
     }
 
-    static QwenVLModel LoadOrCreate(string spec, ScalarType dtype, Device device)
+    internal static QwenVLModel LoadOrCreate(string spec, ScalarType dtype, Device device)
     {
         if (spec.StartsWith("preset:", StringComparison.Ordinal))
         {
@@ -256,7 +278,7 @@ public static class BenchGenerateCommand
 
     /// <summary>hf_baseline.py's layout: [vision_start, image_pad × n, vision_end] then random text ids below 150000
     /// (specials avoided); the image is random normal pixel patches with grid (1, side/14, side/14).</summary>
-    static List<GenerationPrompt> MakePrompts(Settings s, QwenVLConfig cfg, bool images, ScalarType dtype, Device device)
+    internal static List<GenerationPrompt> MakePrompts(Settings s, QwenVLConfig cfg, bool images, ScalarType dtype, Device device)
     {
         var rng = new Random(1234);
         var tok = cfg.Tokens;

@@ -19,6 +19,7 @@ public static class GenerationCommands
         }
         bench.Subcommands.Add(BenchGenerateCommand.Create());
         bench.Subcommands.Add(BenchInputsCommand.Create());
+        bench.Subcommands.Add(BenchGraphCheckCommand.Create());
     }
 
     static Command CreateTinyModel()

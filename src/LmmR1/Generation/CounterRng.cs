@@ -1,6 +1,10 @@
 // Counter-based random numbers for sampling: the uniform for (seed, prompt key, sample index, step) is a pure hash
 // (splitmix64 finalizer chained over the four counters), so a sample's draws do not depend on batch size, micro-batching
 // or which rows were dropped. Departs from vLLM/HF, whose draws come from a stateful generator over the whole batch.
+// UniformTensor computes the same numbers on the device (int64 wrap-around arithmetic, logical shifts by masking), so a
+// CUDA graph can draw them without the host.
+using static TorchSharp.torch;
+
 namespace LmmR1.Generation;
 
 public static class CounterRng
@@ -21,4 +25,26 @@ public static class CounterRng
     /// below total and inverse-CDF sampling never runs past the last token with non-zero weight.</summary>
     public static float Uniform(ulong seed, long key, long sample, long step) =>
         (Hash(seed, key, sample, step) >> 41) * (1.0f / (1 << 23));
+
+    /// <summary>Mix(Mix(Mix(seed) ^ key) ^ sample): the part of <see cref="Hash"/> fixed for a row, as int64 bits.</summary>
+    public static long RowPrefix(ulong seed, long key, long sample) => unchecked((long)Mix(Mix(Mix(seed) ^ (ulong)key) ^ (ulong)sample));
+
+    /// <summary><see cref="Uniform"/> on the device: rowPrefix [B] int64 (<see cref="RowPrefix"/>) and step [1] int64 →
+    /// [B] float32, bit for bit the host's numbers.</summary>
+    public static Tensor UniformTensor(Tensor rowPrefix, Tensor step)
+    {
+        using var scope = NewDisposeScope();
+        var z = MixTensor(rowPrefix.bitwise_xor(step));
+        return ShiftRightLogical(z, 41).to(ScalarType.Float32).mul_(1.0f / (1 << 23)).MoveToOuterDisposeScope();
+    }
+
+    static Tensor ShiftRightLogical(Tensor z, int n) => z.bitwise_right_shift(n).bitwise_and((1L << (64 - n)) - 1);
+
+    static Tensor MixTensor(Tensor z)
+    {
+        z = z + unchecked((long)0x9E3779B97F4A7C15UL);
+        z = z.bitwise_xor(ShiftRightLogical(z, 30)) * unchecked((long)0xBF58476D1CE4E5B9UL);
+        z = z.bitwise_xor(ShiftRightLogical(z, 27)) * unchecked((long)0x94D049BB133111EBUL);
+        return z.bitwise_xor(ShiftRightLogical(z, 31));
+    }
 }

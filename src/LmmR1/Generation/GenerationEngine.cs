@@ -12,9 +12,11 @@ using static TorchSharp.torch;
 
 namespace LmmR1.Generation;
 
-public sealed class GenerationEngine
+public sealed class GenerationEngine : IDisposable
 {
     readonly QwenVLModel model;
+    // Captured decode steps by (row bucket, capacity bucket, sampler); kept across Generate calls (rollouts).
+    readonly Dictionary<GraphDecodeStep.Key, GraphDecodeStep> graphs = [];
 
     public GenerationEngine(QwenVLModel model, GenerationEngineOptions? options = null)
     {
@@ -25,6 +27,27 @@ public sealed class GenerationEngine
 
     public GenerationEngineOptions Options { get; }
     public QwenVLModel Model => model;
+    /// <summary>Decode steps captured so far (one per (row bucket, capacity bucket, sampler settings)).</summary>
+    public int CapturedGraphs => graphs.Count;
+
+    /// <summary>Frees the captured graphs and their static KV caches (the next CUDA Generate captures again).</summary>
+    public void ReleaseGraphs()
+    {
+        foreach (var g in graphs.Values) g.Dispose();
+        graphs.Clear();
+    }
+
+    public void Dispose() => ReleaseGraphs();
+
+    /// <summary>Whether decode steps run as CUDA graphs: a CUDA model, the option on, and the native extension loaded.</summary>
+    bool UseGraphs(out NativeExtension? native)
+    {
+        native = null;
+        if (Options.StaticStepWithoutGraph) return true;
+        if (!Options.CudaGraphs || model.Device.type != DeviceType.CUDA) return false;
+        native = NativeExtension.TryGet();
+        return native is not null;
+    }
     /// <summary>Counters of the last <see cref="Generate"/> call.</summary>
     public GenerationStats LastStats { get; private set; } = new();
 
@@ -61,10 +84,11 @@ public sealed class GenerationEngine
         var early = sampling.MinNewTokens > 0 ? always.Concat(sampling.StopTokenIds.Select(t => (long)t)).ToList() : always;
         using var bannedAlways = BanTensor(always);
         using var bannedEarly = BanTensor(early);
+        var bans = (Early: early.Distinct().Order().ToList(), Always: always.Distinct().Order().ToList());
         foreach (var batch in plan)
         {
             cancel.ThrowIfCancellationRequested();
-            RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, detokenize, outputs, stats, run, cancel);
+            RunBatch(prompts, batch, sampling, bannedAlways, bannedEarly, bans, detokenize, outputs, stats, run, cancel);
         }
         return outputs.Select(o => o!).ToArray();
     }
@@ -154,7 +178,7 @@ public sealed class GenerationEngine
     }
 
     void RunBatch(IReadOnlyList<GenerationPrompt> prompts, List<WorkUnit> units, SamplingParams sp, Tensor? bannedAlways, Tensor? bannedEarly,
-                  Func<IReadOnlyList<int>, string>? detokenize, GenerationOutput?[] outputs, GenerationStats stats, RunState run,
+                  (List<long> Early, List<long> Always) bans, Func<IReadOnlyList<int>, string>? detokenize, GenerationOutput?[] outputs, GenerationStats stats, RunState run,
                   CancellationToken cancel)
     {
         var dev = model.Device;
@@ -182,7 +206,9 @@ public sealed class GenerationEngine
         stats.PrefillTokens += units.Sum(u => (long)prompts[u.Prompt].TokenIds.Count);
 
         var checker = new StopChecker(sp, detokenize);
+        bool graph = UseGraphs(out var native) && sp.MaxNewTokens > 1;
         using var cache = model.CreateCache(p, capacity);
+        Tensor? sourceRows = null;
         Tensor? prev = null, logits = null, chunk = null;
         var pendTok = new List<Tensor>();
         var pendLp = new List<Tensor>();
@@ -197,14 +223,21 @@ public sealed class GenerationEngine
                 if (rows.Count != p || rowUnit.Where((u, i) => u != i).Any())
                 {
                     var rep = torch.tensor(rowUnit.ToArray(), device: dev);
-                    cache.SelectRows(rep);
+                    if (!graph) cache.SelectRows(rep);                  // the graph path copies rows into its static cache
                     last = last.index_select(0, rep);                                                // [B, V]
                 }
+                if (graph) sourceRows = torch.tensor(rowUnit.ToArray(), device: dev).DetachFromDisposeScope();
                 logits = last.DetachFromDisposeScope();
             }
             Synchronize(dev);
             stats.PrefillSeconds += clock.Elapsed.TotalSeconds;
             clock.Restart();
+
+            if (graph)
+            {
+                DecodeGraph(native, rows, cache, sourceRows!, logits!, sp, sp.MinNewTokens > 0 ? bannedEarly : bannedAlways, bans, checker, outputs, stats, run, cancel);
+                return;
+            }
 
             // ---- decode
             var live = rows;                       // rows in the order of the running batch
@@ -248,33 +281,7 @@ public sealed class GenerationEngine
                 foreach (var t in pendLp) t.Dispose();
                 pendTok.Clear(); pendLp.Clear();
 
-                int finishedInBatch = 0;
-                long added = 0;
-                for (int r = 0; r < live.Count; r++)
-                {
-                    var row = live[r];
-                    for (int j = 0; j < chunkLen && !row.Finished; j++)
-                    {
-                        row.Tokens.Add((int)toks[r * chunkLen + j]);
-                        row.LogProbs.Add(lps[r * chunkLen + j]);
-                        added++;
-                        if (checker.Ended(row.Tokens, out var reason, out var stopToken, out var stopString))
-                        {
-                            row.Finished = true;
-                            outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput
-                            {
-                                PromptIndex = row.Prompt, SampleIndex = row.Sample, PromptLength = row.PromptLength,
-                                TokenIds = [.. row.Tokens], LogProbs = [.. row.LogProbs], Finish = reason,
-                                StopTokenId = stopToken, StopString = stopString,
-                            };
-                            stats.OutputTokens += row.Tokens.Count;
-                            run.SampleDone(row.Prompt);
-                        }
-                    }
-                    if (row.Finished) finishedInBatch++;
-                }
-                run.Tokens(added);
-                run.Report();
+                int finishedInBatch = AddChunk(live, toks, lps, chunkLen, checker, sp, outputs, stats, run);
                 s0 = s + 1;
                 if (finishedInBatch == live.Count) break;
                 if (finishedInBatch > 0 && finishedInBatch >= Options.CompactFraction * live.Count)
@@ -293,11 +300,99 @@ public sealed class GenerationEngine
         }
         finally
         {
-            prev?.Dispose(); logits?.Dispose(); chunk?.Dispose();
+            prev?.Dispose(); logits?.Dispose(); chunk?.Dispose(); sourceRows?.Dispose();
             foreach (var t in pendTok) t.Dispose();
             foreach (var t in pendLp) t.Dispose();
         }
         stats.DecodeSeconds += clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// The decode loop on a captured step (see GraphDecodeStep): step 0 is sampled eagerly from the prefill logits, then
+    /// every step is one graph replay; every CheckEvery steps the host reads the new columns of the output buffers (the
+    /// only sync) and finishes rows exactly as the eager loop does. No compaction: finished rows keep decoding until all
+    /// rows of the batch finished (their extra tokens are discarded).
+    /// </summary>
+    void DecodeGraph(NativeExtension? native, List<Row> rows, KvCache cache, Tensor sourceRows, Tensor firstLogits, SamplingParams sp,
+                     Tensor? bannedFirst, (List<long> Early, List<long> Always) bans, StopChecker checker, GenerationOutput?[] outputs,
+                     GenerationStats stats, RunState run, CancellationToken cancel)
+    {
+        var clock = Stopwatch.StartNew();
+        var key = GraphDecodeStep.KeyFor(rows.Count, cache.Capacity, sp, bans.Early, bans.Always);
+        if (!graphs.TryGetValue(key, out var g))
+        {
+            g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always);
+            graphs[key] = g;
+            stats.GraphCaptures++;
+            stats.GraphCaptureSeconds += g.CaptureSeconds;
+        }
+        stats.GraphRows = Math.Max(stats.GraphRows, key.Rows);
+        using (var scope = torch.NewDisposeScope())
+        {
+            var u0 = Uniforms(rows, sp, 0, 1, model.Device)[0];
+            var (tok, lp) = TokenSampler.Sample(firstLogits, u0, sp, bannedFirst);
+            g.Load(cache, sourceRows, tok, lp, rows.Select(r => CounterRng.RowPrefix(sp.Seed, r.Key, r.Sample)).ToArray());
+        }
+        Synchronize(model.Device);
+        stats.PrefillSeconds += clock.Elapsed.TotalSeconds;   // capture (first use only) and the cache copy
+        clock.Restart();
+
+        int s0 = 0;
+        while (s0 < sp.MaxNewTokens)
+        {
+            int len = Math.Min(Options.CheckEvery, sp.MaxNewTokens - s0);
+            for (int s = Math.Max(1, s0); s < s0 + len; s++) g.Run(s);
+            stats.DecodeSteps += len;
+            stats.RowSteps += (long)len * key.Rows;
+            cancel.ThrowIfCancellationRequested();
+            stats.Checks++;
+            long[] toks; float[] lps;
+            using (var scope = torch.NewDisposeScope())
+            {
+                toks = g.OutTokens.narrow(0, 0, rows.Count).narrow(1, s0, len).contiguous().cpu().data<long>().ToArray();     // [B, len]
+                lps = g.OutLogProbs.narrow(0, 0, rows.Count).narrow(1, s0, len).contiguous().cpu().data<float>().ToArray();
+            }
+            int finished = AddChunk(rows, toks, lps, len, checker, sp, outputs, stats, run);
+            s0 += len;
+            if (finished == rows.Count) break;
+        }
+        if (rows.Any(r => !r.Finished)) throw new InvalidOperationException("generation ended with unfinished rows");
+        stats.DecodeSeconds += clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Appends one chunk of tokens [B, len] (row-major) to the running rows, finishing rows at stops or the
+    /// limit; returns how many rows are finished.</summary>
+    static int AddChunk(List<Row> live, long[] toks, float[] lps, int chunkLen, StopChecker checker, SamplingParams sp,
+                        GenerationOutput?[] outputs, GenerationStats stats, RunState run)
+    {
+        int finishedInBatch = 0;
+        long added = 0;
+        for (int r = 0; r < live.Count; r++)
+        {
+            var row = live[r];
+            for (int j = 0; j < chunkLen && !row.Finished; j++)
+            {
+                row.Tokens.Add((int)toks[r * chunkLen + j]);
+                row.LogProbs.Add(lps[r * chunkLen + j]);
+                added++;
+                if (checker.Ended(row.Tokens, out var reason, out var stopToken, out var stopString))
+                {
+                    row.Finished = true;
+                    outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput
+                    {
+                        PromptIndex = row.Prompt, SampleIndex = row.Sample, PromptLength = row.PromptLength,
+                        TokenIds = [.. row.Tokens], LogProbs = [.. row.LogProbs], Finish = reason,
+                        StopTokenId = stopToken, StopString = stopString,
+                    };
+                    stats.OutputTokens += row.Tokens.Count;
+                    run.SampleDone(row.Prompt);
+                }
+            }
+            if (row.Finished) finishedInBatch++;
+        }
+        run.Tokens(added);
+        run.Report();
+        return finishedInBatch;
     }
 
     /// <summary>The uniforms of steps s0 … s0+len−1 for the running rows: [len, B] float32, one host→device copy.</summary>

@@ -27,6 +27,12 @@ public sealed record GenerationEngineOptions
     /// <summary>Never sample the model's &lt;|image_pad|&gt; / &lt;|video_pad|&gt; tokens: one in a response would not match the
     /// prompt's pixel inputs when the trainer re-runs prompt + response (vLLM has no such guard).</summary>
     public bool BanVisionPadTokens { get; init; } = true;
+    /// <summary>On CUDA, decode with captured CUDA graphs (GraphDecodeStep) when the native extension is available;
+    /// false, CPU, or no extension: the eager loop.</summary>
+    public bool CudaGraphs { get; init; } = true;
+    /// <summary>Run the graph path's static decode step (StaticKvCache, device-side positions and RNG) eagerly instead of
+    /// capturing it, on any device: the same computation as the replayed graph, for checking a capture against it.</summary>
+    public bool StaticStepWithoutGraph { get; init; }
 
     public void Validate()
     {

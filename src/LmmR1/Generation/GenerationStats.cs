@@ -22,4 +22,9 @@ public sealed class GenerationStats
     /// <summary>Largest number of rows decoded together and the KV capacity (positions) of that batch.</summary>
     public int MaxRows { get; set; }
     public int MaxCapacity { get; set; }
+    /// <summary>CUDA-graph decoding: steps captured in this call (0 when all were reused), their capture time (warm-up
+    /// runs included) and the largest row bucket replayed.</summary>
+    public int GraphCaptures { get; set; }
+    public double GraphCaptureSeconds { get; set; }
+    public int GraphRows { get; set; }
 }

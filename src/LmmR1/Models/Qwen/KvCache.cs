@@ -78,6 +78,9 @@ public sealed class KvCache : IDisposable
 
     internal void Commit(int t) => Length += t;
 
+    /// <summary>The whole [B, kvH, Capacity, D] key and value tensors of one layer (for copying into a StaticKvCache).</summary>
+    internal (Tensor Keys, Tensor Values) LayerTensors(int layer) => (keys[layer], values[layer]);
+
     internal void SetPositionOffsets(Tensor offsets)
     {
         positionOffsets?.Dispose();

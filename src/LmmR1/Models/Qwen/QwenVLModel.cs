@@ -291,6 +291,30 @@ public sealed class QwenVLModel : nn.Module
         };
     }
 
+    /// <summary>
+    /// One decode step on a <see cref="StaticKvCache"/> with no host-side values (capturable in a CUDA graph): the
+    /// tokens in cache.InputTokens are embedded, marked valid and written at cache.Position; their M-RoPE positions are
+    /// Position + PositionOffsets on all three rows (text tokens after the prompt, as <see cref="RopeIndex.DecodePositions"/>);
+    /// attention covers the whole capacity under the KeyValid mask (the same additive finfo.min mask as the eager path).
+    /// Does not advance Position. Returns logits [B, V] in the model dtype.
+    /// </summary>
+    public Tensor DecodeStatic(StaticKvCache cache)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = cache.Rows;
+        var embeds = EmbedTokens(cache.InputTokens);                                              // [B, 1, H]
+        cache.KeyValid.index_fill_(1, cache.Position, true);
+        var positions = (cache.PositionOffsets + cache.Position).view(1, b, 1).expand(3, b, 1);   // [3, B, 1]
+        var (cos, sin) = MRope.CosSin(positions, Config.Text, DType);
+        var mask = torch.zeros([b, 1, 1, cache.Capacity], DType, Device)
+                        .masked_fill(cache.KeyValid.logical_not().view(b, 1, 1, cache.Capacity), torch.finfo(DType).min);
+        var h = embeds.to(DType);
+        var layers = model.Layers;
+        for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardStatic(h, cos, sin, mask, cache, i, Attention);
+        h = model.Norm.forward(h);
+        return LmHead(h).squeeze(1).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Frees handles that activation checkpointing hands to libtorch during backward (call after each
     /// backward() of a checkpointed model; a no-op otherwise).</summary>
     public static void ReleaseBackwardHandles() => CheckpointFunction.ReleaseReturnedGradients();

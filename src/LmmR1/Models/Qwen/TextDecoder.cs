@@ -43,6 +43,24 @@ internal sealed class QwenAttention : nn.Module
         o = o.transpose(1, 2).reshape(b, t, heads * headDim);
         return oProj.forward(o).MoveToOuterDisposeScope();
     }
+
+    /// <summary>One decode token per row against a <see cref="StaticKvCache"/>: k/v written at the device-side index
+    /// pos, attention over the whole capacity with <paramref name="mask"/> [B, 1, 1, C] (no host values, so it can be
+    /// captured in a CUDA graph). x [B, 1, H].</summary>
+    public Tensor ForwardStatic(Tensor x, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer, AttentionImpl impl)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = x.shape[0];
+        var q = qProj.forward(x).view(b, 1, heads, headDim).transpose(1, 2);   // [B, H, 1, D]
+        var k = kProj.forward(x).view(b, 1, kvHeads, headDim).transpose(1, 2); // [B, kvH, 1, D]
+        var v = vProj.forward(x).view(b, 1, kvHeads, headDim).transpose(1, 2);
+        q = AttentionMath.ApplyRope(q, cos, sin);
+        k = AttentionMath.ApplyRope(k, cos, sin);
+        var (keys, values) = cache.Write(layer, k, v);                         // [B, kvH, C, D]
+        var o = AttentionMath.TextAttention(q, keys, values, mask, impl);      // [B, H, 1, D]
+        o = o.transpose(1, 2).reshape(b, 1, heads * headDim);
+        return oProj.forward(o).MoveToOuterDisposeScope();
+    }
 }
 
 internal sealed class QwenMlp : nn.Module<Tensor, Tensor>
@@ -87,6 +105,14 @@ internal sealed class DecoderLayer : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var h = x + attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl);
+        h = h + mlp.forward(postNorm.forward(h));
+        return h.MoveToOuterDisposeScope();
+    }
+
+    public Tensor ForwardStatic(Tensor x, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer, AttentionImpl impl)
+    {
+        using var scope = torch.NewDisposeScope();
+        var h = x + attn.ForwardStatic(inputNorm.forward(x), cos, sin, mask, cache, layer, impl);
         h = h + mlp.forward(postNorm.forward(h));
         return h.MoveToOuterDisposeScope();
     }

@@ -1,0 +1,211 @@
+// The optional native extension (native/lmmr1_native.cpp): CUDA graphs, side streams and allocator statistics from
+// the libtorch of the installed PyTorch, which TorchSharp 0.107 does not expose. Located, in order: $LMMR1_NATIVE_LIB;
+// liblmmr1_native.so next to the program when its .torch-version file names the running torch; the per-user cache
+// (~/.cache/lmmr1/native/<torch version>/, or $LMMR1_NATIVE_CACHE). When missing it is compiled there once with g++
+// from the source embedded in this assembly (a few seconds), with one message on stderr; without a compiler, headers
+// or PyTorch, one message says why and callers use the eager engine. Only CUDA runs ever load it, so the CPU build
+// and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace LmmR1.Infrastructure;
+
+public sealed unsafe class NativeExtension
+{
+    public const int AbiVersion = 1;
+    const string LibName = "liblmmr1_native.so";
+
+    static readonly object Gate = new();
+    static bool tried;
+    static NativeExtension? instance;
+    static string? unavailable;
+
+    readonly delegate* unmanaged<sbyte*> lastError;
+    internal readonly delegate* unmanaged<int, int> SideEnter;
+    internal readonly delegate* unmanaged<int> SideExit;
+    internal readonly delegate* unmanaged<nint> GraphCreate;
+    internal readonly delegate* unmanaged<nint, nint, int> CaptureBegin;
+    internal readonly delegate* unmanaged<nint, int> CaptureEnd;
+    internal readonly delegate* unmanaged<nint, int> Replay;
+    internal readonly delegate* unmanaged<nint, int, int> ReplayN;
+    internal readonly delegate* unmanaged<nint, int> GraphDestroy;
+    readonly delegate* unmanaged<int, long*, long*, long*, long*, int> memoryStats;
+    readonly delegate* unmanaged<int, int> resetPeak;
+    readonly delegate* unmanaged<int> emptyCache;
+
+    public string Path { get; }
+
+    NativeExtension(nint h, string path)
+    {
+        Path = path;
+        nint F(string name) => NativeLibrary.GetExport(h, name);
+        var abi = (delegate* unmanaged<int>)F("lmmr1_abi_version");
+        if (abi() != AbiVersion) throw new InvalidOperationException($"{path} has ABI {abi()}, expected {AbiVersion}");
+        lastError = (delegate* unmanaged<sbyte*>)F("lmmr1_last_error");
+        SideEnter = (delegate* unmanaged<int, int>)F("lmmr1_side_stream_enter");
+        SideExit = (delegate* unmanaged<int>)F("lmmr1_side_stream_exit");
+        GraphCreate = (delegate* unmanaged<nint>)F("lmmr1_graph_create");
+        CaptureBegin = (delegate* unmanaged<nint, nint, int>)F("lmmr1_graph_capture_begin");
+        CaptureEnd = (delegate* unmanaged<nint, int>)F("lmmr1_graph_capture_end");
+        Replay = (delegate* unmanaged<nint, int>)F("lmmr1_graph_replay");
+        ReplayN = (delegate* unmanaged<nint, int, int>)F("lmmr1_graph_replay_n");
+        GraphDestroy = (delegate* unmanaged<nint, int>)F("lmmr1_graph_destroy");
+        memoryStats = (delegate* unmanaged<int, long*, long*, long*, long*, int>)F("lmmr1_memory_stats");
+        resetPeak = (delegate* unmanaged<int, int>)F("lmmr1_reset_peak_memory");
+        emptyCache = (delegate* unmanaged<int>)F("lmmr1_empty_cache");
+    }
+
+    /// <summary>Throws with the native side's message when <paramref name="rc"/> is not 0.</summary>
+    internal void Check(int rc, string what)
+    {
+        if (rc != 0) throw new InvalidOperationException($"{what}: {Marshal.PtrToStringUTF8((nint)lastError())}");
+    }
+
+    /// <summary>The extension, loading (and if needed building) it on first use; null when unavailable
+    /// (<see cref="UnavailableReason"/> says why; the message was printed once).</summary>
+    public static NativeExtension? TryGet(TextWriter? log = null)
+    {
+        lock (Gate)
+        {
+            if (tried) return instance;
+            tried = true;
+            log ??= Console.Error;
+            if (Environment.GetEnvironmentVariable("LMMR1_CUDA_GRAPHS") == "0")
+            {
+                unavailable = "LMMR1_CUDA_GRAPHS=0";
+                return null;
+            }
+            try
+            {
+                string path = Locate(log, force: false);
+                instance = new NativeExtension(NativeLibrary.Load(path), path);
+            }
+            catch (Exception e) when (e is InvalidOperationException or DllNotFoundException or EntryPointNotFoundException or IOException)
+            {
+                unavailable = e.Message;
+                log.WriteLine($"lmmr1: CUDA graphs off, using the eager decode loop ({e.Message})");
+            }
+            return instance;
+        }
+    }
+
+    public static string? UnavailableReason => unavailable;
+
+    /// <summary>`lmmr1 native build`: compiles into the cache folder (again, when force) and returns the library path.</summary>
+    public static string Build(TextWriter log, bool force) => Locate(log, force);
+
+    static string Locate(TextWriter log, bool force)
+    {
+        if (!force && Environment.GetEnvironmentVariable("LMMR1_NATIVE_LIB") is { Length: > 0 } explicitPath)
+            return File.Exists(explicitPath) ? explicitPath : throw new InvalidOperationException($"LMMR1_NATIVE_LIB={explicitPath} does not exist");
+        var torch = TorchLocator.Find() ?? throw new InvalidOperationException(
+            "no installed PyTorch found (set LMMR1_TORCH_DIR to the torch package folder, or put python3 with torch on PATH)");
+        string version = TorchLocator.Version(torch.TorchDir);
+        string besideApp = System.IO.Path.Combine(AppContext.BaseDirectory, LibName);
+        string stamp = besideApp + ".torch-version";
+        if (!force && File.Exists(besideApp) && File.Exists(stamp) && File.ReadAllText(stamp).Trim() == $"{version} abi{AbiVersion}")
+            return besideApp;
+        string cacheRoot = Environment.GetEnvironmentVariable("LMMR1_NATIVE_CACHE") is { Length: > 0 } c ? c
+            : System.IO.Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+                : System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "lmmr1", "native");
+        string dir = System.IO.Path.Combine(cacheRoot, $"{Sanitize(version)}-abi{AbiVersion}");
+        string lib = System.IO.Path.Combine(dir, LibName);
+        if (!force && File.Exists(lib)) return lib;
+        Compile(torch.TorchDir, torch.NvidiaDir, version, dir, lib, log);
+        return lib;
+    }
+
+    static string Sanitize(string s) => new(s.Select(ch => char.IsLetterOrDigit(ch) || ch is '.' or '-' or '_' ? ch : '_').ToArray());
+
+    /// <summary>The C++ source shipped inside this assembly.</summary>
+    public static string Source()
+    {
+        using var s = typeof(NativeExtension).Assembly.GetManifestResourceStream("lmmr1_native.cpp")
+                      ?? throw new InvalidOperationException("lmmr1_native.cpp is not embedded in this build");
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
+    }
+
+    static void Compile(string torchDir, string? nvidiaDir, string version, string dir, string lib, TextWriter log)
+    {
+        string cxx = Environment.GetEnvironmentVariable("CXX") is { Length: > 0 } e ? e : "g++";
+        string? cudaInclude = CudaIncludeDir(nvidiaDir)
+            ?? throw new InvalidOperationException("no CUDA runtime headers (cuda_runtime_api.h) found in $CUDA_HOME/include, /usr/local/cuda/include or PyTorch's nvidia packages");
+        string? cudart = CudartLibrary(torchDir, nvidiaDir);
+        Directory.CreateDirectory(dir);
+        string src = System.IO.Path.Combine(dir, "lmmr1_native.cpp");
+        File.WriteAllText(src, Source());
+        string tmp = lib + $".{Environment.ProcessId}.tmp";
+        string tl = System.IO.Path.Combine(torchDir, "lib");
+        var args = new List<string>
+        {
+            "-O2", "-shared", "-fPIC", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w",
+            "-I" + System.IO.Path.Combine(torchDir, "include"),
+            "-I" + System.IO.Path.Combine(torchDir, "include", "torch", "csrc", "api", "include"),
+            "-I" + cudaInclude, src, "-o", tmp, "-L" + tl, "-ltorch", "-ltorch_cpu", "-ltorch_cuda", "-lc10", "-lc10_cuda",
+            "-Wl,-rpath," + tl,
+        };
+        if (cudart is not null) { args.Add(cudart); args.Add("-Wl,-rpath," + System.IO.Path.GetDirectoryName(cudart)); }
+        log.WriteLine($"lmmr1: building the CUDA-graph extension for torch {version} into {dir} (once per torch version) ...");
+        var clock = Stopwatch.StartNew();
+        var psi = new ProcessStartInfo(cxx) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        Process? proc;
+        try { proc = Process.Start(psi); }
+        catch (System.ComponentModel.Win32Exception) { throw new InvalidOperationException($"no C++ compiler '{cxx}' on PATH (set CXX)"); }
+        using (proc)
+        {
+            if (proc is null) throw new InvalidOperationException($"could not start {cxx}");
+            var err = proc.StandardError.ReadToEndAsync();
+            proc.StandardOutput.ReadToEnd();
+            proc.WaitForExit();
+            if (proc.ExitCode != 0)
+            {
+                string msg = err.Result;
+                File.WriteAllText(System.IO.Path.Combine(dir, "build.log"), $"{cxx} {string.Join(' ', args)}\n{msg}");
+                throw new InvalidOperationException($"{cxx} failed (exit {proc.ExitCode}; log {System.IO.Path.Combine(dir, "build.log")}): " +
+                                                    string.Join(" | ", msg.Split('\n').Where(l => l.Contains("error")).Take(3)));
+            }
+        }
+        File.Move(tmp, lib, overwrite: true);
+        log.WriteLine($"lmmr1: built {lib} in {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    static string? CudaIncludeDir(string? nvidiaDir)
+    {
+        var candidates = new List<string>();
+        if (Environment.GetEnvironmentVariable("CUDA_HOME") is { Length: > 0 } h) candidates.Add(System.IO.Path.Combine(h, "include"));
+        candidates.Add("/usr/local/cuda/include");
+        if (nvidiaDir is not null && Directory.Exists(nvidiaDir))
+            candidates.AddRange(Directory.GetDirectories(nvidiaDir).Select(d => System.IO.Path.Combine(d, "include")));
+        return candidates.FirstOrDefault(d => File.Exists(System.IO.Path.Combine(d, "cuda_runtime_api.h")));
+    }
+
+    /// <summary>The libcudart.so.N that PyTorch's own libraries use (so the extension links against the same one).</summary>
+    static string? CudartLibrary(string torchDir, string? nvidiaDir)
+    {
+        var dirs = new List<string> { System.IO.Path.Combine(torchDir, "lib") };
+        if (nvidiaDir is not null && Directory.Exists(nvidiaDir))
+            dirs.AddRange(Directory.GetDirectories(nvidiaDir).Select(d => System.IO.Path.Combine(d, "lib")));
+        dirs.Add("/usr/local/cuda/lib64");
+        foreach (var d in dirs.Where(Directory.Exists))
+        {
+            var f = Directory.GetFiles(d, "libcudart.so.*").Order(StringComparer.Ordinal).FirstOrDefault();
+            if (f is not null) return f;
+        }
+        return null;
+    }
+
+    // ---------------------------------------------------------------- allocator statistics
+
+    /// <summary>PyTorch caching-allocator counters of a device in bytes (max_memory_allocated etc.).</summary>
+    public (long Allocated, long PeakAllocated, long Reserved, long PeakReserved) MemoryStats(int device)
+    {
+        long a, pa, r, pr;
+        Check(memoryStats(device, &a, &pa, &r, &pr), "memory stats");
+        return (a, pa, r, pr);
+    }
+
+    public void ResetPeakMemory(int device) => Check(resetPeak(device), "reset peak memory");
+    public void EmptyCache() => Check(emptyCache(), "empty cache");
+}

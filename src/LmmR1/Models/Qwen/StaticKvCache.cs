@@ -1,0 +1,89 @@
+// A KV cache for CUDA-graph decoding: fixed [B, kvH, C, D] tensors per layer, written at a device-side cache index
+// (Position, [1] int64) instead of the host-side Length of KvCache, plus which positions hold real tokens
+// ([B, C] bool), the per-row M-RoPE offsets ([B] int64) and the next input token ([B, 1]). Nothing here changes shape or
+// address after creation, so a decode step reading and writing only these tensors can be captured once and replayed.
+// Departs from KvCache: attention reads the whole capacity under a mask (padding and not-yet-written positions are
+// masked), not only the filled prefix.
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LmmR1.Models.Qwen;
+
+public sealed class StaticKvCache : IDisposable
+{
+    readonly Tensor[] keys, values;
+
+    public int Rows { get; }
+    public int Capacity { get; }
+    /// <summary>[B, C] bool: true where a cached position holds a real token.</summary>
+    public Tensor KeyValid { get; }
+    /// <summary>[1] int64: the cache index the next decode step writes (the same for every row: left padding).</summary>
+    public Tensor Position { get; }
+    /// <summary>[B] int64: M-RoPE position of cache index i is i + offset (see KvCache.PositionOffsets).</summary>
+    public Tensor PositionOffsets { get; }
+    /// <summary>[B, 1] int64: the token each row feeds into the next step.</summary>
+    public Tensor InputTokens { get; }
+
+    public StaticKvCache(QwenTextConfig cfg, int rows, int capacity, ScalarType dtype, Device device)
+    {
+        if (rows <= 0 || capacity <= 0) throw new ArgumentException($"StaticKvCache needs positive rows and capacity (got {rows}, {capacity})");
+        Rows = rows; Capacity = capacity;
+        keys = new Tensor[cfg.NumLayers];
+        values = new Tensor[cfg.NumLayers];
+        // Zeros, not empty: rows beyond the live ones are decoded too and must hold finite numbers.
+        for (int i = 0; i < cfg.NumLayers; i++)
+        {
+            keys[i] = torch.zeros([rows, cfg.NumKvHeads, capacity, cfg.HeadDim], dtype, device).DetachFromDisposeScope();
+            values[i] = torch.zeros([rows, cfg.NumKvHeads, capacity, cfg.HeadDim], dtype, device).DetachFromDisposeScope();
+        }
+        KeyValid = torch.zeros([rows, capacity], ScalarType.Bool, device).DetachFromDisposeScope();
+        Position = torch.zeros([1], ScalarType.Int64, device).DetachFromDisposeScope();
+        PositionOffsets = torch.zeros([rows], ScalarType.Int64, device).DetachFromDisposeScope();
+        InputTokens = torch.zeros([rows, 1], ScalarType.Int64, device).DetachFromDisposeScope();
+    }
+
+    public long Bytes => keys.Sum(k => k.numel() * k.ElementSize) * 2;
+
+    /// <summary>Writes one token's rotated keys/values [B, kvH, 1, D] at Position; returns the whole layer cache.</summary>
+    internal (Tensor Keys, Tensor Values) Write(int layer, Tensor k, Tensor v)
+    {
+        keys[layer].index_copy_(2, Position, k);
+        values[layer].index_copy_(2, Position, v);
+        return (keys[layer], values[layer]);
+    }
+
+    /// <summary>
+    /// Loads a prefilled <see cref="KvCache"/>: live row r takes source row rows[r] (replicating a prompt for its samples),
+    /// its filled positions, validity and offsets; Position = the source Length. Rows beyond rows.Length become empty
+    /// (nothing valid). Copies once per layer, without holding a second full cache.
+    /// </summary>
+    public void Load(KvCache src, Tensor rows)
+    {
+        using var scope = torch.NewDisposeScope();
+        long live = rows.shape[0], len = src.Length;
+        if (live > Rows) throw new ArgumentException($"{live} rows do not fit the static cache's {Rows}");
+        if (len >= Capacity) throw new ArgumentException($"{len} cached positions leave no room in capacity {Capacity}");
+        var idx = rows.to(ScalarType.Int64, KeyValid.device);
+        using (torch.no_grad())
+        {
+            for (int i = 0; i < keys.Length; i++)
+            {
+                var (sk, sv) = src.LayerTensors(i);
+                keys[i].narrow(0, 0, live).narrow(2, 0, len).copy_(sk.narrow(2, 0, len).index_select(0, idx));
+                values[i].narrow(0, 0, live).narrow(2, 0, len).copy_(sv.narrow(2, 0, len).index_select(0, idx));
+            }
+            KeyValid.zero_();
+            KeyValid.narrow(0, 0, live).narrow(1, 0, len).copy_(src.KeyValid.narrow(1, 0, len).index_select(0, idx));
+            PositionOffsets.zero_();
+            if (src.PositionOffsets is not null) PositionOffsets.narrow(0, 0, live).copy_(src.PositionOffsets.index_select(0, idx));
+            Position.fill_(len);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in keys) t.Dispose();
+        foreach (var t in values) t.Dispose();
+        KeyValid.Dispose(); Position.Dispose(); PositionOffsets.Dispose(); InputTokens.Dispose();
+    }
+}
