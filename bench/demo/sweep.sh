@@ -4,13 +4,16 @@
 # error, wall and CPU seconds) and the spread per mode. Results: bench/demo/README.md.
 #
 #   bench/demo/sweep.sh [--full] [--seeds "1 2 3 4 5"] [--caps "default avx2 avx512"] [--jobs 2] [--out DIR] [--config FILE]
+#                       [--keep] [--table]
 #
 # --full runs the default (README) mode instead of --quick; --config passes a demo_config.json-style file (its seed is
-# replaced by each --seeds value); DIR (default runs/demo-sweep) keeps every run's folder and log. On a shared machine
+# replaced by each --seeds value); DIR (default runs/demo-sweep) keeps every run's folder and log; --keep skips runs
+# whose summary.json is already there; --table only prints the table of what DIR holds. Runs go seed by seed (every
+# capability of seed 1, then of seed 2, …), so a sweep cut short still covers every kernel path. On a shared machine
 # keep --jobs at 2 or less: each run uses one torch thread, wall times grow with the machine's load (CPU seconds less).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-mode=quick seeds="1 2 3 4 5" caps="default avx2 avx512" jobs=2 out=runs/demo-sweep config=""
+mode=quick seeds="1 2 3 4 5" caps="default avx2 avx512" jobs=2 out=runs/demo-sweep config="" keep=0 table=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --full) mode=full; shift ;;
@@ -19,10 +22,12 @@ while [[ $# -gt 0 ]]; do
         --jobs) jobs="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --config) config="$2"; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --table) table=1; shift ;;
         *) echo "error: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
 done
-dotnet build src/LmmR1.Cli -c Release -v q -nologo >/dev/null
+[[ $table == 1 ]] || dotnet build src/LmmR1.Cli -c Release -v q -nologo >/dev/null
 dll=src/LmmR1.Cli/bin/Release/net10.0/lmmr1.dll
 mkdir -p "$out"
 args=()
@@ -31,15 +36,16 @@ args=()
 
 run_one() {   # cap seed
     local dir="$out/$mode-$1-s$2"
+    [[ $keep == 1 && -f $dir/summary.json ]] && return 0
     rm -rf "$dir"
     ATEN_CPU_CAPABILITY=$1 /usr/bin/time -f "%e %U" -o "$dir.time" \
         dotnet "$dll" demo "${args[@]}" --seed "$2" --output "$dir" >"$dir.log" 2>&1 \
         || echo "run $mode $1 seed $2 failed: see $dir.log" >&2
 }
 export -f run_one
-export out mode dll
+export out mode dll keep
 export args_str="${args[*]}"
-for cap in $caps; do for seed in $seeds; do echo "$cap $seed"; done; done |
+[[ $table == 1 ]] || for seed in $seeds; do for cap in $caps; do echo "$cap $seed"; done; done |
     xargs -P "$jobs" -L 1 bash -c 'args=($args_str); run_one "$0" "$1"'
 
 python3 - "$out" "$mode" "$caps" "$seeds" <<'PY'
@@ -56,7 +62,7 @@ for cap in caps:
         except OSError:
             print(f"| {mode} | {cap} | {seed} | (no summary.json) | | | | |"); continue
         st = {x["name"]: x for x in s["stages"]}
-        wall, cpu = (open(d + ".time").read().split() + ["?", "?"])[-2:]
+        wall, cpu = open(d + ".time").read().split()[-2:]
         f, m = st["fre"], st["mgt"]
         g = lambda x: (100 * x["gain"], 100 * x["gain_stderr"], 100 * x["accuracy_before"], 100 * x["accuracy_after"])
         (fg, fs, fb, fa), (mg, ms, mb, ma) = g(f), g(m)
