@@ -5,6 +5,7 @@
 using System.CommandLine;
 using System.Globalization;
 using LmmR1.Demo;
+using LmmR1.Infrastructure;
 using Spectre.Console;
 
 namespace LmmR1.Cli.Commands;
@@ -18,16 +19,24 @@ public static class DemoCommand
         var seed = new Option<int>("--seed") { Description = "Seed of everything: weights, data, sampling", DefaultValueFactory = _ => 42 };
         var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
         var configFile = new Option<string?>("--config") { Description = "All settings from a JSON file (the form of demo_config.json in the output; --seed and --device still apply)" };
+        var algo = new Option<string>("--algo") { Description = "lmm-r1 (LMM-R1's PPO clip and loss) or dapo (clip-higher, step token-mean, dynamic filtering)", DefaultValueFactory = _ => "lmm-r1" };
         var cmd = new Command("demo", "Tiny end-to-end LMM-R1 run: SFT warm-up, FRE (RL on text arithmetic), MGT (RL on images of shapes); " +
                                       "prints held-out accuracy before/after each stage and the reward curves")
         {
-            quick, output, seed, device, configFile,
+            quick, output, seed, device, configFile, algo,
         };
         cmd.SetAction(pr => InputsCli.Guard(() =>
         {
             ModelCommands.ParseDevice(pr.GetValue(device)!);
             var config = (pr.GetValue(configFile) is { } file ? DemoConfig.FromJsonFile(file) : DemoConfig.For(pr.GetValue(quick)))
                 with { Seed = pr.GetValue(seed), Device = pr.GetValue(device)! };
+            bool dapo = pr.GetValue(algo) switch
+            {
+                "lmm-r1" => false,
+                "dapo" => true,
+                var other => throw InputException.At(null, null, "--algo", $"expected lmm-r1 or dapo, got '{other}'"),
+            };
+            if (dapo) config = config with { Fre = config.Fre with { Dapo = true }, Mgt = config.Mgt with { Dapo = true } };
             string? keep = pr.GetValue(output);
             string dir = keep ?? Path.Combine(Path.GetTempPath(), $"lmmr1-demo-{Environment.ProcessId}");
             DemoSummary summary;

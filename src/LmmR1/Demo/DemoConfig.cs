@@ -48,6 +48,9 @@ public sealed record DemoRlSettings
     /// the gradient, which a noisy policy gradient turns into damage; a short warmup avoids that.</summary>
     public double WarmupRatio { get; init; } = 0.2;
     public double InitKlCoef { get; init; }
+    /// <summary>DAPO's settings on top (demo --algo dapo): clip-higher [0.8, 1.28], token-mean over the optimizer
+    /// step, dynamic filtering of all-right / all-wrong groups with up to 2 extra rounds.</summary>
+    public bool Dapo { get; init; }
     /// <summary>--freeze_prefix.</summary>
     public IReadOnlyList<string> FreezePrefix { get; init; } = [];
 }

@@ -2,6 +2,7 @@
 // `lmmr1 train` would build it from the command line), the model loaded from the previous stage's folder, the
 // built-in LMM-R1 rule reward, metrics.jsonl through MetricsLog, and the final model saved as a Hugging Face folder
 // with its tokenizer (by the trainer), for the next stage to load.
+using LmmR1.Algorithms;
 using LmmR1.Data;
 using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
@@ -33,7 +34,13 @@ public static class RlStage
             GenerateMaxLen = demo.GenerateMaxLen,
             Temperature = demo.Temperature,
         },
-        Algorithm = new AlgorithmSettings { Estimator = s.Estimator, InitKlCoef = s.InitKlCoef },
+        Algorithm = s.Dapo
+            ? new AlgorithmSettings
+            {
+                Estimator = s.Estimator, InitKlCoef = s.InitKlCoef, EpsClipLow = 0.2, EpsClipHigh = 0.28,
+                LossAggMode = LossAggregation.GlobalTokenMean, DynamicFiltering = true, DynamicFilteringMaxRounds = 2,
+            }
+            : new AlgorithmSettings { Estimator = s.Estimator, InitKlCoef = s.InitKlCoef },
         Optim = new OptimSettings
         {
             TrainBatchSize = s.TrainBatchSize,
