@@ -89,6 +89,15 @@ public class DapoFlagsTests
         Assert.Contains("--n_samples_per_prompt must be > 1", stderr);
     }
 
+    [Fact]
+    public void DemoRejectsAnUnknownAlgo()
+    {
+        var (code, _, stderr) = TrainCommandTests.Run("demo", "--quick", "--algo", "grpo");
+        Assert.Equal(1, code);
+        Assert.Contains("--algo", stderr);
+        Assert.Contains("expected lmm-r1 or dapo", stderr);
+    }
+
     static string[] Replace(string[] args, string flag, string value)
     {
         int i = Array.IndexOf(args, flag);
