@@ -20,6 +20,7 @@ internal sealed class CheckpointFunction : torch.autograd.SingleTensorFunction<C
         var aux = vars.Skip(2).Cast<Tensor>().ToList();
         ctx.save_for_backward([x, .. aux]);
         ctx.save_data("fn", fn);
+        ctx.save_data("owner", Environment.CurrentManagedThreadId);
         return fn(x, aux);
     }
 
@@ -46,19 +47,23 @@ internal sealed class CheckpointFunction : torch.autograd.SingleTensorFunction<C
         // both would otherwise hold a [B, T, H] activation-gradient each until the finalizer runs (late, blind to GPU
         // memory). The incoming one is done now; the returned one is freed by ReleaseReturnedGradients after backward.
         grad.Dispose();
-        Returned.Enqueue(inputGrad);
+        Returned.GetOrAdd((int)ctx.get_data("owner"), _ => new()).Enqueue(inputGrad);
         // One gradient per forward argument: the input, then null for the delegate and every auxiliary tensor.
         var result = new List<Tensor> { inputGrad, null! };
         for (int i = 1; i < savedCount; i++) result.Add(null!);
         return result;
     }
 
-    static readonly System.Collections.Concurrent.ConcurrentQueue<Tensor> Returned = new();
+    // Per thread that ran the forward (the model's user): each releases only its own handles, so concurrent trainers
+    // (parallel test classes, say) never free each other's, and a thread's live-tensor count stays its own.
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<int, System.Collections.Concurrent.ConcurrentQueue<Tensor>> Returned = new();
 
     /// <summary>Frees the handles of the input gradients this function returned to libtorch (which keeps its own
-    /// references). Call after each backward() that went through checkpointed layers.</summary>
+    /// references) for forwards run on the calling thread. Call after each backward() that went through checkpointed
+    /// layers.</summary>
     public static void ReleaseReturnedGradients()
     {
-        while (Returned.TryDequeue(out var t)) t.Dispose();
+        if (!Returned.TryGetValue(Environment.CurrentManagedThreadId, out var queue)) return;
+        while (queue.TryDequeue(out var t)) t.Dispose();
     }
 }
