@@ -75,14 +75,15 @@ public class DapoTrainerTests
             var g = trainer.Maker.Generate(batch, 2, 1.0, PpoSeeds.FilterRound(42, 1, r));
             return (g, trainer.Maker.Score(g));
         }, CPU);
+        var metrics = Assert.IsType<FilterMetrics>(f.Metrics);
         // Full size, in groups of 2, every chosen group with unequal scores (unless the rounds ran out and filled it).
         Assert.Equal(4, f.Batch.Count);
         Assert.Equal(2, f.Batch.Prompts.Count);
         Assert.Equal([0, 0, 1, 1], f.Batch.Items.Select(i => i.PromptIndex));
-        Assert.Equal(2, f.Metrics.GroupsKept + f.Metrics.GroupsFilled);
-        Assert.Equal(round - 1, f.Metrics.ExtraRounds);
-        Assert.Equal(2 * f.Metrics.ExtraRounds, f.Metrics.ExtraPrompts);
-        if (f.Metrics.GroupsFilled == 0)
+        Assert.Equal(2, metrics.GroupsKept + metrics.GroupsFilled);
+        Assert.Equal(round - 1, metrics.ExtraRounds);
+        Assert.Equal(2 * metrics.ExtraRounds, metrics.ExtraPrompts);
+        if (metrics.GroupsFilled == 0)
             for (int g = 0; g < 2; g++)
                 Assert.NotEqual(f.Scores[2 * g].AccuracyReward, f.Scores[2 * g + 1].AccuracyReward);
         // The chosen prompts are prompts of the rounds (the first round's first, in order), and their scores are the
@@ -90,7 +91,7 @@ public class DapoTrainerTests
         Assert.All(f.Batch.Prompts, p => Assert.Contains(p, order.Take(2 * round).Select(i => data[i])));
         var rescored = await new ParityReward().ScoreAsync(f.Batch.Queries, [], []);
         Assert.Equal(rescored.Select(r => r.AccuracyReward), f.Scores.Select(s => s.AccuracyReward));
-        Assert.True(f.Metrics.ExtraRounds > 0 || f.Metrics.GroupsAllEqual == 0, "a dropped group needs another round");
+        Assert.True(metrics.ExtraRounds > 0 || metrics.GroupsAllEqual == 0, "a dropped group needs another round");
     }
 
     [Fact]

@@ -30,12 +30,17 @@ public sealed record FilterMetrics(int GroupsKept, int GroupsAllEqual, int Group
     }
 }
 
-/// <summary>The chosen batch (borrowing the rounds' images) with its scores; owns the rounds.</summary>
+/// <summary>The step's scored batch: with dynamic filtering the chosen groups (borrowing the rounds' images, which it
+/// owns) and the filtering counts; without, the one rollout (<see cref="Unfiltered"/>, Metrics null).</summary>
 public sealed class FilteredRollout : IDisposable
 {
     readonly List<Rollout> rounds;
 
-    internal FilteredRollout(Rollout batch, IReadOnlyList<RewardResult> scores, FilterMetrics metrics, List<Rollout> rounds)
+    /// <summary>One rollout as the step's batch, no filtering.</summary>
+    public static FilteredRollout Unfiltered((Rollout Rollout, IReadOnlyList<RewardResult> Scores) scored) =>
+        new(scored.Rollout, scored.Scores, null, []);
+
+    internal FilteredRollout(Rollout batch, IReadOnlyList<RewardResult> scores, FilterMetrics? metrics, List<Rollout> rounds)
     {
         Batch = batch;
         Scores = scores;
@@ -45,7 +50,8 @@ public sealed class FilteredRollout : IDisposable
 
     public Rollout Batch { get; }
     public IReadOnlyList<RewardResult> Scores { get; }
-    public FilterMetrics Metrics { get; }
+    /// <summary>Null when dynamic filtering is off.</summary>
+    public FilterMetrics? Metrics { get; }
 
     public void Dispose()
     {

@@ -175,13 +175,11 @@ public sealed class PpoTrainer : IDisposable
         using var filtered = config.Algorithm.DynamicFiltering
             ? DynamicFiltering.Run(prompts, reserve ?? [], config.Algorithm.DynamicFilteringMaxRounds,
                 (config.Algorithm.DynamicFilteringLow, config.Algorithm.DynamicFilteringHigh), GenerateAndScore, models.Actor.Device)
-            : null;
-        var (plain, plainScores) = filtered is null ? GenerateAndScore(prompts, 0) : (null, null);
-        using var owned = plain;
-        var rollout = filtered?.Batch ?? plain!;
+            : FilteredRollout.Unfiltered(GenerateAndScore(prompts, 0));
+        var rollout = filtered.Batch;
         RunHooks.Reach("after-generate", step);
         var truncated = Truncated(rollout);
-        var (scores, overlong) = OverlongShaped(rollout, filtered?.Scores ?? plainScores!);
+        var (scores, overlong) = OverlongShaped(rollout, filtered.Scores);
         using var oldLogProbs = timer.Time("logprobs", () => maker.ActorLogProbs(rollout));
         using var referenceLogProbs = models.Reference is { } reference ? timer.Time("reference", () => maker.ReferenceLogProbs(reference, rollout)) : null;
         using var values = models.Critic is { } critic ? timer.Time("values", () => maker.Values(critic, rollout)) : null;
@@ -206,10 +204,10 @@ public sealed class PpoTrainer : IDisposable
         using (timer.Phase("kl_control"))
             if (actorMetrics is not null) kl.Update(actorMetrics.KlLoss ?? rolloutMetrics.Kl, (long)config.Rollout.RolloutBatchSize * config.Rollout.SamplesPerPrompt);
 
-        Advance(prompts.Count, rollout.Count, filtered?.Metrics);
+        Advance(prompts.Count, rollout.Count, filtered.Metrics);
         var stepMetrics = new PpoStepMetrics(rolloutMetrics, actorMetrics, criticMetrics, kl.Value, timer.Seconds.ToDictionary(), clock.Elapsed.TotalSeconds)
         {
-            Filter = filtered?.Metrics, Overlong = overlong, Truncated = truncated.Count(t => t),
+            Filter = filtered.Metrics, Overlong = overlong, Truncated = truncated.Count(t => t),
         };
         var samples = LoggedSamples(rollout, scores);
         LogStep(step, stepMetrics, samples, timer);
