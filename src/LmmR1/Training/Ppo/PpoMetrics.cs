@@ -63,8 +63,8 @@ public sealed record PpoStepMetrics(RolloutMetrics Rollout, ActorMetrics? Actor,
     public FilterMetrics? Filter { get; init; }
     /// <summary>DAPO's overlong shaping: mean penalty added to the rewards and samples penalised (null when off).</summary>
     public (double MeanPenalty, int Penalised)? Overlong { get; init; }
-    /// <summary>Samples cut at --generate_max_len without a stop token (always counted) and whether they were left out
-    /// of the loss (--mask_truncated_completions).</summary>
+    /// <summary>Samples cut at --generate_max_len without a stop token (counted whether or not
+    /// --mask_truncated_completions leaves them out of the loss).</summary>
     public int Truncated { get; init; }
 
     /// <summary>What train/kl logs and the KL controller reads (ppo_trainer.fit's status["kl"]): the actor's KL loss

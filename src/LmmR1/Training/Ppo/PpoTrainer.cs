@@ -54,7 +54,7 @@ public sealed class PpoTrainer : IDisposable
 
     public PpoConfig Config => config;
     public PpoPlan Plan { get; }
-    public PpoTrainState State { get; } = new();
+    public PpoTrainState State { get; private set; } = new();
     public ModelOptimizer ActorOptimizer { get; }
     public ModelOptimizer? CriticOptimizer { get; }
     public ExperienceMaker Maker => maker;
@@ -248,7 +248,7 @@ public sealed class PpoTrainer : IDisposable
         State.KlCoef = kl.Value;
     }
 
-    /// <summary>Per sample: cut at --generate_max_len without ending in a stop token.</summary>
+    /// <summary>Per sample: cut at --generate_max_len without ending in a stop token (training and evaluation alike).</summary>
     bool[] Truncated(Rollout rollout)
     {
         var stops = maker.StopTokens.ToHashSet();
@@ -485,18 +485,17 @@ public sealed class PpoTrainer : IDisposable
         int n = config.Rollout.EvalSamplesPerPrompt;
         var byPrompt = new ScoredSample[eval.Count][];
         int chunk = Math.Max(1, config.Rollout.RolloutBatchSize);
-        var stops = maker.StopTokens.ToHashSet();
         for (int start = 0; start < eval.Count; start += chunk)
         {
             var prompts = eval.Skip(start).Take(chunk).ToList();
             using var rollout = maker.Generate(prompts, n, config.Rollout.EvalTemperature, PpoSeeds.Sampling(config.Run.Seed, -1 - start));
             var scores = maker.Score(rollout);
+            var truncated = Truncated(rollout);
             for (int i = 0; i < rollout.Count; i++)
             {
                 var it = rollout.Items[i];
-                bool truncated = it.ResponseLength >= config.Rollout.GenerateMaxLen && !stops.Contains((int)it.ResponseIds[^1]);
                 (byPrompt[start + it.PromptIndex] ??= new ScoredSample[n])[it.SampleIndex] =
-                    new ScoredSample(scores[i].AccuracyReward > 0, scores[i].FormatReward > 0, scores[i].Reward, it.ResponseLength, truncated);
+                    new ScoredSample(scores[i].AccuracyReward > 0, scores[i].FormatReward > 0, scores[i].Reward, it.ResponseLength, truncated[i]);
             }
         }
         var result = new Dictionary<string, double>(StringComparer.Ordinal);
@@ -585,22 +584,9 @@ public sealed class PpoTrainer : IDisposable
     public void Resume(string dir)
     {
         var saved = PpoCheckpoint.Restore(dir, CheckpointContents());
+        // The whole saved record, so a counter added to PpoTrainState is restored without being listed here.
         var s = saved.State;
-        State.GlobalStep = s.GlobalStep;
-        State.ConsumedPrompts = s.ConsumedPrompts;
-        State.ConsumedSamples = s.ConsumedSamples;
-        State.Episode = s.Episode;
-        State.RolloutInEpisode = s.RolloutInEpisode;
-        State.ExtraPromptsInEpisode = s.ExtraPromptsInEpisode;
-        State.FilterGroupsKept = s.FilterGroupsKept;
-        State.FilterGroupsDropped = s.FilterGroupsDropped;
-        State.FilterGroupsFilled = s.FilterGroupsFilled;
-        State.FilterExtraRounds = s.FilterExtraRounds;
-        State.ActorOptimizerSteps = s.ActorOptimizerSteps;
-        State.CriticOptimizerSteps = s.CriticOptimizerSteps;
-        State.KlCoef = saved.KlCoef;
-        State.ActorNonFiniteInARow = s.ActorNonFiniteInARow;
-        State.CriticNonFiniteInARow = s.CriticNonFiniteInARow;
+        State = s with { KlCoef = saved.KlCoef };
         kl.Restore(new KlControllerState(saved.KlCoef));
         // The order is recomputed from the seed; the saved copy proves it is the same one.
         if (!DataOrder(s.Episode).SequenceEqual(saved.Data.Order))
