@@ -1,5 +1,5 @@
 // Batched in-process sampling for Qwen VL models (the rollout engine; LMM-R1 uses vLLM). Per micro-batch: prefill each
-// prompt once (vision tower included) into a preallocated KV cache, replicate its rows for the n samples
+// prompt once (vision tower included, unless the prompts bring their cached embeddings) into a preallocated KV cache, replicate its rows for the n samples
 // (KvCache.SelectRows), then decode all rows together. The host sees tokens only every CheckEvery steps (one small
 // device→host copy), detects finished samples there and drops them from the batch when enough have finished.
 // Departures from vLLM: no paged attention or continuous batching (a micro-batch runs until its rows finish), and the
@@ -217,8 +217,8 @@ public sealed class GenerationEngine : IDisposable
             // ---- prefill (left-padded prompts, images in row order) and replication to one row per sample
             using (var scope = torch.NewDisposeScope())
             {
-                var (ids, mask, pix, grid) = Collate(prompts, units, maxLen);
-                using var o = model.Forward(ids, mask, pix, grid, cache: cache, logitsForLast: 1);
+                var (ids, mask, pix, grid, embeds) = Collate(prompts, units, maxLen);
+                using var o = model.Forward(ids, mask, embeds is null ? pix : null, grid, embeds, cache: cache, logitsForLast: 1);
                 var last = o.Logits!.squeeze(1);                                                     // [P, V]
                 if (rows.Count != p || rowUnit.Where((u, i) => u != i).Any())
                 {
@@ -406,14 +406,17 @@ public sealed class GenerationEngine : IDisposable
         return torch.tensor(u, [len, live.Count], device: dev).DetachFromDisposeScope();
     }
 
-    /// <summary>Left-padded input_ids / attention_mask [P, L] and the prompts' images concatenated in row order.</summary>
-    static (Tensor Ids, Tensor Mask, Tensor? Pixels, Tensor? Grid) Collate(IReadOnlyList<GenerationPrompt> prompts, List<WorkUnit> units, int maxLen)
+    /// <summary>Left-padded input_ids / attention_mask [P, L] and the prompts' images concatenated in row order; their
+    /// cached vision-tower outputs too when every prompt with images has them (else null: the prefill encodes).</summary>
+    static (Tensor Ids, Tensor Mask, Tensor? Pixels, Tensor? Grid, Tensor? Embeds) Collate(IReadOnlyList<GenerationPrompt> prompts, List<WorkUnit> units, int maxLen)
     {
         int p = units.Count;
         var ids = new long[p * maxLen];
         var mask = new long[p * maxLen];
         var pix = new List<Tensor>();
         var grid = new List<Tensor>();
+        var embeds = new List<Tensor>();
+        bool allEmbedded = true;
         for (int i = 0; i < p; i++)
         {
             var pr = prompts[units[i].Prompt];
@@ -423,15 +426,20 @@ public sealed class GenerationEngine : IDisposable
                 ids[i * maxLen + off + j] = pr.TokenIds[j];
                 mask[i * maxLen + off + j] = 1;
             }
-            if (pr.PixelValues is not null) { pix.Add(pr.PixelValues); grid.Add(pr.ImageGridThw!); }
+            if (pr.PixelValues is not null)
+            {
+                pix.Add(pr.PixelValues); grid.Add(pr.ImageGridThw!);
+                if (pr.ImageEmbeds is { } e) embeds.Add(e); else allEmbedded = false;
+            }
         }
         var idsT = torch.tensor(ids, [p, maxLen]);
         var maskT = torch.tensor(mask, [p, maxLen]);
-        if (pix.Count == 0) return (idsT, maskT, null, null);
+        if (pix.Count == 0) return (idsT, maskT, null, null, null);
+        var gridT = torch.cat(grid.Select(g => g.to(ScalarType.Int64, torch.CPU)).ToList(), 0);
+        if (allEmbedded) return (idsT, maskT, null, gridT, torch.cat(embeds, 0));
         // Concatenated where the first prompt's pixels live (the model moves them to its device once).
         var (dtype, dev) = (pix[0].dtype, pix[0].device);
-        return (idsT, maskT, torch.cat(pix.Select(x => x.to(dtype, dev)).ToList(), 0),
-                torch.cat(grid.Select(g => g.to(ScalarType.Int64, torch.CPU)).ToList(), 0));
+        return (idsT, maskT, torch.cat(pix.Select(x => x.to(dtype, dev)).ToList(), 0), gridT, null);
     }
 
     static void Synchronize(Device dev)

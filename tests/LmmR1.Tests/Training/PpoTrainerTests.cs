@@ -120,7 +120,8 @@ public class PpoTrainerTests(ITestOutputHelper output)
         trainer.Fit();
         foreach (var (name, p) in named)
             Assert.True((p.detach() - before[name]).abs().max().item<float>() > 0, $"{name} did not change");
-        Assert.Equal(0, trainer.Maker.Stats.VisionEncodes);
+        // The rollout's one pass per prompt (generation and old log-probs); the update's passes: VisionSharingTests.
+        Assert.True(trainer.Maker.Stats.VisionEncodes is > 0 and <= 2, $"{trainer.Maker.Stats.VisionEncodes} vision encodes");
     }
 
     [Fact]

@@ -143,8 +143,17 @@ public sealed class QwenVLModel : nn.Module
     {
         if (visual is null) throw new InputException($"{Config.ModelType} has no vision tower, but pixel values were given");
         var grid = visual.HostGrid(pixelValues, gridThw, what);
+        VisionTowerCalls++;
+        VisionTowerItems += grid.Length;
         return visual.Forward(pixelValues.to(Device), grid, Attention);
     }
+
+    /// <summary>How often the vision tower ran (<see cref="EncodeVision"/> calls) and how many images / videos it
+    /// encoded in all, since the model was built: what tests and reports read to check that an image is not encoded
+    /// once per sample.</summary>
+    public long VisionTowerCalls { get; private set; }
+    /// <inheritdoc cref="VisionTowerCalls"/>
+    public long VisionTowerItems { get; private set; }
 
     public KvCache CreateCache(long batchSize, int capacity) => KvCache.Create(Config.Text, batchSize, capacity, DType, Device);
 

@@ -5,19 +5,28 @@
 // R_r columns, A = longest response, 0 elsewhere) and stays one until logging. Experience is the model input of one
 // micro-batch (replay_buffer.make_experience_batch: sequences left-padded, so the last A positions are the action
 // slots); a micro-batch's slice of a rollout-wide tensor is taken explicitly with ActionTensors.Rows.
+using LmmR1.Models.Qwen;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LmmR1.Training.Ppo;
 
 /// <summary>A prompt's images, shared by its n samples. PixelValues [N, C·T·P·P] and ImageGridThw [nImages, 3] live on
-/// the host; ImageEmbeds [Σ t·h·w/4, H] is the actor's (frozen) vision-tower output cached on the device for the
-/// current rollout, when the actor's vision tower is frozen (a cache: set once, same numbers as recomputing).</summary>
+/// the host; ImageEmbeds [Σ t·h·w/4, H] is the actor's vision-tower output for them at the actor's current weights,
+/// cached on the device (set once per rollout before generation; dropped by the update when the tower trains, since its
+/// weights then change).</summary>
 public sealed class VisionInput : IDisposable
 {
     public required Tensor PixelValues { get; init; }
     public required Tensor ImageGridThw { get; init; }
     public Tensor? ImageEmbeds { get; set; }
+
+    /// <summary>Drops the cached embeddings (the actor's vision weights changed).</summary>
+    public void ForgetEmbeds()
+    {
+        ImageEmbeds?.Dispose();
+        ImageEmbeds = null;
+    }
 
     public void Dispose()
     {
@@ -47,7 +56,9 @@ public sealed class ExperienceItem
     public int TotalLength => PromptIds.Length + ResponseIds.Length;
 }
 
-/// <summary>The model inputs of one collated micro-batch on the device. Owns every tensor it holds.</summary>
+/// <summary>The model inputs of one collated micro-batch on the device. Owns every tensor it holds. A prompt's images
+/// are held once however many of its samples the micro-batch has (<see cref="Visions"/>), and
+/// <see cref="ImageFeatures"/> encodes each once.</summary>
 public sealed class Experience : IDisposable
 {
     /// <summary>[B, S] int64: left padding, prompt, response (responses end at column S − 1).</summary>
@@ -56,22 +67,25 @@ public sealed class Experience : IDisposable
     public required Tensor AttentionMask { get; init; }
     /// <summary>[B, A] bool: the action slots of each row (right-aligned, A = longest response).</summary>
     public required Tensor ActionMask { get; init; }
-    /// <summary>[N, C·T·P·P] patches of every row's images in row order (null when cached embeddings are used or no
-    /// row has images).</summary>
-    public Tensor? PixelValues { get; init; }
     /// <summary>[nImages, 3] grids of every row's images in row order (null when no row has images).</summary>
     public Tensor? ImageGridThw { get; init; }
-    /// <summary>[Σ tokens, H] cached vision-tower outputs of every row's images (instead of PixelValues).</summary>
+    /// <summary>[Σ tokens, H] precomputed vision-tower outputs of every row's images in row order (a cache given to
+    /// Collate), or null: <see cref="ImageFeatures"/> encodes <see cref="Visions"/>.</summary>
     public Tensor? ImageEmbeds { get; init; }
+    /// <summary>The distinct prompts' images of this micro-batch, in order of first appearance (not owned).</summary>
+    public IReadOnlyList<VisionInput> Visions { get; init; } = [];
+    /// <summary>Per row with images (in row order), its index in <see cref="Visions"/>.</summary>
+    public IReadOnlyList<int> RowVisions { get; init; } = [];
     /// <summary>The host samples this micro-batch was built from, in row order.</summary>
     public required IReadOnlyList<ExperienceItem> Items { get; init; }
 
     public long BatchSize => Sequences.shape[0];
     public long NumActions => ActionMask.shape[1];
 
-    /// <summary>Builds the micro-batch. With <paramref name="useCachedVision"/>, rows whose images have cached embeddings
-    /// pass those instead of pixels (all rows with images must have them then).</summary>
-    public static Experience Collate(IReadOnlyList<ExperienceItem> items, Device device, long padTokenId, bool useCachedVision = false)
+    /// <summary>Builds the micro-batch. With <paramref name="cachedEmbeds"/> (a prompt's images → that model's cached
+    /// vision-tower output), rows with images take those (every prompt with images must have one then).</summary>
+    public static Experience Collate(IReadOnlyList<ExperienceItem> items, Device device, long padTokenId,
+                                     Func<VisionInput, Tensor?>? cachedEmbeds = null)
     {
         if (items.Count == 0) throw new ArgumentException("cannot collate an empty micro-batch");
         int b = items.Count;
@@ -90,33 +104,70 @@ public sealed class Experience : IDisposable
 
         using var scope = torch.NewDisposeScope();
         var withImages = items.Where(i => i.Vision is not null).Select(i => i.Vision!).ToList();
-        Tensor? pixels = null, grid = null, embeds = null;
+        var distinct = new List<VisionInput>();
+        var rowVisions = new List<int>(withImages.Count);
+        var seen = new Dictionary<VisionInput, int>(ReferenceEqualityComparer.Instance);
+        foreach (var v in withImages)
+        {
+            if (!seen.TryGetValue(v, out int k)) { k = distinct.Count; seen[v] = k; distinct.Add(v); }
+            rowVisions.Add(k);
+        }
+        Tensor? grid = null, embeds = null;
         if (withImages.Count > 0)
         {
             grid = torch.cat(withImages.Select(v => v.ImageGridThw).ToArray(), 0).to(device);
-            if (useCachedVision)
+            if (cachedEmbeds is not null)
             {
-                if (withImages.Any(v => v.ImageEmbeds is null)) throw new InvalidOperationException("vision embeddings were not cached for every prompt");
-                embeds = torch.cat(withImages.Select(v => v.ImageEmbeds!).ToArray(), 0);
+                var cached = withImages.Select(cachedEmbeds).ToList();
+                if (cached.Any(e => e is null)) throw new InvalidOperationException("vision embeddings were not cached for every prompt");
+                embeds = torch.cat(cached.Select(e => e!).ToArray(), 0);
             }
-            else pixels = torch.cat(withImages.Select(v => v.PixelValues).ToArray(), 0).to(device);
         }
         return new Experience
         {
             Sequences = torch.tensor(seq, [b, s], device: device).MoveToOuterDisposeScope(),
             AttentionMask = torch.tensor(att, [b, s], device: device).MoveToOuterDisposeScope(),
             ActionMask = ActionTensors.Mask(items, device).MoveToOuterDisposeScope(),
-            PixelValues = pixels?.MoveToOuterDisposeScope(),
             ImageGridThw = grid?.MoveToOuterDisposeScope(),
             ImageEmbeds = embeds?.MoveToOuterDisposeScope(),
+            Visions = distinct,
+            RowVisions = rowVisions,
             Items = items,
         };
+    }
+
+    /// <summary>[Σ tokens, H] the vision features of every row's images in row order, in the caller's dispose scope:
+    /// the cached embeddings when Collate had them, else one vision-tower pass of <paramref name="model"/> over the
+    /// distinct prompts' images (each encoded once, however many of its samples are here), copied to the rows by
+    /// index_select, so in grad mode every row's gradient flows back into that one pass. Null without images.</summary>
+    public Tensor? ImageFeatures(QwenVLModel model)
+    {
+        if (ImageEmbeds is not null) return ImageEmbeds.alias();
+        if (Visions.Count == 0) return null;
+        using var scope = torch.NewDisposeScope();
+        var pixels = torch.cat(Visions.Select(v => v.PixelValues.to(model.Device)).ToArray(), 0);
+        var grid = torch.cat(Visions.Select(v => v.ImageGridThw).ToArray(), 0);
+        var features = model.EncodeVision(pixels, grid);                                               // [Σ_distinct, H]
+        if (RowVisions.Count == Visions.Count) return features.MoveToOuterDisposeScope();              // no image shared by two rows
+        // Merged tokens per distinct prompt: Σ t·h·w / merge² over its images.
+        long unit = model.Config.Vision!.MergeUnit;
+        var counts = Visions.Select(v =>
+        {
+            var g = v.ImageGridThw.to(ScalarType.Int64, torch.CPU).contiguous().data<long>().ToArray();
+            long sum = 0;
+            for (int i = 0; i + 2 < g.Length; i += 3) sum += g[i] * g[i + 1] * g[i + 2];
+            return sum / unit;
+        }).ToArray();
+        var offsets = new long[counts.Length];
+        for (int i = 1; i < counts.Length; i++) offsets[i] = offsets[i - 1] + counts[i - 1];
+        var index = RowVisions.SelectMany(k => Enumerable.Range(0, (int)counts[k]).Select(j => offsets[k] + j)).ToArray();
+        return features.index_select(0, torch.tensor(index, device: features.device)).MoveToOuterDisposeScope();
     }
 
     public void Dispose()
     {
         Sequences.Dispose(); AttentionMask.Dispose(); ActionMask.Dispose();
-        PixelValues?.Dispose(); ImageGridThw?.Dispose(); ImageEmbeds?.Dispose();
+        ImageGridThw?.Dispose(); ImageEmbeds?.Dispose();
     }
 }
 

@@ -5,9 +5,12 @@
 // the actor (the ratio's denominator must come from the same forward the update uses, not the sampler);
 // ReferenceLogProbs and Values run the reference and the critic — all without grad in micro-batches of
 // --micro_rollout_batch_size, each returning a rollout-wide [N, A] tensor; Advantages turns rewards, KL and values
-// into advantages and returns over the whole rollout (AdvantagePipeline). Departure: with the actor's vision tower
-// frozen its image embeddings are computed once per prompt and reused by every forward of the rollout (same
-// numbers, n× less vision work). A CUDA out-of-memory error during generation halves the engine's rows per
+// into advantages and returns over the whole rollout (AdvantagePipeline). Departure: each prompt's images go through
+// a vision tower once per model and phase, not once per sample (upstream and vLLM encode every sample's copy): the
+// actor's embeddings are computed once per prompt before generation and reused by the engine's prefill and by the
+// old log-probs (same weights) — and, with the tower frozen, by the reference (when it holds the same frozen tower)
+// and the whole update; the reference's and the critic's own towers run once per prompt in their phases. Same numbers
+// up to rounding, n× less vision work. A CUDA out-of-memory error during generation halves the engine's rows per
 // micro-batch and retries the call; the samples do not change (the engine's draws are keyed by prompt, sample and
 // step, not by batching).
 using LmmR1.Algorithms;
@@ -155,12 +158,19 @@ public sealed class ExperienceMaker
                 // The rollout owns the prompt's image tensors from here on (not whatever dispose scope is open).
                 if (p.PixelValues is not null)
                     visions[i] = new VisionInput { PixelValues = p.PixelValues.DetachFromDisposeScope(), ImageGridThw = p.ImageGridThw!.DetachFromDisposeScope() };
-                genPrompts.Add(new GenerationPrompt(p.InputIds.Select(t => (int)t).ToArray(), p.PixelValues, p.ImageGridThw));
             }
+            // The actor's vision tower once per prompt: the engine's prefill and the old log-probs reuse it.
+            if (models.Actor.Config.Vision is not null) CacheVision(visions);
+            for (int i = 0; i < prompts.Count; i++)
+                genPrompts.Add(new GenerationPrompt(processed[i].InputIds.Select(t => (int)t).ToArray(), processed[i].PixelValues, processed[i].ImageGridThw)
+                {
+                    ImageEmbeds = visions[i]?.ImageEmbeds,
+                });
         }
         catch
         {
             foreach (var p in processed) p.Dispose();
+            foreach (var v in visions) v?.ForgetEmbeds();
             throw;
         }
 
@@ -256,41 +266,52 @@ public sealed class ExperienceMaker
 
     // ---------------------------------------------------------------- log-probs, reference, values
 
-    /// <summary>Old log-probs [N, A]: the actor's training-mode forward without grad, what the PPO ratio compares against.</summary>
+    /// <summary>Old log-probs [N, A]: the actor's training-mode forward without grad, what the PPO ratio compares
+    /// against. Reuses the actor's image embeddings cached at generation (no update has run since).</summary>
     public Tensor ActorLogProbs(Rollout rollout)
     {
-        bool cached = ActorVisionFrozen && rollout.Visions.Any(v => v is not null);
-        if (cached) CacheVision(rollout.Visions);
-        return PerMicroBatch(rollout, cached, e =>
+        CacheVision(rollout.Visions);
+        return PerMicroBatch(rollout, v => v.ImageEmbeds, e =>
         {
             Stats.ActorForwards++;
             return PolicyForward.ActionLogProbs(models.Actor, e, config.Rollout.Temperature);
         });
     }
 
-    /// <summary>Reference log-probs [N, A] (the frozen initial policy; reuses the actor's cached image embeddings when
-    /// its vision tower holds the same frozen weights).</summary>
+    /// <summary>Reference log-probs [N, A] (the frozen initial policy): the actor's cached image embeddings when its
+    /// vision tower holds the same frozen weights, else the reference's own tower once per prompt.</summary>
     public Tensor ReferenceLogProbs(QwenVLModel reference, Rollout rollout)
     {
-        bool cached = ActorVisionFrozen && models.ReferenceSharesFrozenVision && rollout.Visions.Any(v => v is not null);
-        if (cached) CacheVision(rollout.Visions);
-        return PerMicroBatch(rollout, cached, e =>
+        if (ActorVisionFrozen && models.ReferenceSharesFrozenVision)
+        {
+            CacheVision(rollout.Visions);
+            return PerMicroBatch(rollout, v => v.ImageEmbeds, e =>
+            {
+                Stats.ReferenceForwards++;
+                return PolicyForward.ActionLogProbs(reference, e, config.Rollout.Temperature);
+            });
+        }
+        using var own = EncodeOnce(reference, rollout.Visions);
+        return PerMicroBatch(rollout, own.Get, e =>
         {
             Stats.ReferenceForwards++;
             return PolicyForward.ActionLogProbs(reference, e, config.Rollout.Temperature);
         });
     }
 
-    /// <summary>Critic values V_old [N, A] (gae).</summary>
-    public Tensor Values(CriticModel critic, Rollout rollout) =>
-        PerMicroBatch(rollout, false, e =>
+    /// <summary>Critic values V_old [N, A] (gae); the critic's vision tower runs once per prompt.</summary>
+    public Tensor Values(CriticModel critic, Rollout rollout)
+    {
+        using var own = EncodeOnce(critic.Backbone, rollout.Visions);
+        return PerMicroBatch(rollout, own.Get, e =>
         {
             Stats.CriticForwards++;
             return critic.Values(e);
         });
+    }
 
     /// <summary>A no-grad forward over the rollout in micro-batches of --micro_rollout_batch_size → [N, A] right-aligned.</summary>
-    Tensor PerMicroBatch(Rollout rollout, bool cachedVision, Func<Experience, Tensor> forward)
+    Tensor PerMicroBatch(Rollout rollout, Func<VisionInput, Tensor?> embeds, Func<Experience, Tensor> forward)
     {
         using var noGrad = torch.no_grad();
         int micro = config.Rollout.MicroRolloutBatchSize;
@@ -300,13 +321,14 @@ public sealed class ExperienceMaker
         for (int start = 0; start < rollout.Items.Count; start += micro)
         {
             using var scope = torch.NewDisposeScope();
-            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, cachedVision);
+            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, embeds);
             parts.Add(ActionTensors.Align(forward(e), e.ActionMask, width).MoveToOuterDisposeScope());
         }
         return torch.cat(parts, 0).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Runs the actor's frozen vision tower once per prompt and keeps the embeddings on the device.</summary>
+    /// <summary>Runs the actor's vision tower (no grad) once for each prompt that has no cached embeddings yet and keeps
+    /// them on the device in <see cref="VisionInput.ImageEmbeds"/>.</summary>
     public void CacheVision(IReadOnlyList<VisionInput?> visions)
     {
         using var noGrad = torch.no_grad();
@@ -316,6 +338,34 @@ public sealed class ExperienceMaker
             using var scope = torch.NewDisposeScope();   // EncodeVision leaves temporaries in the caller's scope
             v.ImageEmbeds = models.Actor.EncodeVision(v.PixelValues, v.ImageGridThw).DetachFromDisposeScope();
             Stats.VisionEncodes++;
+        }
+    }
+
+    /// <summary><paramref name="model"/>'s vision tower (no grad) once per prompt, for one phase.</summary>
+    PhaseEmbeds EncodeOnce(QwenVLModel model, IReadOnlyList<VisionInput?> visions)
+    {
+        var result = new PhaseEmbeds();
+        if (model.Config.Vision is null) return result;
+        using var noGrad = torch.no_grad();
+        foreach (var v in visions)
+        {
+            if (v is null || result.Map.ContainsKey(v)) continue;
+            using var scope = torch.NewDisposeScope();
+            result.Map[v] = model.EncodeVision(v.PixelValues, v.ImageGridThw).DetachFromDisposeScope();
+            Stats.VisionEncodes++;
+        }
+        return result;
+    }
+
+    /// <summary>One phase's vision-tower outputs of a model other than the actor, by prompt; owns them.</summary>
+    sealed class PhaseEmbeds : IDisposable
+    {
+        public readonly Dictionary<VisionInput, Tensor> Map = new(ReferenceEqualityComparer.Instance);
+        public Tensor? Get(VisionInput v) => Map.GetValueOrDefault(v);
+        public void Dispose()
+        {
+            foreach (var t in Map.Values) t.Dispose();
+            Map.Clear();
         }
     }
 

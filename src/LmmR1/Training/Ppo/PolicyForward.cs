@@ -38,7 +38,7 @@ public static class PolicyForward
     static (Tensor LogProbs, Tensor ActionLogits) Forward(QwenVLModel model, Experience e, double temperature)
     {
         long a = e.NumActions;
-        var output = model.Forward(e.Sequences, e.AttentionMask, e.PixelValues, e.ImageGridThw, e.ImageEmbeds, logitsForLast: 0);
+        var output = model.Forward(e.Sequences, e.AttentionMask, imageGridThw: e.ImageGridThw, imageEmbeds: e.ImageFeatures(model), logitsForLast: 0);
         var logits = model.LmHead(ActionSlots.Predicting(output.Hidden, a));                          // [B, A, V]
         return (LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature), logits);   // [B, A] fp32
     }

@@ -347,7 +347,7 @@ public sealed class PpoTrainer : IDisposable
     /// by 1/accumulation and backward (skipped for a non-finite loss, whose optimizer step is then skipped); an
     /// optimizer step every accumulation micro-batches. One host read per micro-batch (the loss); the diagnostics are
     /// read once at the end.</summary>
-    UpdateResult Update(string role, ModelOptimizer optimizer, Rollout rollout, bool cachedVision, Func<MicroBatch, MicroBatchLoss> lossOf,
+    UpdateResult Update(string role, ModelOptimizer optimizer, Rollout rollout, Func<VisionInput, Tensor?>? cachedEmbeds, Func<MicroBatch, MicroBatchLoss> lossOf,
                         int nonFiniteInARow, long step, UpdateProgress progress, Action? beforeStep = null, Tensor? totalsMask = null)
     {
         int accum = (int)Plan.AccumulationSteps;
@@ -383,7 +383,7 @@ public sealed class PpoTrainer : IDisposable
                     foreach (var rows in group)
                     {
                         using var scope = torch.NewDisposeScope();
-                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedVision);
+                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds);
                         var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals });
                         // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
                         if (!float.IsFinite(loss.item<float>())) poisoned = true;
@@ -422,8 +422,11 @@ public sealed class PpoTrainer : IDisposable
     internal ActorMetrics UpdateActor(Rollout rollout, ActorTargets targets, long step, UpdateProgress? progress = null)
     {
         var a = config.Algorithm;
-        bool cached = PpoModels.VisionFrozen(models.Actor) && rollout.Visions.Any(v => v is not null);
-        if (cached) maker.CacheVision(rollout.Visions);
+        // Frozen tower: the embeddings cached at generation serve every micro-batch. Trainable: they go stale with the
+        // first optimizer step, so each micro-batch runs the tower once per distinct prompt, with grad (Experience.ImageFeatures).
+        bool frozen = PpoModels.VisionFrozen(models.Actor);
+        if (frozen) maker.CacheVision(rollout.Visions);
+        else foreach (var v in rollout.Visions) v?.ForgetEmbeds();
         bool entropyLoss = a.EntropyLossCoef > 1e-8;
         var lossOptions = a.PolicyLoss;
         bool global = LossAggregations.IsGlobal(lossOptions.Aggregation);
@@ -431,7 +434,7 @@ public sealed class PpoTrainer : IDisposable
         // [N, A] bool: the action slots the loss counts (the rollout's, without excluded samples' rows).
         using var lossMask = excluded is null ? null : rollout.ActionMask.logical_and(
             torch.tensor(excluded.Select(x => !x).ToArray(), device: rollout.ActionMask.device).unsqueeze(1));
-        var r = Update("actor", ActorOptimizer, rollout, cached, mb =>
+        var r = Update("actor", ActorOptimizer, rollout, frozen ? v => v.ImageEmbeds : null, mb =>
         {
             var (lp, entropy) = PolicyForward.ActionLogProbsAndEntropy(models.Actor, mb.Inputs, config.Rollout.Temperature, entropyGrad: entropyLoss);
             var zero = torch.zeros([], ScalarType.Float32, lp.device);
@@ -460,7 +463,7 @@ public sealed class PpoTrainer : IDisposable
     internal CriticMetrics UpdateCritic(CriticModel critic, Rollout rollout, CriticTargets targets, long step, UpdateProgress? progress = null)
     {
         var optimizer = CriticOptimizer ?? throw new InvalidOperationException("the trainer was built without a critic");
-        var r = Update("critic", optimizer, rollout, cachedVision: false, mb =>
+        var r = Update("critic", optimizer, rollout, cachedEmbeds: null, mb =>
         {
             var values = critic.Values(mb.Inputs);                                                            // [B, A]
             var vl = ValueLoss.Compute(values, mb.Take(targets.OldValues), mb.Take(targets.Returns), mb.ActionMask, config.Algorithm.ValueClip);
