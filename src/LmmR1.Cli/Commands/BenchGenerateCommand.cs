@@ -265,13 +265,13 @@ public static class BenchGenerateCommand
         if (spec.StartsWith("preset:", StringComparison.Ordinal))
         {
             var cfg = QwenPresets.Get(spec["preset:".Length..]) ?? throw new InputException($"--model: unknown preset '{spec}' ({string.Join(", ", QwenPresets.Names)})");
-            return QwenVLModel.Create(cfg, dtype, device);
+            return QwenVLModel.Create(cfg, dtype, device, initOnDevice: true);
         }
         if (spec.StartsWith("config:", StringComparison.Ordinal))
         {
             string path = spec["config:".Length..];
             var cfg = Directory.Exists(path) ? QwenVLConfig.Load(path) : QwenVLConfig.Parse(File.ReadAllText(path), path);
-            return QwenVLModel.Create(cfg, dtype, device);
+            return QwenVLModel.Create(cfg, dtype, device, initOnDevice: true);
         }
         return QwenVLModel.Load(spec, dtype, device);
     }

@@ -20,6 +20,8 @@ public static class GenerationCommands
         bench.Subcommands.Add(BenchGenerateCommand.Create());
         bench.Subcommands.Add(BenchInputsCommand.Create());
         bench.Subcommands.Add(BenchGraphCheckCommand.Create());
+        bench.Subcommands.Add(BenchTrainCommand.Create());
+        bench.Subcommands.Add(BenchRlStepCommand.Create());
     }
 
     static Command CreateTinyModel()

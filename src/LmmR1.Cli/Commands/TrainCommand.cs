@@ -76,6 +76,7 @@ public static class TrainCommand
         // rollout
         public readonly Option<int> RolloutBatchSize, MicroRolloutBatchSize, NSamples, GenerateMaxLen, EvalN, MaxBatchRows;
         public readonly Option<long> MaxBatchTokens;
+        public readonly Option<bool> KeepCudaGraphs;
         public readonly Option<double> Temperature, TopP, EvalTemperature;
         // reward
         public readonly Option<string?> RemoteRmUrl;
@@ -141,6 +142,7 @@ public static class TrainCommand
             EvalN = Add("--eval_n_samples_per_prompt", "Evaluation samples per prompt", 4);
             MaxBatchRows = Add("--rollout_max_batch_rows", "Most samples decoded together (ours)", 512);
             MaxBatchTokens = Add("--rollout_max_batch_tokens", "KV-cache budget in positions, rows × (prompt + generate_max_len) (ours; 0 = no limit)", 1L << 19);
+            KeepCudaGraphs = Add<bool>("--rollout_keep_cuda_graphs", "Keep the rollout's CUDA graphs and static KV caches allocated during the update (ours; default: freed before it, captured again next step)");
 
             RemoteRmUrl = Add<string?>("--remote_rm_url", "Comma list of reward servers (default: the built-in LMM-R1 rule reward)");
             RewardClipRange = Add<double[]>("--reward_clip_range", "MIN MAX reward clip (after group shaping)");
@@ -306,6 +308,7 @@ public static class TrainCommand
                     EvalSamplesPerPrompt = pr.GetValue(EvalN),
                     MaxBatchRows = pr.GetValue(MaxBatchRows),
                     MaxBatchTokens = pr.GetValue(MaxBatchTokens),
+                    KeepCudaGraphs = pr.GetValue(KeepCudaGraphs),
                 },
                 Reward = new RewardSettings
                 {

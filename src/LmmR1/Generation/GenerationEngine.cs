@@ -375,6 +375,9 @@ public sealed class GenerationEngine : IDisposable
                 row.Tokens.Add((int)toks[r * chunkLen + j]);
                 row.LogProbs.Add(lps[r * chunkLen + j]);
                 added++;
+                // Bench only: a forced length ends the sample with the synthetic stop token in place of the sampled one.
+                if (sp.SyntheticLengths is { } sl && row.Tokens.Count == sl.LengthFor(sp.Seed, row.Key, row.Sample))
+                    row.Tokens[^1] = sl.StopTokenId;
                 if (checker.Ended(row.Tokens, out var reason, out var stopToken, out var stopString))
                 {
                     row.Finished = true;

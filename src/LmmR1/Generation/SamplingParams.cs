@@ -28,6 +28,8 @@ public sealed record SamplingParams
     /// <summary>Token ids that are never sampled (their log-probs are still reported unfiltered).</summary>
     public IReadOnlyList<int> BannedTokenIds { get; init; } = [];
     public ulong Seed { get; init; } = 42;
+    /// <summary>Bench only: forced per-sample lengths (random-weight models never stop); null = off.</summary>
+    public SyntheticLengths? SyntheticLengths { get; init; }
 
     public bool Greedy => Temperature == 0;
     public bool UsesTopK => TopK > 0;
@@ -54,5 +56,7 @@ public sealed record SamplingParams
             if (t < 0 || t >= vocabSize) throw new InputException($"banned token id {t} is outside the model's vocabulary (0..{vocabSize - 1})");
         foreach (var s in StopStrings)
             if (string.IsNullOrEmpty(s)) throw new InputException("stop strings must not be empty");
+        if (SyntheticLengths is { } sl && (sl.StopTokenId < 0 || sl.StopTokenId >= vocabSize))
+            throw new InputException($"synthetic lengths: stop token id {sl.StopTokenId} is outside the model's vocabulary (0..{vocabSize - 1})");
     }
 }

@@ -25,6 +25,9 @@ public sealed class PhaseTimer(Device? device = null)
 
     public double this[string name] => seconds.GetValueOrDefault(name);
 
+    /// <summary>Called when a phase ends (after its device synchronisation) with its name, e.g. to read memory peaks.</summary>
+    public Action<string>? Ended { get; init; }
+
     sealed class Running(PhaseTimer owner, string name) : IDisposable
     {
         readonly Stopwatch sw = Stopwatch.StartNew();
@@ -36,6 +39,7 @@ public sealed class PhaseTimer(Device? device = null)
             done = true;
             if (owner.device is { type: DeviceType.CUDA } d) torch.cuda.synchronize(d);
             owner.seconds[name] = owner.seconds.GetValueOrDefault(name) + sw.Elapsed.TotalSeconds;
+            owner.Ended?.Invoke(name);
         }
     }
 }

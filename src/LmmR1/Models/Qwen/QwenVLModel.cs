@@ -61,12 +61,14 @@ public sealed class QwenVLModel : nn.Module
     }
 
     /// <summary>A model with random weights (normal(0, 0.02) matrices, unit norms, zero biases) drawn on the CPU from
-    /// <paramref name="seed"/>, so the same seed gives the same weights for every dtype and device.</summary>
-    public static QwenVLModel Create(QwenVLConfig config, ScalarType dtype, Device device, long seed = 0)
+    /// <paramref name="seed"/>, so the same seed gives the same weights for every dtype and device. With
+    /// <paramref name="initOnDevice"/> on a CUDA device they are drawn there instead (benchmarks: seconds instead of
+    /// ~30 s for 3B; other numbers than the CPU draw, the same for the same seed on one machine).</summary>
+    public static QwenVLModel Create(QwenVLConfig config, ScalarType dtype, Device device, long seed = 0, bool initOnDevice = false)
     {
         config.Validate("config");
         var m = new QwenVLModel(config, dtype, device);
-        m.InitializeRandom(seed);
+        m.InitializeRandom(seed, initOnDevice);
         return m;
     }
 
@@ -113,10 +115,21 @@ public sealed class QwenVLModel : nn.Module
         });
     }
 
-    void InitializeRandom(long seed)
+    void InitializeRandom(long seed, bool onDevice)
     {
-        using var gen = new torch.Generator((ulong)seed, torch.CPU);
         using var noGrad = torch.no_grad();
+        if (onDevice && Device.type == DeviceType.CUDA)
+        {
+            torch.cuda.manual_seed_all(seed);
+            foreach (var (name, p) in named_parameters())
+            {
+                if (p.dim() >= 2) p.normal_(0, 0.02);
+                else if (name.EndsWith(".weight", StringComparison.Ordinal)) p.fill_(1.0);
+                else p.zero_();
+            }
+            return;
+        }
+        using var gen = new torch.Generator((ulong)seed, torch.CPU);
         foreach (var (name, p) in named_parameters())
         {
             using var cpu = torch.empty(p.shape, ScalarType.Float32);

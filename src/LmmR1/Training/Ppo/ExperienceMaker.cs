@@ -132,6 +132,20 @@ public sealed class ExperienceMaker
     /// <summary>Warnings for people (OOM retries).</summary>
     public Action<string>? Log { get; set; }
     public IReadOnlyList<int> StopTokens => stopTokens;
+    /// <summary>Bench only (`lmmr1 bench rl-step`): forced response lengths for random-weight models; null = off.</summary>
+    public SyntheticLengths? SyntheticLengths { get; set; }
+
+    /// <summary>Frees the engine's captured CUDA graphs and their static KV caches (the trainer calls it before the
+    /// update, which needs that memory; the next rollout captures again). Returns whether any were held. On CPU, or
+    /// without captured graphs, it does nothing.</summary>
+    public bool ReleaseRolloutGraphs()
+    {
+        if (engine.CapturedGraphs == 0) return false;
+        engine.ReleaseGraphs();
+        // The freed blocks go back to the device, not only to the caching allocator (when the native extension is there).
+        if (Device.type == DeviceType.CUDA) NativeExtension.TryGet()?.EmptyCache();
+        return true;
+    }
     Device Device => models.Actor.Device;
     long Pad => tokenizer.PadTokenId;
     bool ActorVisionFrozen => PpoModels.VisionFrozen(models.Actor);
@@ -183,6 +197,7 @@ public sealed class ExperienceMaker
             MinNewTokens = 1,
             StopTokenIds = stopTokens,
             Seed = seed,
+            SyntheticLengths = SyntheticLengths,
         };
         IReadOnlyList<GenerationOutput> outputs;
         try { outputs = GenerateHalvingOnOom(genPrompts, sampling, progress, ct); }

@@ -65,6 +65,8 @@ public sealed class PpoTrainer : IDisposable
     public event Action<PpoStepReport>? StepCompleted;
     /// <summary>Phase progress within a step (generate: samples and tokens; update: micro-batches; save), for live views.</summary>
     public event Action<TrainProgress>? Progress;
+    /// <summary>Called at the end of every timed phase of a step with the phase's name (benchmarks read memory peaks here).</summary>
+    public Action<string>? PhaseEnded { get; set; }
     /// <summary>Test hook: called before every actor optimizer step with the accumulated gradients in place.</summary>
     internal Action? BeforeActorStep { get; set; }
     /// <summary>Test hook: replaces each actor micro-batch loss before backward (e.g. to inject a NaN).</summary>
@@ -159,7 +161,7 @@ public sealed class PpoTrainer : IDisposable
     /// episode's next prompts, which extra rounds may consume.</summary>
     public PpoStepReport TrainStep(IReadOnlyList<PromptSample> prompts, IReadOnlyList<PromptSample>? reserve = null)
     {
-        var timer = new PhaseTimer(models.Actor.Device);
+        var timer = new PhaseTimer(models.Actor.Device) { Ended = PhaseEnded };
         var clock = Stopwatch.StartNew();
         long step = State.GlobalStep + 1;    // upstream's `steps` (1-based)
         RunHooks.Reach("step-start", step);
@@ -187,6 +189,9 @@ public sealed class PpoTrainer : IDisposable
 
         CriticMetrics? criticMetrics = null;
         ActorMetrics? actorMetrics = null;
+        // The update needs the memory the rollout's CUDA graphs hold (their static KV caches); they are captured again next step.
+        if (!config.Rollout.KeepCudaGraphs && maker.Engine.CapturedGraphs > 0)
+            using (timer.Phase("release_graphs")) maker.ReleaseRolloutGraphs();
         using (timer.Phase("update"))
         {
             bool trainActor = step > config.Algorithm.FreezingActorSteps;
