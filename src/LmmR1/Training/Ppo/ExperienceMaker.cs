@@ -274,6 +274,7 @@ public sealed class ExperienceMaker
     {
         bool cached = ActorVisionFrozen && models.ReferenceSharesFrozenVision && rollout.Visions.Any(v => v is not null);
         if (cached) CacheVision(rollout.Visions);
+        using var adaptersOff = ReferenceEquals(reference, models.Actor) ? reference.Lora?.Off() : null;   // LoRA: the base policy
         return PerMicroBatch(rollout, cached, e =>
         {
             Stats.ReferenceForwards++;
