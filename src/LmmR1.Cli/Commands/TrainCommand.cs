@@ -110,6 +110,9 @@ public static class TrainCommand
         public readonly Option<bool> LoadCheckpoint, SaveHfCkpt, DryRun;
         public readonly Option<string?> UseTensorboard;
         public readonly Option<int> LoraRank;
+        public readonly Option<double> LoraAlpha, LoraDropout;
+        public readonly Option<string[]> TargetModules, ExcludeModules;
+        public readonly Option<bool> LoadIn4bit, LoraMerge;
         public readonly List<(Option Option, string Why)> IgnoredOptions = [];
 
         public Flags(Command cmd)
@@ -208,7 +211,19 @@ public static class TrainCommand
             UseTensorboard = Add<string?>("--use_tensorboard", "TensorBoard log folder");
             EvalSteps = Add("--eval_steps", "Evaluate every N global steps (-1: once per episode)", -1L);
             DryRun = Add<bool>("--dry_run", "Validate, read configs and data (not weights), print the plan and a memory estimate");
-            LoraRank = Add("--lora_rank", "LoRA is not supported (0 only)", 0);
+            LoraRank = Add("--lora_rank", "LoRA rank (0: full fine-tuning)", 0);
+            LoraAlpha = Add("--lora_alpha", "LoRA α (scale α / r)", 16.0);
+            LoraDropout = Add("--lora_dropout", "Dropout on the adapters' input (training forward only)", 0.0);
+            TargetModules = Add<string[]>("--target_modules", "LoRA layers: all-linear (every language-model linear layer), q_proj … down_proj, or visual[.NAME] for the vision tower");
+            TargetModules.AllowMultipleArgumentsPerToken = true;
+            TargetModules.Arity = ArgumentArity.OneOrMore;
+            TargetModules.DefaultValueFactory = _ => [LoraOptions.AllLinear];
+            ExcludeModules = Add<string[]>("--exclude_modules", "Layers left out of --target_modules (name, dotted suffix or prefix such as model.layers.0)");
+            ExcludeModules.AllowMultipleArgumentsPerToken = true;
+            ExcludeModules.Arity = ArgumentArity.OneOrMore;
+            ExcludeModules.DefaultValueFactory = _ => [];
+            LoraMerge = Add<bool>("--lora_merge", "With --lora_rank: also write {save_path}_merged, a Hugging Face checkpoint with the adapters merged (ours)");
+            LoadIn4bit = Add<bool>("--load_in_4bit", "QLoRA: not supported (TorchSharp has no 4-bit kernels)");
             MaxNonFiniteSteps = Add("--max_nonfinite_steps", "Stop after this many optimizer steps in a row skipped for a non-finite loss or gradient (ours)", 3);
             LogSamples = Add("--log_samples", "Generations per logging step written to samples.jsonl and TensorBoard text (ours)", 4);
             StopAfterStep = Add<long?>("--stop_after_step", "Stop cleanly after this global step (checkpoint saved; continue later with --load_checkpoint) (ours)");
@@ -220,13 +235,6 @@ public static class TrainCommand
                     : new Option<bool>(name) { Hidden = true };
                 cmd.Options.Add(o);
                 IgnoredOptions.Add((o, why));
-            }
-            foreach (var name in new[] { "--lora_alpha", "--lora_dropout", "--target_modules", "--exclude_modules", "--load_in_4bit" })
-            {
-                Option o = name == "--load_in_4bit" ? new Option<bool>(name) { Hidden = true }
-                    : new Option<string[]>(name) { Hidden = true, Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = true };
-                cmd.Options.Add(o);
-                IgnoredOptions.Add((o, "LoRA is not supported"));
             }
         }
 
@@ -250,7 +258,7 @@ public static class TrainCommand
             var notes = new List<string>();
             foreach (var (o, why) in IgnoredOptions)
                 if (pr.GetResult(o) is { Implicit: false }) notes.Add($"note: ignoring {o.Name} ({why}; one in-process trainer here)");
-            if (pr.GetValue(LoraRank) != 0) throw InputException.At(null, null, "--lora_rank", "LoRA is not supported; train the full model (0)");
+            var lora = LoraFlags.Bind(pr, LoraRank, LoraAlpha, LoraDropout, TargetModules, ExcludeModules, LoadIn4bit, LoraMerge, notes);
             if (pr.GetValue(RewardPretrain) is { Length: > 0 })
                 throw InputException.At(null, null, "--reward_pretrain", "reward-model checkpoints are not supported: use the built-in LMM-R1 rule reward (default) or --remote_rm_url");
 
@@ -289,6 +297,7 @@ public static class TrainCommand
                     ValueHeadPrefix = pr.GetValue(ValueHeadPrefix) ?? "score",
                     Device = pr.GetValue(Device) ?? "cpu",
                     SaveValueNetwork = pr.GetValue(SaveValueNetwork),
+                    Lora = lora,
                 },
                 Data = new PpoDataSettings
                 {
@@ -393,6 +402,7 @@ public static class TrainCommand
         string pretrain = config.Model.Pretrain!;
         var actorConfig = LoadConfig(pretrain, "--pretrain");
         QwenVLConfig? criticConfig = config.UsesCritic ? LoadConfig(config.Model.CriticPretrain!, "--critic_pretrain") : null;
+        config.Model.Lora?.Select(LoraLayout.LinearLayers(actorConfig).Select(l => l.Name).ToList());   // --target_modules against the config
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");

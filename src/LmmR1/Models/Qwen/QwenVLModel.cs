@@ -47,6 +47,8 @@ public sealed class QwenVLModel : nn.Module
     /// <summary>Recompute each decoder layer in backward instead of keeping its activations (training only; ignored
     /// without grad mode or with a KV cache).</summary>
     public bool GradientCheckpointing { get; set; }
+    /// <summary>The LoRA adapters attached by <see cref="AttachLora"/>, or null (Lora.cs).</summary>
+    public LoraAdapters? Lora { get; private set; }
 
     /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
     QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device) : base(nameof(QwenVLModel))
@@ -93,8 +95,36 @@ public sealed class QwenVLModel : nn.Module
     {
         bool newLayout = ckpt.Names.Any(n => n.StartsWith("model.language_model.", StringComparison.Ordinal));
         bool tied = Config.Text.TieWordEmbeddings;
-        StateDictLoader.Load(this, ckpt, name => newLayout ? ToNewLayout(name) : name,
+        StateDictLoader.Load(this, ckpt, name => LoraAdapters.IsAdapterName(name) ? null : newLayout ? ToNewLayout(name) : name,
             n => (tied && n == "lm_head.weight") || (ignoreUnused?.Invoke(n) ?? false));
+    }
+
+    /// <summary>Names of every linear layer (classic names, module order): the layers LoRA can adapt.</summary>
+    public IReadOnlyList<string> LinearLayerNames() =>
+        named_modules().Where(m => m.module is Dense).Select(m => m.name).ToList();
+
+    /// <summary>Attaches LoRA adapters of rank <paramref name="rank"/> to <paramref name="layers"/> (A drawn on the CPU
+    /// from <paramref name="seed"/> in layer order, B zero) and freezes every base parameter in its dtype.</summary>
+    public LoraAdapters AttachLora(IReadOnlyList<string> layers, int rank, double alpha, double dropout, long seed)
+    {
+        if (Lora is not null) throw new InvalidOperationException("LoRA adapters are already attached");
+        var dense = named_modules().Where(m => m.module is Dense).ToDictionary(m => m.name, m => (Dense)m.module, StringComparer.Ordinal);
+        var chosen = new Dictionary<string, Dense>(StringComparer.Ordinal);
+        foreach (var name in layers)
+            chosen[name] = dense.TryGetValue(name, out var d) ? d : throw new InputException($"the model has no linear layer '{name}'");
+        foreach (var p in parameters()) p.requires_grad = false;
+        var adapters = new LoraAdapters(chosen, rank, alpha, dropout);
+        using var gen = new torch.Generator((ulong)seed, torch.CPU);
+        using var noGrad = torch.no_grad();
+        foreach (var (_, d) in chosen)
+        {
+            long fanIn = d.Weight.shape[1];
+            double bound = 1.0 / Math.Sqrt(fanIn);   // kaiming_uniform_(a=√5): gain √(2/6) · √(3/fan_in)
+            using var a = torch.empty([rank, fanIn], ScalarType.Float32).uniform_(-bound, bound, gen);
+            d.AttachLora(a, adapters.State);
+        }
+        Lora = adapters;
+        return adapters;
     }
 
     /// <summary>Classic key → transformers ≥ 4.52 key (HF's two ordered rename rules, inverted).</summary>
@@ -104,10 +134,13 @@ public sealed class QwenVLModel : nn.Module
         : classic;
 
     /// <summary>Writes a Hugging Face folder: weights with the classic key names (no lm_head when tied), config.json in
-    /// the released flat layout and generation_config.json.</summary>
+    /// the released flat layout and generation_config.json. With LoRA adapters the adapted weights are written merged.</summary>
     public void SaveHf(string dir, long maxShardBytes = SafetensorsWriter.DefaultShardBytes)
     {
-        var sd = state_dict();
+        var sd = state_dict().Where(kv => !LoraAdapters.IsAdapterName(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        using var scope = torch.NewDisposeScope();
+        if (Lora is { } lora)
+            foreach (var layer in lora.Layers) sd[layer + ".weight"] = lora.MergedWeight(layer);   // merged: W + (α/r)·B·A
         SafetensorsWriter.WriteCheckpoint(dir, sd, maxShardBytes);
         Config.Save(dir, DType switch
         {
@@ -282,6 +315,9 @@ public sealed class QwenVLModel : nn.Module
 
         var h = inputsEmbeds.to(DType);
         bool checkpoint = GradientCheckpointing && cache is null && torch.is_grad_enabled();
+        // LoRA freezes the embeddings: a checkpointed layer whose input needs no grad would give its adapters none
+        // (PEFT's enable_input_require_grads does the same).
+        if (checkpoint && Lora is not null && !h.requires_grad) h = h.detach().requires_grad_(true);
         var layers = model.Layers;
         for (int i = 0; i < layers.Count; i++)
         {
@@ -345,7 +381,8 @@ public sealed class QwenVLModel : nn.Module
 
     /// <summary>Parameter counts by part (lm_head is 0 when tied to embed_tokens).</summary>
     public ParameterCounts CountParameters() =>
-        ParameterCounts.FromNames(named_parameters().Select(p => (p.name, p.parameter.numel())), Config.Text.TieWordEmbeddings);
+        ParameterCounts.FromNames(named_parameters().Where(p => !LoraAdapters.IsAdapterName(p.name)).Select(p => (p.name, p.parameter.numel())),
+                                  Config.Text.TieWordEmbeddings);
 }
 
 /// <summary>Parameter counts of the parts of a Qwen VL checkpoint.</summary>

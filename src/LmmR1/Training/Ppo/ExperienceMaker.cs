@@ -297,6 +297,7 @@ public sealed class ExperienceMaker
     /// vision tower holds the same frozen weights, else the reference's own tower once per prompt.</summary>
     public Tensor ReferenceLogProbs(QwenVLModel reference, Rollout rollout)
     {
+        using var adaptersOff = ReferenceEquals(reference, models.Actor) ? reference.Lora?.Off() : null;   // LoRA: the base policy
         if (ActorVisionFrozen && models.ReferenceSharesFrozenVision)
         {
             CacheVision(rollout.Visions);

@@ -30,6 +30,8 @@ public sealed record PpoModelSettings
     public string Device { get; init; } = "cpu";
     /// <summary>--save_value_network: also save the critic to {save_path}_critic.</summary>
     public bool SaveValueNetwork { get; init; }
+    /// <summary>--lora_rank &gt; 0 and the other LoRA flags: train adapters on the frozen actor (null = full fine-tuning).</summary>
+    public Models.Qwen.LoraOptions? Lora { get; init; }
 }
 
 /// <summary>Prompt data beyond the shared prompt-data flags.</summary>
@@ -265,6 +267,13 @@ public sealed record PpoConfig
         if (string.IsNullOrWhiteSpace(Model.ValueHeadPrefix)) throw Flag("--value_head_prefix", "must not be empty");
         foreach (var p in Model.FreezePrefix)
             if (string.IsNullOrWhiteSpace(p)) throw Flag("--freeze_prefix", "prefixes must not be empty");
+        if (Model.Lora is { } lora)
+        {
+            lora.Validate();
+            if (lora.Dropout > 0 && Model.GradientCheckpointing)
+                throw Flag("--lora_dropout", $"{lora.Dropout} with --gradient_checkpointing is not supported (the recomputed layer would draw " +
+                                             "another dropout mask); use 0 (OpenRLHF's default) or drop --gradient_checkpointing");
+        }
         if (Data.PromptMaxLen < 1 || Data.PromptMaxLen > MaxSequenceTokens)
             throw Flag("--prompt_max_len", $"must be in 1..{MaxSequenceTokens}, got {Data.PromptMaxLen}");
         _ = ImageOptions();

@@ -78,6 +78,10 @@ public sealed record PpoPlan
                       $"cosine to 0.1·lr (actor {Fmt(o.ActorLearningRate)}" + (c.UsesCritic ? $", critic {Fmt(o.CriticLearningRate)}" : "") + ")");
         sb.AppendLine($"  models                  actor{(c.UsesReference ? " + reference" : "")}{(c.UsesCritic ? " + critic" : "")}" +
                       $" ({(c.UsesReference ? $"KL β={Fmt(c.Algorithm.InitKlCoef)} {(c.Algorithm.UseKlLoss ? "as a loss" : "in the reward")}" : "no KL term")})");
+        if (c.Model.Lora is { } lora)
+            sb.AppendLine($"  LoRA                    r={lora.Rank}, α={Fmt(lora.Alpha)} (scale {Fmt(lora.Scale)}), dropout {Fmt(lora.Dropout)}, " +
+                          $"targets {string.Join(" ", lora.TargetModules)}" + (lora.ExcludeModules.Count > 0 ? $" except {string.Join(" ", lora.ExcludeModules)}" : "") +
+                          $"; base frozen; saves a PEFT adapter{(lora.SaveMerged ? " and a merged model ({save_path}_merged)" : "")}");
         var a = c.Algorithm;
         var pl = a.PolicyLoss;
         sb.AppendLine($"  policy loss             {pl.Type.ToString().ToLowerInvariant()}, ratio clip [{(1 - pl.ClipLow).ToString("G6", CultureInfo.InvariantCulture)}, {(1 + pl.ClipHigh).ToString("G6", CultureInfo.InvariantCulture)}]" +
@@ -131,6 +135,8 @@ public sealed record ModelSize(long Text, long LmHead, long Vision)
 public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> Parts)
 {
     public double Total => Parts.Sum(p => p.Bytes);
+    /// <summary>Lines printed under the table (LoRA: what it saves against full fine-tuning).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
 
     public static MemoryEstimate Of(PpoConfig c, QwenVLConfig actor, QwenVLConfig? critic)
     {
@@ -139,13 +145,29 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         var size = ModelSize.Of(actor);
         bool visualFrozen = c.Model.FreezePrefix.Any(p => "visual.".StartsWith(p, StringComparison.Ordinal));   // other prefixes: not counted
         long trainable = size.Total - (visualFrozen ? size.Vision : 0);
+        var notes = new List<string>();
+        long adapters = c.Model.Lora is { } lora ? LoraLayout.AdapterParameters(actor, lora) : 0;
         var parts = new List<(string, double)>
         {
             ("actor weights", (double)size.Total * w),
-            ("actor gradients", (double)trainable * w),
-            ("actor AdamW state", (double)trainable * optimBytes),
         };
-        if (c.UsesReference) parts.Add(("reference weights", (double)size.Total * w));
+        if (c.Model.Lora is { } lo)
+        {
+            // LoRA: gradients and AdamW state for the adapters only, the reference is the base with adapters off.
+            parts.Add(($"LoRA adapters (r={lo.Rank}, {adapters / 1e6:F1} M parameters)", (double)adapters * w));
+            parts.Add(("LoRA adapter gradients", (double)adapters * w));
+            parts.Add(("LoRA adapter AdamW state", (double)adapters * optimBytes));
+            double full = (double)trainable * (w + optimBytes) + (c.UsesReference ? (double)size.Total * w : 0);
+            double mine = (double)adapters * (2 * w + optimBytes);
+            notes.Add($"LoRA saves {Gb(full - mine)} against full fine-tuning of this model (gradients + AdamW state of {trainable / 1e9:F2} B " +
+                      $"parameters{(c.UsesReference ? " + the reference copy" : "")}: {Gb(full)}; adapters with gradients and state: {Gb(mine)})");
+        }
+        else
+        {
+            parts.Add(("actor gradients", (double)trainable * w));
+            parts.Add(("actor AdamW state", (double)trainable * optimBytes));
+        }
+        if (c.UsesReference) parts.Add(c.Model.Lora is null ? ("reference weights", (double)size.Total * w) : ("reference weights (LoRA: the base with adapters off)", 0));
         if (c.UsesCritic && critic is not null)
         {
             var cs = ModelSize.Of(critic);
@@ -171,7 +193,7 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         parts.Add(($"actor activations (micro-batch {b} × {seq}, {(c.Model.GradientCheckpointing ? "checkpointed" : "no checkpointing")})", acts));
         parts.Add(("actor action logits + fp32 log-softmax", logits));
         if (c.UsesCritic) parts.Add(("critic activations", acts));
-        return new MemoryEstimate(parts);
+        return new MemoryEstimate(parts) { Notes = notes };
     }
 
     public string Describe(string device)
@@ -180,6 +202,7 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         sb.AppendLine($"memory estimate on {device} (rough; one process holds every model):");
         foreach (var (part, bytes) in Parts) sb.AppendLine($"  {part,-62} {Gb(bytes),10}");
         sb.AppendLine($"  {"total",-62} {Gb(Total),10}");
+        foreach (var n in Notes) sb.AppendLine("  " + n);
         return sb.ToString();
     }
 

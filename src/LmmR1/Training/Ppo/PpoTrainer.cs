@@ -567,8 +567,22 @@ public sealed class PpoTrainer : IDisposable
         string pretrain = config.Model.Pretrain!;
         FinalExport.Write(store, State.GlobalStep, config.Run.SavePath, Disk, () =>
         {
-            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
-            log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+            if (models.Actor.Lora is null)
+            {
+                HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
+                log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+            }
+            else
+            {
+                HfExport.WriteAdapterIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, Path.GetFullPath(pretrain));
+                log($"saved the LoRA adapter (PEFT folder) to {Path.GetFullPath(config.Run.SavePath)}");
+                if (config.Model.Lora is { SaveMerged: true })
+                {
+                    string merged = config.Run.SavePath.TrimEnd('/') + "_merged";
+                    HfExport.WriteAtomic(models.Actor, merged, pretrain, config.ImageOptions());
+                    log($"saved the merged model to {Path.GetFullPath(merged)}");
+                }
+            }
             if (config.Model.SaveValueNetwork && models.Critic is { } critic)
             {
                 string dir = config.Run.SavePath.TrimEnd('/') + "_critic";
