@@ -17,6 +17,7 @@ using LmmR1.Text;
 using LmmR1.Training.Checkpointing;
 using LmmR1.Training.Logging;
 using LmmR1.Training.Ppo;
+using LmmR1.Training.RewardModels;
 using LmmR1.Training.Runs;
 
 namespace LmmR1.Cli.Commands;
@@ -79,7 +80,7 @@ public static class TrainCommand
         public readonly Option<bool> KeepCudaGraphs;
         public readonly Option<double> Temperature, TopP, EvalTemperature;
         // reward
-        public readonly Option<string?> RemoteRmUrl;
+        public readonly Option<string?> RemoteRmUrl, RewardWeights;
         public readonly Option<double[]> RewardClipRange;
         public readonly Option<int> RewardTimeBudgetMs;
         public readonly Option<bool> NormalizeReward;
@@ -129,7 +130,7 @@ public static class TrainCommand
             ValueHeadPrefix = Add<string?>("--value_head_prefix", "Critic value head name", "score");
             Device = Add<string?>("--device", "cpu, cuda or cuda:N (one process holds every model)", "cpu");
             SaveValueNetwork = Add<bool>("--save_value_network", "Also save the critic to {save_path}_critic");
-            RewardPretrain = Add<string?>("--reward_pretrain", "Reward-model checkpoints are not supported (rule reward or --remote_rm_url)");
+            RewardPretrain = Add<string?>("--reward_pretrain", "Comma list of reward-model folders (HF sequence-classification / OpenRLHF reward models: backbone + score head)");
 
             Data = PromptDataFlags.AddTo(cmd, promptDataRequired: false, includeSeed: false);
             PromptMaxLen = Add("--prompt_max_len", "Longest prompt in tokens (image pads expanded)", 1024);
@@ -153,7 +154,9 @@ public static class TrainCommand
             RewardClipRange.AllowMultipleArgumentsPerToken = true;
             RewardClipRange.DefaultValueFactory = _ => [-10, 10];
             RewardTimeBudgetMs = Add("--reward_time_budget_ms", "Wall-clock budget of one rule-reward verification; spent = accuracy 0 (ours)", 30);
-            NormalizeReward = Add<bool>("--normalize_reward", "Accepted; no effect on rule/remote rewards (as upstream)");
+            NormalizeReward = Add<bool>("--normalize_reward", "Normalise each reward model's score with its config.json mean/std (no effect on rule/remote rewards, as upstream)");
+            RewardWeights = Add<string?>("--reward_weights", "Comma list: one weight per --reward_pretrain model, then optionally the rule/remote reward's " +
+                                                            "(default: 1 each, rule 0 — upstream's sum of the reward models) (ours)");
 
             Estimator = Add("--advantage_estimator", "gae, reinforce, reinforce_baseline, rloo, group_norm or dr_grpo", "gae");
             Gamma = Add("--gamma", "Discount", 1.0);
@@ -259,8 +262,6 @@ public static class TrainCommand
             foreach (var (o, why) in IgnoredOptions)
                 if (pr.GetResult(o) is { Implicit: false }) notes.Add($"note: ignoring {o.Name} ({why}; one in-process trainer here)");
             var lora = LoraFlags.Bind(pr, LoraRank, LoraAlpha, LoraDropout, TargetModules, ExcludeModules, LoadIn4bit, LoraMerge, notes);
-            if (pr.GetValue(RewardPretrain) is { Length: > 0 })
-                throw InputException.At(null, null, "--reward_pretrain", "reward-model checkpoints are not supported: use the built-in LMM-R1 rule reward (default) or --remote_rm_url");
 
             string estimator = pr.GetValue(Estimator)!;
             AdvantageEstimator est;
@@ -329,6 +330,8 @@ public static class TrainCommand
                     OverlongBufferLen = pr.GetValue(OverlongBufferLen),
                     OverlongPenaltyFactor = pr.GetValue(OverlongPenaltyFactor),
                     MaskTruncatedCompletions = pr.GetValue(MaskTruncatedCompletions),
+                    RewardPretrain = pr.GetValue(RewardPretrain) is { } rms ? rms.Split(',', StringSplitOptions.TrimEntries) : [],
+                    RewardWeights = pr.GetValue(RewardWeights) is { } rw ? ParseWeights(rw) : null,
                 },
                 Algorithm = new AlgorithmSettings
                 {
@@ -390,6 +393,11 @@ public static class TrainCommand
         }
     }
 
+    static double[] ParseWeights(string list) =>
+        [.. list.Split(',', StringSplitOptions.TrimEntries).Select(x =>
+            double.TryParse(x, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v
+            : throw InputException.At(null, null, "--reward_weights", $"expected a comma list of numbers, got '{x}' in '{list}'"))];
+
     static int Run(Flags f, ParseResult pr)
     {
         var (raw, notes) = f.Bind(pr);
@@ -413,6 +421,13 @@ public static class TrainCommand
         var train = PromptDataset.Load(config.Data.Prompts, Console.Error);
         var eval = string.IsNullOrWhiteSpace(config.Data.Prompts.EvalDataset) ? null : PromptDataset.LoadEval(config.Data.Prompts, Console.Error);
         var plan = PpoPlan.Create(config, train.Count);
+        var rewardInfos = config.Reward.RewardPretrain.Select(d => RewardCheckpointInfo.Inspect(d, config.Model.ValueHeadPrefix)).ToList();
+        foreach (var rm in rewardInfos)
+        {
+            RewardModelSet.CheckCompatible(rm, actorConfig, tokenizer.VocabSize, train.Any(s => s.Images.Count > 0) || (eval?.Any(s => s.Images.Count > 0) ?? false));
+            if (config.Reward.NormalizeReward && !rm.HasMeanStd)
+                Console.Error.WriteLine($"note: --normalize_reward: {rm.Dir}'s config.json has no mean/std, so its scores stay as they are (mean 0, std 1, as upstream)");
+        }
 
         Console.WriteLine($"lmmr1 train: {config.Algorithm.Estimator.CliName()} on {Path.GetFullPath(pretrain)} " +
                           $"({actorConfig.ModelType}, {ModelSize.Of(actorConfig).Total / 1e9:F2} B parameters, {(config.Model.Bf16 ? "bf16" : "fp32")})");
@@ -420,7 +435,8 @@ public static class TrainCommand
                           (eval is null ? "" : $"; eval: {eval.Count} prompts") +
                           $"; {train.Count(s => s.Images.Count > 0)} with images");
         Console.Write(plan.Describe(config));
-        Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).Describe(config.Model.Device));
+        Console.Write(RewardModelSet.Describe(config.Reward));
+        Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).WithRewardModels(config, [.. rewardInfos.Select(i => i.Config)]).Describe(config.Model.Device));
         Console.WriteLine(disk.Describe());
         if (dry)
         {
@@ -454,12 +470,13 @@ public static class TrainCommand
         AtomicFile.WriteAllText(Path.Combine(config.Run.SavePath, "train_config.json"), config.ToJson());
 
         using var models = PpoModels.Load(config, device, Log);
+        using var rewardModels = RewardModelSet.Load(config, device, Log);
         IRewardModel reward = config.Reward.RemoteRmUrl is { } urls
             ? new RemoteRewardModel(RemoteRewardOptions.FromUrlList(urls))
             : new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromMilliseconds(config.Reward.TimeBudgetMs) });
         try
         {
-            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log);
+            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log, rewardModels);
             if (resumeFrom is not null)
             {
                 trainer.Resume(resumeFrom);

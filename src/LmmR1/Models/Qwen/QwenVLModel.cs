@@ -51,14 +51,15 @@ public sealed class QwenVLModel : nn.Module
     public LoraAdapters? Lora { get; private set; }
 
     /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
-    QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device) : base(nameof(QwenVLModel))
+    QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device, bool withLmHead = true) : base(nameof(QwenVLModel))
     {
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new ArgumentException($"unsupported model dtype {dtype}");
         Config = config; DType = dtype; Device = device;
         model = new QwenTextModel(config.Text, dtype, device);
         visual = config.Vision is null ? null : new VisionTower(config.Vision, config.Family, dtype, device);
-        lmHead = config.Text.TieWordEmbeddings ? null : new Dense(config.Text.HiddenSize, config.Text.VocabSize, false, dtype, device);
+        HasLmHead = withLmHead || config.Text.TieWordEmbeddings;
+        lmHead = config.Text.TieWordEmbeddings || !withLmHead ? null : new Dense(config.Text.HiddenSize, config.Text.VocabSize, false, dtype, device);
         RegisterComponents();
     }
 
@@ -85,6 +86,20 @@ public sealed class QwenVLModel : nn.Module
         ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));   // before anything is allocated
         var m = new QwenVLModel(cfg, dtype, device);
         try { m.LoadWeights(ckpt, ignoreUnused); }
+        catch { m.Dispose(); throw; }
+        return m;
+    }
+
+    /// <summary>Loads the decoder (and vision tower) of a Hugging Face folder without the lm_head: the backbone of a
+    /// sequence-classification / reward checkpoint, which stores no lm_head (an lm_head.weight that is there is
+    /// ignored). Forwards must ask for no logits (logitsForLast: 0).</summary>
+    public static QwenVLModel LoadBackbone(string dir, ScalarType dtype, Device device, Func<string, bool>? ignoreUnused = null)
+    {
+        var cfg = QwenVLConfig.Load(dir);
+        using var ckpt = SafetensorsCheckpoint.Open(dir);
+        ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));
+        var m = new QwenVLModel(cfg, dtype, device, withLmHead: false);
+        try { m.LoadWeights(ckpt, n => n == "lm_head.weight" || (ignoreUnused?.Invoke(n) ?? false)); }
         catch { m.Dispose(); throw; }
         return m;
     }
@@ -176,7 +191,8 @@ public sealed class QwenVLModel : nn.Module
     // ---------------------------------------------------------------- pieces
 
     /// <summary>[V, H] weight of lm_head (the embedding table when tied), for chunked log-softmax over the vocabulary.</summary>
-    public Tensor LmHeadWeight => lmHead?.Weight ?? model.Embed.Weight;
+    public Tensor LmHeadWeight => lmHead?.Weight
+        ?? (HasLmHead ? model.Embed.Weight : throw new InvalidOperationException("this backbone was loaded without its lm_head: it gives hidden states only"));
 
     /// <summary>hidden [.., H] → logits [.., V] in the model dtype.</summary>
     public Tensor LmHead(Tensor hidden) => nn.functional.linear(hidden, LmHeadWeight);
@@ -202,6 +218,10 @@ public sealed class QwenVLModel : nn.Module
     public long VisionTowerItems { get; private set; }
 
     public KvCache CreateCache(long batchSize, int capacity) => KvCache.Create(Config.Text, batchSize, capacity, DType, Device);
+
+    /// <summary>False for a backbone loaded without its (untied) lm_head (<see cref="LoadBackbone"/>): it gives hidden
+    /// states only.</summary>
+    public bool HasLmHead { get; }
 
     /// <summary>Replaces the rows of <paramref name="embeds"/> at token <paramref name="tokenId"/> by <paramref name="features"/>
     /// (row-major over batch and position); the counts must agree.</summary>

@@ -79,8 +79,24 @@ public sealed record RewardSettings
     /// <summary>--reward_clip_range (applied after group shaping).</summary>
     public double ClipMin { get; init; } = -10;
     public double ClipMax { get; init; } = 10;
-    /// <summary>--normalize_reward: accepted; like upstream it changes nothing for rule or remote rewards.</summary>
+    /// <summary>--normalize_reward: each reward model's score becomes (r − mean) / std with the mean/std of its
+    /// config.json (OpenRLHF's RewardModel); like upstream it changes nothing for rule or remote rewards.</summary>
     public bool NormalizeReward { get; init; }
+    /// <summary>--reward_pretrain: reward-model checkpoint folders (comma list upstream), scored on every sample.</summary>
+    public IReadOnlyList<string> RewardPretrain { get; init; } = [];
+    /// <summary>--reward_weights (ours): one weight per reward model, optionally followed by the rule / remote reward's;
+    /// null = upstream's plain sum of the reward models (RewardCombination).</summary>
+    public IReadOnlyList<double>? RewardWeights { get; init; }
+
+    /// <summary>w_k of each reward model (1 unless --reward_weights says otherwise).</summary>
+    [JsonIgnore]
+    public IReadOnlyList<double> ModelWeights => [.. RewardPretrain.Select((_, k) => RewardWeights is { } w && k < w.Count ? w[k] : 1.0)];
+
+    /// <summary>The rule / remote reward's weight: 1 without reward models; with them the weight after the models'
+    /// in --reward_weights, else 0 (upstream scores with the reward models alone).</summary>
+    [JsonIgnore]
+    public double RuleWeight => RewardPretrain.Count == 0 ? 1.0
+        : RewardWeights is { } w && w.Count == RewardPretrain.Count + 1 ? w[^1] : 0.0;
     /// <summary>--reward_time_budget_ms (ours): wall-clock budget of one built-in rule-reward verification; a spent
     /// budget scores accuracy 0, so a slow verification on a loaded machine can change a reward (raise it for runs
     /// that must repeat exactly).</summary>
@@ -239,7 +255,7 @@ public sealed record PpoConfig
             notes.Add($"note: --gamma {Algorithm.Gamma} is replaced by 1.0 for {Algorithm.Estimator.CliName()} (as upstream)");
         if (Algorithm.UseKlLoss && Algorithm.InitKlCoef <= 0)
             notes.Add("note: --use_kl_loss with --init_kl_coef 0: no reference model is loaded and the KL loss is 0 (as upstream)");
-        if (Reward.NormalizeReward)
+        if (Reward.NormalizeReward && Reward.RewardPretrain.Count == 0)
             notes.Add("note: --normalize_reward changes nothing for rule-based or remote rewards (as upstream)");
         var algorithm = Algorithm with
         {
@@ -305,6 +321,18 @@ public sealed record PpoConfig
                 if (!Uri.TryCreate(u, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
                     throw Flag("--remote_rm_url", $"'{u}' is not an absolute http(s) URL");
             }
+        }
+        foreach (var rm in Reward.RewardPretrain)
+            if (string.IsNullOrWhiteSpace(rm)) throw Flag("--reward_pretrain", "empty entry: expected a comma list of reward-model folders");
+        if (Reward.RewardWeights is { } weights)
+        {
+            int k = Reward.RewardPretrain.Count;
+            if (k == 0) throw Flag("--reward_weights", "needs --reward_pretrain (one weight per reward model, then optionally the rule / remote reward's)");
+            if (weights.Count != k && weights.Count != k + 1)
+                throw Flag("--reward_weights", $"expected {k} weight(s), one per --reward_pretrain model, or {k + 1} (the last for the " +
+                                               $"{(Reward.RemoteRmUrl is null ? "rule" : "--remote_rm_url")} reward), got {weights.Count}");
+            foreach (var w in weights)
+                if (!double.IsFinite(w)) throw Flag("--reward_weights", $"weights must be finite numbers, got {w}");
         }
         if (!double.IsFinite(Reward.ClipMin) || !double.IsFinite(Reward.ClipMax) || Reward.ClipMin > Reward.ClipMax)
             throw Flag("--reward_clip_range", $"expected two finite numbers MIN MAX with MIN ≤ MAX, got {Reward.ClipMin} {Reward.ClipMax}");

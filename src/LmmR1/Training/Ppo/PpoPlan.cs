@@ -196,6 +196,24 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         return new MemoryEstimate(parts) { Notes = notes };
     }
 
+    /// <summary>Adds the frozen reward models (--reward_pretrain): their weights in the run's dtype (no lm_head, plus the
+    /// value head) and one no-grad forward's activations (one layer live at a time, micro-batch of
+    /// --micro_rollout_batch_size), inserted before the generation parts.</summary>
+    public MemoryEstimate WithRewardModels(PpoConfig c, IReadOnlyList<QwenVLConfig> rewardModels)
+    {
+        if (rewardModels.Count == 0) return this;
+        int w = c.Model.Bf16 ? 2 : 4;
+        double weights = rewardModels.Sum(rm => { var s = ModelSize.Of(rm); return (double)(s.Text + s.Vision + rm.Text.HiddenSize) * w; });
+        long seq = (long)c.Data.PromptMaxLen + c.Rollout.GenerateMaxLen;
+        double acts = rewardModels.Max(rm => (double)c.Rollout.MicroRolloutBatchSize * seq * (4.0 * rm.Text.HiddenSize + 2.0 * rm.Text.IntermediateSize) * w);
+        var parts = Parts.ToList();
+        int at = parts.FindIndex(p => p.Part.StartsWith("generation", StringComparison.Ordinal));
+        if (at < 0) at = parts.Count;
+        parts.Insert(at, ($"reward model weights ({rewardModels.Count}, frozen, no lm_head)", weights));
+        parts.Insert(at + 1, ($"reward model forward (no grad, micro-batch {c.Rollout.MicroRolloutBatchSize} × {seq})", acts));
+        return new MemoryEstimate(parts);
+    }
+
     public string Describe(string device)
     {
         var sb = new StringBuilder();

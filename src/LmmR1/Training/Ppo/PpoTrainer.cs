@@ -81,8 +81,9 @@ public sealed class PpoTrainer : IDisposable
     /// <param name="reward">The reward model (built-in rule reward or a remote client).</param>
     /// <param name="metrics">Where metrics go (a MetricsLog is also copied into checkpoints and drawn as plots), or null.</param>
     /// <param name="log">Human-readable progress lines.</param>
+    /// <param name="rewardModels">--reward_pretrain's models (owned by the caller), or null.</param>
     public PpoTrainer(PpoConfig config, PpoModels models, QwenVLProcessor processor, PromptDataset train, PromptDataset? eval,
-                      IRewardModel reward, IMetricsSink? metrics = null, Action<string>? log = null)
+                      IRewardModel reward, IMetricsSink? metrics = null, Action<string>? log = null, RewardModels.RewardModelSet? rewardModels = null)
     {
         this.config = config;
         this.models = models;
@@ -103,7 +104,9 @@ public sealed class PpoTrainer : IDisposable
                 new LrSchedule(o.CriticLearningRate, Plan.SchedulerSteps, Plan.WarmupSteps), o.Beta1, o.Beta2, o.L2, o.MaxNorm);
         kl = LmmR1.Algorithms.KlController.Create(config.Algorithm.InitKlCoef, config.Algorithm.KlTarget, config.Algorithm.KlHorizon);
         State.KlCoef = kl.Value;
-        maker = new ExperienceMaker(config, models, tokenizer, processor, reward) { Log = this.log };
+        if (config.Reward.RewardPretrain.Count != (rewardModels?.Models.Count ?? 0))
+            throw new ArgumentException($"the config names {config.Reward.RewardPretrain.Count} reward model(s) but {rewardModels?.Models.Count ?? 0} were given");
+        maker = new ExperienceMaker(config, models, tokenizer, processor, reward, rewardModels) { Log = this.log };
         store = new CheckpointStore(config.Run.CkptPath, config.Run.MaxCkptNum);
     }
 
