@@ -37,7 +37,7 @@ public static class TrainCommand
         ("--vllm_sync_with_ray", false, "vLLM"), ("--enable_prefix_caching", false, "vLLM"), ("--enforce_eager", false, "vLLM"),
         ("--vllm_enable_sleep", false, "vLLM"), ("--vllm_gpu_memory_utilization", true, "vLLM"), ("--limit_mm_per_prompt", true, "vLLM"),
         ("--zero_stage", true, "DeepSpeed"), ("--flash_attn", false, "attention backend is libtorch's SDPA"),
-        ("--packing_samples", false, "no packing; rows are padded"), ("--deepspeed_enable_sleep", false, "DeepSpeed"),
+        ("--deepspeed_enable_sleep", false, "DeepSpeed"),
         ("--adam_offload", false, "DeepSpeed"), ("--overlap_comm", false, "DeepSpeed"), ("--zpg", true, "DeepSpeed"),
         ("--grad_accum_dtype", true, "DeepSpeed"), ("--deepcompile", false, "DeepSpeed"), ("--use_liger_kernel", false, "kernels"),
         ("--gradient_checkpointing_use_reentrant", false, "checkpointing is always non-reentrant"),
@@ -69,7 +69,7 @@ public static class TrainCommand
         // models
         public readonly Option<string?> Pretrain, CriticPretrain, ValueHeadPrefix, Device, RewardPretrain;
         public readonly Option<string[]> FreezePrefix;
-        public readonly Option<bool> Bf16, GradientCheckpointing, SaveValueNetwork;
+        public readonly Option<bool> Bf16, GradientCheckpointing, PackingSamples, SaveValueNetwork;
         // data
         public readonly PromptDataFlags Data;
         public readonly Option<int> PromptMaxLen;
@@ -127,6 +127,7 @@ public static class TrainCommand
             FreezePrefix.DefaultValueFactory = _ => [];
             Bf16 = Add<bool>("--bf16", "bf16 weights, fp32 master weights in AdamW");
             GradientCheckpointing = Add<bool>("--gradient_checkpointing", "Recompute decoder layers in backward");
+            PackingSamples = Add<bool>("--packing_samples", "Log-prob, reference, value and update passes without padding (rows packed into one sequence)");
             ValueHeadPrefix = Add<string?>("--value_head_prefix", "Critic value head name", "score");
             Device = Add<string?>("--device", "cpu, cuda or cuda:N (one process holds every model)", "cpu");
             SaveValueNetwork = Add<bool>("--save_value_network", "Also save the critic to {save_path}_critic");
@@ -295,6 +296,7 @@ public static class TrainCommand
                     FreezePrefix = pr.GetValue(FreezePrefix) ?? [],
                     Bf16 = pr.GetValue(Bf16),
                     GradientCheckpointing = pr.GetValue(GradientCheckpointing),
+                    PackingSamples = pr.GetValue(PackingSamples),
                     ValueHeadPrefix = pr.GetValue(ValueHeadPrefix) ?? "score",
                     Device = pr.GetValue(Device) ?? "cpu",
                     SaveValueNetwork = pr.GetValue(SaveValueNetwork),

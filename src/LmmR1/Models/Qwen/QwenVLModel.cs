@@ -370,6 +370,47 @@ public sealed class QwenVLModel : nn.Module
     }
 
     /// <summary>
+    /// Padding-free forward of a left-padded batch (<see cref="PackedSequences"/>): the rows' real tokens end to end as
+    /// one sequence, each row attending only to itself with the M-RoPE positions the padded forward gives it. Returns
+    /// the final hidden states [1, T, H] (T = Σ real lengths, row order); no KV cache, no logits.
+    /// </summary>
+    /// <param name="inputIds">[B, S] left-padded ids.</param>
+    /// <param name="attentionMask">[B, S], 1 on real tokens; its row sums must equal <paramref name="packed"/>'s lengths.</param>
+    /// <param name="imageGridThw">[nImages, 3] in row order, or null.</param>
+    /// <param name="imageEmbeds">Vision features of every row's images in row order (see <see cref="EncodeVision"/>), or null.</param>
+    public Tensor ForwardPacked(Tensor inputIds, Tensor attentionMask, PackedSequences packed, Tensor? imageGridThw = null, Tensor? imageEmbeds = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        if (inputIds.dim() != 2 || !attentionMask.shape.SequenceEqual(inputIds.shape) || inputIds.shape[0] != packed.Rows)
+            throw new InputException($"packed forward: input_ids [{string.Join(",", inputIds.shape)}] and attention_mask " +
+                                     $"[{string.Join(",", attentionMask.shape)}] must both be [{packed.Rows}, S]");
+        inputIds = inputIds.to(ScalarType.Int64, Device);
+        attentionMask = attentionMask.to(Device);
+        var (positions, _) = RopeIndex.Compute(inputIds, attentionMask, imageGridThw, Config);         // [3, B, S]
+        var ids = packed.Pack(inputIds, attentionMask);                                               // [1, T]
+        var pos = packed.Pack(positions.to(Device), attentionMask);                                   // [3, 1, T]
+        var embeds = EmbedTokens(ids);
+        if (imageEmbeds is not null)
+            embeds = ScatterFeatures(embeds, ids, imageEmbeds.to(Device), Config.Tokens.ImageTokenId, "image");
+        var (cos, sin) = MRope.CosSin(pos, Config.Text, DType);
+        var h = embeds.to(DType);
+        bool checkpoint = GradientCheckpointing && torch.is_grad_enabled();
+        var layers = model.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var layer = layers[i];
+            if (checkpoint)
+            {
+                int li = i;
+                Func<Tensor, IReadOnlyList<Tensor>, Tensor> fn = (x, aux) => layer.Forward(x, aux[0], aux[1], null, null, li, Attention, packed);
+                h = CheckpointFunction.apply(h, fn, cos, sin);
+            }
+            else h = layer.Forward(h, cos, sin, null, null, i, Attention, packed);
+        }
+        return model.Norm.forward(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// One decode step on a <see cref="StaticKvCache"/> with no host-side values (capturable in a CUDA graph): the
     /// tokens in cache.InputTokens are embedded, marked valid and written at cache.Position; their M-RoPE positions are
     /// Position + PositionOffsets on all three rows (text tokens after the prompt, as <see cref="RopeIndex.DecodePositions"/>);

@@ -346,7 +346,7 @@ public sealed class ExperienceMaker
         for (int start = 0; start < rollout.Items.Count; start += micro)
         {
             using var scope = torch.NewDisposeScope();
-            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, embeds);
+            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, embeds, config.Model.PackingSamples);
             parts.Add(ActionTensors.Align(forward(e), e.ActionMask, width).MoveToOuterDisposeScope());
         }
         return torch.cat(parts, 0).MoveToOuterDisposeScope();

@@ -24,6 +24,10 @@ public sealed record PpoModelSettings
     public bool Bf16 { get; init; }
     /// <summary>--gradient_checkpointing: recompute decoder layers in backward.</summary>
     public bool GradientCheckpointing { get; init; }
+    /// <summary>--packing_samples: the log-prob, reference, value and update passes run each micro-batch's rows as one
+    /// sequence without padding (per-row attention and M-RoPE positions; flash varlen on CUDA). Same numbers up to
+    /// rounding; generation is unaffected.</summary>
+    public bool PackingSamples { get; init; }
     /// <summary>--value_head_prefix: name of the critic's value head ("score" → score.weight).</summary>
     public string ValueHeadPrefix { get; init; } = "score";
     /// <summary>--device: cpu, cuda or cuda:N (ours; one process holds actor, reference and critic).</summary>

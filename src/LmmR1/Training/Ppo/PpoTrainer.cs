@@ -391,7 +391,7 @@ public sealed class PpoTrainer : IDisposable
                     foreach (var rows in group)
                     {
                         using var scope = torch.NewDisposeScope();
-                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds);
+                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds, config.Model.PackingSamples);
                         var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals });
                         // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
                         if (!float.IsFinite(loss.item<float>())) poisoned = true;
