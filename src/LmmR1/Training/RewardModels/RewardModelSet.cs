@@ -86,7 +86,9 @@ public sealed class RewardModelSet : IDisposable
                 using var scope = torch.NewDisposeScope();
                 var batch = items.Skip(start).Take(micro).ToList();
                 using var e = Experience.Collate(batch, model.Backbone.Device, padTokenId);
-                var r = model.Rewards(e.Sequences, e.AttentionMask, e.PixelValues, e.ImageGridThw).cpu().data<float>().ToArray();
+                using var noGrad = torch.no_grad();
+                var features = e.ImageFeatures(model.Backbone);              // each prompt's images once, however many samples
+                var r = model.Rewards(e.Sequences, e.AttentionMask, imageGridThw: e.ImageGridThw, imageEmbeds: features).cpu().data<float>().ToArray();
                 for (int i = 0; i < r.Length; i++) scores[start + i] = r[i];
             }
             result[k] = scores;

@@ -110,7 +110,9 @@ public sealed class SequenceRewardModel : IDisposable
     /// <summary>Raw rewards [B] fp32 of a batch: the head at each row's last attended position.</summary>
     /// <param name="sequences">[B, S] token ids (any padding layout).</param>
     /// <param name="attentionMask">[B, S] 1 on real tokens.</param>
-    public Tensor Rewards(Tensor sequences, Tensor attentionMask, Tensor? pixelValues = null, Tensor? imageGridThw = null)
+    /// <param name="imageEmbeds">Precomputed vision features (each prompt's images encoded once), instead of pixels.</param>
+    public Tensor Rewards(Tensor sequences, Tensor attentionMask, Tensor? pixelValues = null, Tensor? imageGridThw = null,
+                          Tensor? imageEmbeds = null)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
@@ -118,7 +120,7 @@ public sealed class SequenceRewardModel : IDisposable
         long s = mask.shape[1];
         // Upstream: eos_indices = S − 1 − argmax(fliplr(mask)), the last 1 of each row.
         var last = (s - 1 - mask.fliplr().argmax(1, keepdim: true));                                   // [B, 1]
-        var output = Backbone.Forward(sequences, mask, pixelValues, imageGridThw, logitsForLast: 0);
+        var output = Backbone.Forward(sequences, mask, pixelValues, imageGridThw, imageEmbeds: imageEmbeds, logitsForLast: 0);
         var hidden = output.Hidden.gather(1, last.unsqueeze(-1).expand(-1, -1, output.Hidden.shape[2])); // [B, 1, H]
         var reward = Score.forward(hidden).reshape(-1).to(ScalarType.Float32);                          // [B]
         return reward.MoveToOuterDisposeScope();
