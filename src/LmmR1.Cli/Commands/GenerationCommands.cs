@@ -20,6 +20,7 @@ public static class GenerationCommands
         bench.Subcommands.Add(BenchGenerateCommand.Create());
         bench.Subcommands.Add(BenchInputsCommand.Create());
         bench.Subcommands.Add(BenchGraphCheckCommand.Create());
+        bench.Subcommands.Add(BenchPackingCheckCommand.Create());
     }
 
     static Command CreateTinyModel()
