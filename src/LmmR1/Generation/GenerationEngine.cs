@@ -376,9 +376,16 @@ public sealed class GenerationEngine : IDisposable
                 row.LogProbs.Add(lps[r * chunkLen + j]);
                 added++;
                 // Bench only: a forced length ends the sample with the synthetic stop token in place of the sampled one.
-                if (sp.SyntheticLengths is { } sl && row.Tokens.Count == sl.LengthFor(sp.Seed, row.Key, row.Sample))
-                    row.Tokens[^1] = sl.StopTokenId;
-                if (checker.Ended(row.Tokens, out var reason, out var stopToken, out var stopString))
+                bool forced = sp.SyntheticLengths is { } sl && row.Tokens.Count == sl.LengthFor(sp.Seed, row.Key, row.Sample);
+                FinishReason reason = FinishReason.Stop;
+                int? stopToken = null;
+                string? stopString = null;
+                if (forced)
+                {
+                    row.Tokens[^1] = sp.SyntheticLengths!.StopTokenId;
+                    stopToken = row.Tokens[^1];
+                }
+                if (forced || checker.Ended(row.Tokens, out reason, out stopToken, out stopString))
                 {
                     row.Finished = true;
                     outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput

@@ -1,0 +1,128 @@
+// `lmmr1 bench train` and `lmmr1 bench rl-step` on the CPU: bad arguments are `error:` lines naming the flag (exit 1),
+// and a tiny-model smoke run of each prints one JSON line per case / step whose counts follow from the arguments
+// (tokens = batch × length; an RL step's samples = prompts × n, its phases the trainer's). No timings are asserted.
+using System.Text.Json;
+using LmmR1.Cli;
+using LmmR1.Cli.Commands;
+using LmmR1.Generation;
+using LmmR1.Infrastructure;
+using LmmR1.Tests.Generation;
+using LmmR1.Tests.Support;
+
+namespace LmmR1.Tests.Training;
+
+[Collection("Console")] // redirects Console.Out / Console.Error
+public class BenchCommandTests(TinyModelFolder model) : IClassFixture<TinyModelFolder>
+{
+    static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var (oldOut, oldErr) = (Console.Out, Console.Error);
+        var (o, e) = (new StringWriter(), new StringWriter());
+        Console.SetOut(o); Console.SetError(e);
+        try { return (CliApp.Run(args), o.ToString(), e.ToString()); }
+        finally { Console.SetOut(oldOut); Console.SetError(oldErr); }
+    }
+
+    static List<JsonElement> JsonLines(string stdout) =>
+        stdout.Split('\n').Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+
+    [Theory]
+    [InlineData("4")]
+    [InlineData("4x")]
+    [InlineData("0x128")]
+    [InlineData("4x1")]
+    [InlineData("4x128:fast")]
+    [InlineData("4x128:ckpt:x")]
+    public void BadTrainCasesAreErrors(string cases)
+    {
+        var e = Assert.Throws<InputException>(() => BenchTrainCommand.ParseCases(cases));
+        Assert.Contains("--cases", e.Message);
+    }
+
+    [Fact]
+    public void TrainCasesParse()
+    {
+        var cases = BenchTrainCommand.ParseCases("4x1024, 8x2048:ckpt,2x16:nockpt");
+        BenchTrainCommand.Case[] expected = [new(4, 1024, false), new(8, 2048, true), new(2, 16, false)];
+        Assert.Equal(expected, cases);
+    }
+
+    [Fact]
+    public void BenchTrainRejectsOneStep()
+    {
+        var (code, _, err) = Run("bench", "train", "--model", model.Dir, "--device", "cpu", "--dtype", "float32", "--cases", "2x8", "--steps", "1");
+        Assert.Equal(1, code);
+        Assert.Contains("error:", err);
+        Assert.Contains("--steps", err);
+    }
+
+    [Fact]
+    public void BenchTrainSmokeRunPrintsOneLinePerCase()
+    {
+        var (code, stdout, err) = Run("bench", "train", "--model", model.Dir, "--device", "cpu", "--dtype", "float32",
+            "--cases", "2x12,3x8:ckpt", "--steps", "2");
+        Assert.True(code == 0, err);
+        var lines = JsonLines(stdout);
+        Assert.Equal(2, lines.Count);
+        Assert.Equal((2, 12, false), (lines[0].GetProperty("batch").GetInt32(), lines[0].GetProperty("seq").GetInt32(), lines[0].GetProperty("grad_ckpt").GetBoolean()));
+        Assert.Equal((3, 8, true), (lines[1].GetProperty("batch").GetInt32(), lines[1].GetProperty("seq").GetInt32(), lines[1].GetProperty("grad_ckpt").GetBoolean()));
+        foreach (var l in lines)
+        {
+            Assert.Equal(2, l.GetProperty("fwd_bwd_s_all").GetArrayLength());
+            Assert.Equal("adamw", l.GetProperty("optimizer").GetString());
+            // The vision tower is frozen by default: trainable = the language model's parameters.
+            Assert.Equal(l.GetProperty("params_lm").GetInt64(), l.GetProperty("trainable_params").GetInt64());
+        }
+    }
+
+    [Theory]
+    [InlineData("--bench_steps", "0", "--bench_steps")]
+    [InlineData("--synthetic_response_len", "12", "--synthetic_response_len")]
+    [InlineData("--synthetic_image", "30", "--synthetic_image")]
+    [InlineData("--synthetic_words", "0", "--synthetic_words")]
+    public void BadRlStepFlagsAreErrors(string flag, string value, string named)
+    {
+        var (code, _, err) = Run("bench", "rl-step", "--pretrain", model.Dir, "--device", "cpu", flag, value);
+        Assert.Equal(1, code);
+        Assert.Contains("error:", err);
+        Assert.Contains(named, err);
+        Assert.DoesNotContain("   at ", err);   // no stack trace
+    }
+
+    [Fact]
+    public void RlStepWithAPresetNeedsATokenizer()
+    {
+        var (code, _, err) = Run("bench", "rl-step", "--pretrain", "preset:qwen2.5-vl-3b", "--device", "cpu");
+        Assert.Equal(1, code);
+        Assert.Contains("--tokenizer", err);
+    }
+
+    [Fact]
+    public void RlStepSmokeRunTimesEveryPhase()
+    {
+        string work = TestPaths.NewTempDir("rlstep");
+        var (code, stdout, err) = Run("bench", "rl-step", "--pretrain", model.Dir, "--device", "cpu", "--advantage_estimator", "group_norm",
+            "--init_kl_coef", "0.001", "--use_kl_loss", "--kl_estimator", "k3", "--rollout_batch_size", "2", "--n_samples_per_prompt", "4",
+            "--train_batch_size", "8", "--micro_train_batch_size", "4", "--micro_rollout_batch_size", "4", "--generate_max_len", "16",
+            "--synthetic_response_len", "6:0.8", "--synthetic_reward", "--synthetic_image", "56", "--synthetic_words", "4",
+            "--freeze_prefix", "visual", "--bench_steps", "2", "--work_dir", work);
+        Assert.True(code == 0, err);
+        var lines = JsonLines(stdout);
+        Assert.Equal(2, lines.Count);
+        for (int s = 0; s < 2; s++)
+        {
+            var l = lines[s];
+            Assert.Equal(s + 1, l.GetProperty("step").GetInt32());
+            Assert.Equal(8, l.GetProperty("samples").GetInt32());
+            var phases = l.GetProperty("phases_s").EnumerateObject().Select(p => p.Name).ToList();
+            string[] expected = ["generate", "reward", "logprobs", "reference", "advantages", "update"];
+            Assert.Equal(expected, phases.Take(6));
+            Assert.DoesNotContain("release_graphs", phases);     // CPU: no CUDA graphs to free
+            double tokens = l.GetProperty("tokens").GetDouble(), resp = l.GetProperty("response_tokens").GetDouble();
+            Assert.Equal(resp, l.GetProperty("mean_response_len").GetDouble() * 8, 0.5);
+            Assert.True(tokens > resp);
+            Assert.InRange(l.GetProperty("mean_response_len").GetDouble(), 1, 16);
+        }
+        Assert.Equal(2, Directory.GetFiles(Path.Combine(work, "images"), "*.png").Length);
+    }
+}
