@@ -2,7 +2,10 @@
 adapter_model.safetensors) loads onto the transformers model of its base checkpoint and gives our logits. Three steps
 around `lmmr1 debug forward --adapter`:
   1. python3 peft_check.py --base BASE --adapter DIR --write-inputs IN.safetensors [--device cuda] [--mode auto|peft|manual]
-     renders a two-prompt batch (one with an image) with BASE's processor and chat template, runs
+                            [--processor FOLDER | --inputs-from REF.safetensors]
+     renders a two-prompt batch (one with an image) with the processor and chat template of --processor (default BASE;
+     a run's {save_path}_merged export has them) or takes input_ids / attention_mask / pixel_values / image_grid_thw
+     from --inputs-from (a fixture's reference.safetensors, for checkpoints without a tokenizer), runs
      AutoModelForImageTextToText (fp32, eager) without the adapter (base_logits), then with it (logits), and writes
      the inputs and both logits to IN. The adapter is applied by
        peft    PeftModel.from_pretrained(model, DIR); the adapter state peft holds afterwards
@@ -112,7 +115,11 @@ def write_inputs(a):
     from transformers import AutoModelForImageTextToText
     import transformers
     res = {"what": "peft_check", "step": "inputs", "base": a.base, "adapter": a.adapter, "transformers": transformers.__version__}
-    enc = batch(a.base)
+    if a.inputs_from:
+        f = load_file(a.inputs_from)
+        enc = {k: f[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
+    else:
+        enc = batch(a.processor or a.base)
     model = AutoModelForImageTextToText.from_pretrained(a.base, dtype=torch.float32, attn_implementation="eager").to(a.device).eval()
     res["architecture"] = type(model).__name__
     inputs = {k: v.to(a.device) for k, v in enc.items()}
@@ -154,6 +161,8 @@ if __name__ == "__main__":
     ap.add_argument("--base", help="step 1: the base checkpoint folder (--pretrain of the run)")
     ap.add_argument("--adapter", help="step 1: the PEFT folder (--save_path of the run)")
     ap.add_argument("--write-inputs", help="step 1: write inputs + transformers' logits here")
+    ap.add_argument("--processor", help="step 1: folder with the processor files (default: --base)")
+    ap.add_argument("--inputs-from", help="step 1: take the inputs from this safetensors file instead of rendering prompts")
     ap.add_argument("--mode", default="auto", choices=["auto", "peft", "manual"], help="auto: peft when installed, else manual")
     ap.add_argument("--inputs", help="step 3: the file step 1 wrote")
     ap.add_argument("--ours-output", help="step 3: `lmmr1 debug forward --adapter` output on the same inputs")

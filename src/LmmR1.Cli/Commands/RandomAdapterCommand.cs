@@ -34,18 +34,26 @@ public static class RandomAdapterCommand
             double std = pr.GetValue(bStd);
             if (!(std >= 0) || !double.IsFinite(std)) throw InputException.At(null, null, "--b_std", $"must be a finite number ≥ 0, got {std}");
             using var m = QwenVLModel.Load(dir, torch.ScalarType.Float32, torch.CPU);
-            var lora = m.AttachLora(o.Select(m.LinearLayerNames()), o.Rank, o.Alpha, 0, pr.GetValue(seed));
-            using (var gen = new torch.Generator((ulong)pr.GetValue(seed) + 1, torch.CPU))
-            using (torch.no_grad())
-                foreach (var (_, _, b) in lora.Adapters)
-                {
-                    using var x = torch.empty(b.shape, torch.ScalarType.Float32).normal_(0, std, gen);
-                    b.copy_(x);
-                }
+            var lora = AttachRandom(m, o, std, pr.GetValue(seed));
             PeftAdapterFolder.Write(m, pr.GetValue(output)!, Path.GetFullPath(dir));
             Console.WriteLine($"wrote {pr.GetValue(output)}: r={o.Rank}, α={o.Alpha}, {lora.Layers.Count} layers, {lora.ParameterCount:N0} parameters");
             return 0;
         }));
         return cmd;
+    }
+
+    /// <summary>Attaches adapters for <paramref name="o"/> (A from <paramref name="seed"/>) and fills every B with
+    /// normal(0, <paramref name="std"/>) drawn on the CPU from seed + 1.</summary>
+    public static LoraAdapters AttachRandom(QwenVLModel m, LoraOptions o, double std, long seed)
+    {
+        var lora = m.AttachLora(o.Select(m.LinearLayerNames()), o.Rank, o.Alpha, 0, seed);
+        using var gen = new torch.Generator((ulong)seed + 1, torch.CPU);
+        using var noGrad = torch.no_grad();
+        foreach (var (_, _, b) in lora.Adapters)
+        {
+            using var x = torch.empty(b.shape, torch.ScalarType.Float32).normal_(0, std, gen);
+            b.copy_(x);
+        }
+        return lora;
     }
 }
