@@ -195,8 +195,8 @@ public class LoraTests
         Assert.False(cfg["fan_in_fan_out"]!.GetValue<bool>());
 
         // target_modules must make peft adapt exactly these layers in the transformers model (module names in both
-        // layouts, every linear layer including the vision tower's).
-        var linear = m.LinearLayerNames();
+        // layouts, every module: peft refuses a matched module it cannot adapt, e.g. a decoder layer named layers.0).
+        var linear = m.named_modules().Select(x => x.name).Where(n => n.Length > 0).ToList();
         var adaptedSet = lora.Layers.ToHashSet();
         bool Peft(string module)
         {
@@ -221,6 +221,30 @@ public class LoraTests
         Assert.Equal(4, back.Rank);
         using var again = Logits(fresh, r);
         Assert.True(Same(again, adapted));
+    }
+
+    [Theory]
+    [InlineData("qwen2vl-tiny")]
+    [InlineData("qwen25vl-tiny")]
+    public void PeftTargetModulesSelectExactlyTheAdaptedLayersWithTheVisionTowerToo(string name)
+    {
+        foreach (var targets in new[] { new[] { "all-linear", "visual" }, ["q_proj", "visual.qkv"], ["gate_proj", "up_proj", "visual.merger.mlp.0"] })
+        {
+            using var m = Load(name);
+            var lora = Attach(m, targets);
+            string dir = TestPaths.NewTempDir("lora-peft-targets");
+            PeftAdapterFolder.Write(m, dir, "base");
+            var tm = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, PeftAdapterFolder.ConfigFile)))!["target_modules"]!;
+            bool Peft(string module) => tm is JsonArray list
+                ? list.Any(x => module == x!.GetValue<string>() || module.EndsWith("." + x!.GetValue<string>(), StringComparison.Ordinal))
+                : Regex.IsMatch(module, "^(?:" + tm.GetValue<string>() + ")$");
+            var adaptedSet = lora.Layers.ToHashSet();
+            foreach (var n in m.named_modules().Select(x => x.name).Where(n => n.Length > 0))
+            {
+                Assert.True(adaptedSet.Contains(n) == Peft(n), $"{string.Join(" ", targets)}: {n} ({tm.ToJsonString()})");
+                Assert.True(adaptedSet.Contains(n) == Peft(QwenVLModel.ToNewLayout(n)), $"{string.Join(" ", targets)}: {QwenVLModel.ToNewLayout(n)}");
+            }
+        }
     }
 
     [Fact]

@@ -149,13 +149,15 @@ public static class LoraLayout
     }
 
     /// <summary>PEFT's target_modules for exactly these layers: a list of layer names when PEFT's list rule (a module
-    /// whose name is, or ends with ".", an entry) selects exactly them among <paramref name="linear"/>, else a regex
-    /// (PEFT full-matches a string against module names) accepting both the classic and the transformers ≥ 4.52 names.</summary>
-    public static object PeftTargetModules(IReadOnlyList<string> adapted, IReadOnlyList<string> linear)
+    /// whose name is, or ends with ".", an entry) selects exactly them among <paramref name="modules"/> (every module
+    /// name, linear or not: peft refuses a matched module it cannot adapt, and numeric names such as the merger's
+    /// mlp.0 would also match layers.0), else a regex (PEFT full-matches a string against module names) accepting
+    /// both the classic and the transformers ≥ 4.52 names.</summary>
+    public static object PeftTargetModules(IReadOnlyList<string> adapted, IReadOnlyList<string> linear, IReadOnlyList<string> modules)
     {
         var last = adapted.Select(n => n[(n.LastIndexOf('.') + 1)..]).Distinct().Order(StringComparer.Ordinal).ToList();
-        var byList = linear.Where(n => last.Contains(n[(n.LastIndexOf('.') + 1)..])).ToHashSet(StringComparer.Ordinal);
-        if (byList.SetEquals(adapted)) return last;
+        var byList = modules.Where(n => last.Contains(n[(n.LastIndexOf('.') + 1)..])).ToHashSet(StringComparer.Ordinal);
+        if (byList.SetEquals(adapted) && !last.Any(n => n.All(char.IsAsciiDigit))) return last;
 
         // Group by the name with layer/block numbers generalised; keep a group generalised when it covers every layer.
         var set = adapted.ToHashSet(StringComparer.Ordinal);

@@ -56,7 +56,8 @@ public static class PeftAdapterFolder
     public static string ConfigJson(QwenVLModel model, string baseModelNameOrPath)
     {
         var lora = model.Lora ?? throw new InvalidOperationException("the model has no LoRA adapters");
-        var targets = LoraLayout.PeftTargetModules(lora.Layers, model.LinearLayerNames());
+        var targets = LoraLayout.PeftTargetModules(lora.Layers, model.LinearLayerNames(),
+            model.named_modules().Select(m => m.name).Where(n => n.Length > 0).ToList());
         var obj = new JsonObject
         {
             ["alpha_pattern"] = new JsonObject(),
@@ -80,7 +81,7 @@ public static class PeftAdapterFolder
             ["use_dora"] = false,
             ["use_rslora"] = false,
         };
-        return obj.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+        return obj.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
     /// <summary>Attaches the adapters of a PEFT folder to a model without adapters (the layers from the tensor names)
