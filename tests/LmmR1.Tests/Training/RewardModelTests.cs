@@ -57,6 +57,48 @@ public class RewardModelTests
         Assert.True(Math.Abs(got[1] - RewardModelFolders.DirectScore(causal, b, head)) <= Numerics.Fp32);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ATextOnlyQwen2SequenceClassifierScoresLikeItsDirectForward(bool tied)
+    {
+        // transformers' Qwen2ForSequenceClassification layout: model.embed_tokens / model.layers.* / model.norm + score.weight.
+        var cfg = new QwenVLConfig
+        {
+            Family = QwenFamily.Qwen2,
+            Text = new QwenTextConfig
+            {
+                VocabSize = 300, HiddenSize = 64, IntermediateSize = 128, NumLayers = 2, NumHeads = 4, NumKvHeads = 2,
+                MropeSection = [8, 0, 0], MaxPositionEmbeddings = 4096, TieWordEmbeddings = tied,
+            },
+            Tokens = new QwenTokenIds { EosTokenIds = [1] },
+            StoredDType = "float32",
+        };
+        string root = TestPaths.NewTempDir("rm-qwen2");
+        string baseDir = Path.Combine(root, "base");
+        using (var m = QwenVLModel.Create(cfg, ScalarType.Float32, torch.CPU, seed: 4)) m.SaveHf(baseDir);
+        using var head = RewardModelFolders.RandomHead(64, 9);
+        var h = head.data<float>().ToArray();
+        string dir = RewardModelFolders.Write(baseDir, Path.Combine(root, "rm"), new Dictionary<string, Tensor> { ["score.weight"] = head },
+            editConfig: c => { c["architectures"] = new JsonArray("Qwen2ForSequenceClassification"); c["id2label"] = new JsonObject { ["0"] = "LABEL_0" }; });
+        using var rm = SequenceRewardModel.Load(dir, ScalarType.Float32, torch.CPU);
+        Assert.Null(rm.Info.Config.Vision);
+        using var causal = QwenVLModel.Load(baseDir, ScalarType.Float32, torch.CPU);
+        long[] a = [5, 6, 7, 8], b = [9, 10];
+        var seq = torch.tensor(new long[] { 5, 6, 7, 8, 0, 0, 9, 10 }, [2, 4]);
+        var mask = torch.tensor(new long[] { 1, 1, 1, 1, 0, 0, 1, 1 }, [2, 4]);
+        var got = rm.Rewards(seq, mask).data<float>().ToArray();
+        Assert.True(Math.Abs(got[0] - RewardModelFolders.DirectScore(causal, a, h)) <= Numerics.Fp32);
+        Assert.True(Math.Abs(got[1] - RewardModelFolders.DirectScore(causal, b, h)) <= Numerics.Fp32);
+        // With image prompts it is refused up front: it has no vision tower.
+        var e = Assert.Throws<InputException>(() => RewardModelSet.CheckCompatible(rm.Info, cfg, 300, promptsHaveImages: true));
+        Assert.Contains("--reward_pretrain", e.Message);
+        Assert.Contains("text-only qwen2 reward model cannot score prompts with images", e.Message);
+        RewardModelSet.CheckCompatible(rm.Info, cfg, 300, promptsHaveImages: false);
+        var v = Assert.Throws<InputException>(() => RewardModelSet.CheckCompatible(rm.Info, cfg, 301, promptsHaveImages: false));
+        Assert.Contains("vocab_size 300 is below the policy tokenizer's 301 ids", v.Message);
+    }
+
     static PpoConfig WithRewardModels(PpoConfig c, string[] dirs, double[]? weights = null, bool normalize = false) =>
         c with { Reward = c.Reward with { RewardPretrain = dirs, RewardWeights = weights, NormalizeReward = normalize } };
 

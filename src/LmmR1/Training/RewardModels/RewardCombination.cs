@@ -1,6 +1,7 @@
 // How several reward models and the rule (or remote) reward become one reward per sample. OpenRLHF's train_ppo_ray
-// combines reward models with `reward_fn = torch.stack(rewards).sum(dim=0)` (each model's reward normalised first
-// with its config mean/std when --normalize_reward); --reward_weights generalises the sum to a weighted one:
+// (≤ v0.6) combines reward models with `reward_fn = torch.stack(rewards).sum(dim=0)` (each model's reward normalised
+// first with its config mean/std when --normalize_reward); LMM-R1's v0.7.3 fork builds a single reward-model group
+// from --reward_pretrain. --reward_weights generalises the sum to a weighted one:
 // r = Σ_k w_k · r_k + w_rule · r_rule. Upstream runs either reward models or a remote reward, never both, so the rule
 // (or --remote_rm_url) reward's weight is 0 when reward models are given unless --reward_weights names it, and every
 // model's weight is 1 by default (upstream's plain sum). --reward_clip_range applies to r later, in the token rewards.

@@ -36,8 +36,8 @@ public sealed record RewardCheckpointInfo(string Dir, QwenVLConfig Config, strin
                 throw InputException.At(configPath, null, "value_head_prefix", $"expected a non-empty string, got {vp.ToJsonString()}");
             prefix = vp.GetValue<string>();
         }
-        int? labels = root["num_labels"] is { } nl && nl.GetValueKind() == System.Text.Json.JsonValueKind.Number ? nl.GetValue<int>()
-                    : root["id2label"] is JsonObject id2 ? id2.Count : null;
+        double? labels = root["num_labels"] is { } nl && nl.GetValueKind() == System.Text.Json.JsonValueKind.Number ? nl.GetValue<double>()
+                       : root["id2label"] is JsonObject id2 ? id2.Count : null;
         if (labels is { } n && n != 1)
             throw InputException.At(configPath, null, root.ContainsKey("num_labels") ? "num_labels" : "id2label",
                 $"a reward model has one output (num_labels = 1), this checkpoint has {n} labels (a classifier, not a reward model)");
