@@ -18,6 +18,28 @@ public class PackingTests(ITestOutputHelper output)
 {
     const double Temperature = 0.8;
 
+    [Fact]
+    public void PackingKeepsTheRealTokensInRowOrderAndFindsTheActionSlots()
+    {
+        // Rows of 2 and 3 real tokens, left-padded to 3: [_, a, b] and [c, d, e].
+        using var ids = torch.tensor(new long[] { 0, 11, 12, 13, 14, 15 }, [2, 3]);
+        using var mask = torch.tensor(new long[] { 0, 1, 1, 1, 1, 1 }, [2, 3]);
+        using var packed = PackedSequences.FromLengths([2, 3], torch.CPU);
+        using var flat = packed.Pack(ids, mask);
+        Assert.Equal(new long[] { 1, 5 }, flat.shape);
+        Assert.Equal(new long[] { 11, 12, 13, 14, 15 }, flat.data<long>().ToArray());
+        Assert.Equal(new[] { 0, 2, 5 }, packed.CuSeqLens.data<int>().ToArray());
+        // A = 2 slots: row 0 predicts its last token from its first (packed 0; its first slot is padding, clamped to
+        // the row start); row 1 predicts d, e from c, d (packed 2, 3).
+        using var index = packed.ActionSlotIndex(2, torch.CPU);
+        Assert.Equal(new long[] { 0, 0, 2, 3 }, index.data<long>().ToArray());
+        // Positions [3, B, S] pack plane by plane.
+        using var pos = torch.arange(18, ScalarType.Int64).view(3, 2, 3);
+        using var flatPos = packed.Pack(pos, mask);
+        Assert.Equal(new long[] { 3, 1, 5 }, flatPos.shape);
+        Assert.Equal(new long[] { 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17 }, flatPos.data<long>().ToArray());
+    }
+
     [Theory]
     [InlineData(false, AttentionImpl.Sdpa)]
     [InlineData(true, AttentionImpl.Sdpa)]

@@ -159,6 +159,9 @@ public class TrainCommandTests(ITestOutputHelper output)
         Assert.Contains("note: ignoring --zero_stage", stderr);
         Assert.Contains("note: ignoring --colocate_all_models", stderr);
         Assert.DoesNotContain("--bf16", stderr);
+        // --packing_samples is a real flag now (padding-free passes), not an ignored one.
+        Assert.DoesNotContain("ignoring --packing_samples", stderr);
+        Assert.Contains("--packing_samples", stdout);
     }
 
     [Fact]

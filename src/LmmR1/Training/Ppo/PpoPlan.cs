@@ -74,6 +74,8 @@ public sealed record PpoPlan
         sb.AppendLine($"  samples generated       {SamplesPerRollout * MaxGlobalSteps}");
         sb.AppendLine($"  training per step       {o.MaxEpochs} epoch(s) × {MicroBatchesPerEpoch} micro-batches of {o.MicroTrainBatchSize}, " +
                       $"{AccumulationSteps} per optimizer step → {OptimizerStepsPerRollout} optimizer step(s)" + (c.UsesCritic ? " each for actor and critic" : ""));
+        if (c.Model.PackingSamples)
+            sb.AppendLine("  packing                 log-prob, reference, value and update passes without padding (--packing_samples)");
         sb.AppendLine($"  optimizer steps         {OptimizerStepsPerRollout * MaxGlobalSteps} in total; LR schedule over {SchedulerSteps} steps, {WarmupSteps} warmup, " +
                       $"cosine to 0.1·lr (actor {Fmt(o.ActorLearningRate)}" + (c.UsesCritic ? $", critic {Fmt(o.CriticLearningRate)}" : "") + ")");
         sb.AppendLine($"  models                  actor{(c.UsesReference ? " + reference" : "")}{(c.UsesCritic ? " + critic" : "")}" +
