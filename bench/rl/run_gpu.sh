@@ -31,7 +31,7 @@ rl() {  # rl NAME extra-flags...
   local name=$1; shift
   timeout ${RL_TIMEOUT:-400} "$L" bench rl-step --pretrain "$MODEL" --tokenizer "$TOK" --device cuda --bf16 --gradient_checkpointing \
     --freeze_prefix visual --rollout_batch_size "$PROMPTS" --n_samples_per_prompt "$SAMPLES" --train_batch_size $(( PROMPTS * SAMPLES )) \
-    --micro_train_batch_size 8 --micro_rollout_batch_size ${MICRO_ROLLOUT:-16} --generate_max_len "$MAXNEW" --prompt_max_len 8192 \
+    --micro_train_batch_size 8 --micro_rollout_batch_size ${MICRO_ROLLOUT:-8} --generate_max_len "$MAXNEW" --prompt_max_len 8192 \
     --synthetic_response_len "$LENS" --synthetic_reward --bench_steps "$STEPS" --actor_learning_rate 1e-6 --temperature 1.0 \
     --work_dir /tmp/rl-data --output "$RES" "$@" > "$OUT/$name.log" 2>&1
   el "$name exit $?: $(grep -c lmmr1_rl_step "$OUT/$name.log") steps"; grep -v '^{' "$OUT/$name.log" | tail -4 >&2
@@ -44,15 +44,19 @@ fi
 if has hftrain; then
   timeout 240 python3 "$BASE/hf_baseline.py" train 2> "$OUT/hftrain.log" | tee -a "$RES" >/dev/null; el "hf train"; tail -2 "$OUT/hftrain.log" >&2
 fi
-has rl_rb && rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001
-has rl_gn && rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3
-if has r1v; then
+r1v_part() {
+  if has r1v; then
   GP=${R1V_GEN_PROMPTS:-$(( MEM_GB > 100000 ? PROMPTS : PROMPTS / 2 ))}
-  timeout ${R1V_TIMEOUT:-500} python3 "$HERE/r1v_loop.py" --prompts "${R1V_PROMPTS:-$PROMPTS}" --samples "$SAMPLES" --max-new "$MAXNEW" \
+  timeout ${R1V_TIMEOUT:-500} python3 "$HERE/r1v_loop.py" --prompts "${R1V_PROMPTS:-$PROMPTS}" --samples "$SAMPLES" --max-new "${R1V_MAXNEW:-$MAXNEW}" \
     --prompt-text "${R1V_TEXT:-90}" --median "${LENS%%:*}" --sigma "${LENS##*:}" --micro 8 --gen-prompts "$GP" --steps "${R1V_STEPS:-$STEPS}" \
     --budget-s "${R1V_BUDGET:-480}" 2> "$OUT/r1v.log" | tee -a "$RES" >/dev/null
   el "r1v"; tail -3 "$OUT/r1v.log" >&2
 fi
+}
+[[ "${R1V_FIRST:-0}" == 1 ]] && r1v_part
+has rl_rb && rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001
+has rl_gn && rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3
+[[ "${R1V_FIRST:-0}" == 1 ]] || r1v_part
 
 python3 - "$RES" <<'PY'
 import json, sys
