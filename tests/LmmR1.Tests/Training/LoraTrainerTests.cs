@@ -154,6 +154,39 @@ public class LoraTrainerTests(ITestOutputHelper output)
         if (flag == "--load_in_4bit") Assert.Contains("4-bit", last);
     }
 
+    [Fact]
+    public void SftWithLoraSavesAnAdapterThatOnTheBaseGivesTheMergedModel()
+    {
+        string data = Path.Combine(TestPaths.NewTempDir("lora-sft-data"), "sft.jsonl");
+        File.WriteAllLines(data, [
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"<answer> hello </answer>\"}]}",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"2+2?\"}, {\"role\": \"assistant\", \"content\": \"<answer> 4 </answer>\"}]}"]);
+        string save = Path.Combine(TestPaths.NewTempDir("lora-sft"), "out");
+        var (code, stdout, stderr) = TrainCommandTests.Run("sft", "--pretrain", TinyRl.Model, "--dataset", data, "--input_key", "messages",
+            "--train_batch_size", "2", "--micro_train_batch_size", "1", "--max_epochs", "2", "--learning_rate", "1e-2", "--save_path", save,
+            "--lora_rank", "4", "--lora_merge", "--gradient_checkpointing");
+        output.WriteLine(stdout + stderr);
+        Assert.True(code == 0, stderr + stdout);
+        Assert.True(File.Exists(Path.Combine(save, PeftAdapterFolder.ConfigFile)));
+        Assert.False(File.Exists(Path.Combine(save, "model.safetensors")));
+        using var merged = QwenVLModel.Load(save + "_merged", ScalarType.Float32, torch.CPU);
+        using var adapted = QwenVLModel.Load(TinyRl.Model, ScalarType.Float32, torch.CPU);
+        using var plain = QwenVLModel.Load(TinyRl.Model, ScalarType.Float32, torch.CPU);
+        PeftAdapterFolder.Attach(adapted, save);
+        using var noGrad = torch.no_grad();
+        using var ids = torch.arange(3, 40, dtype: ScalarType.Int64).view(1, -1);
+        using var a = merged.Forward(ids);
+        using var b = adapted.Forward(ids);
+        using var c = plain.Forward(ids);
+        Assert.True((a.Logits! - b.Logits!).abs().max().item<float>() <= Numerics.Fp32);
+        Assert.True((a.Logits! - c.Logits!).abs().max().item<float>() > 1e-3, "the adapter did not train");
+
+        (code, _, stderr) = TrainCommandTests.Run("sft", "--pretrain", TinyRl.Model, "--dataset", data, "--input_key", "messages",
+            "--train_batch_size", "2", "--micro_train_batch_size", "1", "--save_path", save, "--lora_rank", "4", "--target_modules", "nope");
+        Assert.Equal(1, code);
+        Assert.Contains("--target_modules", stderr);
+    }
+
     // ------------------------------------------------------------------ runs
 
     static string[] LoraArgs(string root, params string[] extra) =>

@@ -2,7 +2,8 @@
 // reference (only when the config has a KL term) and the critic (gae only). --freeze_prefix freezes actor parameters
 // by name prefix (requires_grad false, so they get neither gradients nor optimizer state), as LMM-R1's ppo_actor.
 // With --lora_rank the actor gets LoRA adapters on a frozen base and the reference is the actor itself with the
-// adapters switched off (ExperienceMaker.ReferenceLogProbs), so no second copy of the weights is loaded.
+// adapters switched off (ExperienceMaker.ReferenceLogProbs), so no second copy of the weights is loaded. Departure
+// from OpenRLHF: a gae critic is trained in full (OpenRLHF gives it adapters too).
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 using TorchSharp;
