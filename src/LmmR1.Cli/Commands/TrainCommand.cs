@@ -427,6 +427,10 @@ public static class TrainCommand
         foreach (var rm in rewardInfos)
         {
             RewardModelSet.CheckCompatible(rm, actorConfig, tokenizer.VocabSize, train.Any(s => s.Images.Count > 0) || (eval?.Any(s => s.Images.Count > 0) ?? false));
+            string rmTokenizer = Path.Combine(rm.Dir, "tokenizer.json"), policyTokenizer = Path.Combine(pretrain, "tokenizer.json");
+            if (File.Exists(rmTokenizer) && !File.ReadAllBytes(rmTokenizer).AsSpan().SequenceEqual(File.ReadAllBytes(policyTokenizer)))
+                Console.Error.WriteLine($"note: {rmTokenizer} differs from the policy's: a reward model scores the policy's token ids (as upstream), " +
+                                        "so its vocabulary must be the policy's");
             if (config.Reward.NormalizeReward && !rm.HasMeanStd)
                 Console.Error.WriteLine($"note: --normalize_reward: {rm.Dir}'s config.json has no mean/std, so its scores stay as they are (mean 0, std 1, as upstream)");
         }

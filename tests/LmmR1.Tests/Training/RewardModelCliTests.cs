@@ -45,6 +45,14 @@ public class RewardModelCliTests
         Assert.Contains($"note: --normalize_reward: {Rm.Value.Dir}'s config.json has no mean/std", stderr);
         Assert.DoesNotContain($"{withMean.Dir}'s config.json has no mean/std", stderr);
         Assert.DoesNotContain("changes nothing for rule-based", stderr);
+        Assert.DoesNotContain("differs from the policy's", stderr);   // the same byte-level tokenizer
+
+        // Another tokenizer.json in the reward model's folder: a note (its ids are the policy's).
+        var other = RewardModelFolders.Tiny("rm-cli-tok", 23);
+        File.AppendAllText(Path.Combine(other.Dir, "tokenizer.json"), "\n");
+        var (codeT, _, errT) = TrainCommandTests.Run(DryRun("--reward_pretrain", other.Dir));
+        Assert.True(codeT == 0, errT);
+        Assert.Contains($"note: {Path.Combine(other.Dir, "tokenizer.json")} differs from the policy's", errT);
 
         var (code0, without, err0) = TrainCommandTests.Run(DryRun());
         Assert.True(code0 == 0, err0);
