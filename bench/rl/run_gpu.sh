@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 13's GPU benchmarks in one call, from the repository root on the GPU machine: `lmmr1 native build`, then the
-# parts named in PARTS (comma list, in this order):
+# parts named in PARTS (comma list, run in the order given):
 #   train   lmmr1 bench train on TRAIN_CASES (default 4x1024,4x1024:ckpt,8x2048:ckpt), 3B shape, random weights in memory
 #   hftrain transformers fwd+bwd on 4x1024 and 8x2048+ckpt (hf_baseline.py train, same GPU)
 #   rl_rb   lmmr1 bench rl-step: reinforce_baseline + reference (KL 0.001 in the reward)
 #   rl_gn   lmmr1 bench rl-step: group_norm + reference (GRPO: --use_kl_loss, k3)
 #   r1v     the R1-V-style transformers loop (bench/rl/r1v_loop.py)
+#   rl_rb_keep  rl_rb with --rollout_keep_cuda_graphs (memory with the graphs kept)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
 # LENS (MEDIAN:SIGMA, 256:0.5) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
 # gradient checkpointing, vision tower frozen. STEPS (2) steps each. JSON lines go to $OUT/rl.jsonl; a table last.
@@ -37,26 +38,25 @@ rl() {  # rl NAME extra-flags...
   el "$name exit $?: $(grep -c lmmr1_rl_step "$OUT/$name.log") steps"; grep -v '^{' "$OUT/$name.log" | tail -4 >&2
 }
 
-if has train; then
-  timeout 240 "$L" bench train --model "$MODEL" --cases "$TRAIN_CASES" --steps 4 --output "$RES" > "$OUT/train.log" 2>&1
-  el "bench train exit $?"; grep -v '^{' "$OUT/train.log" | tail -3 >&2
-fi
-if has hftrain; then
+part_train() {
+  timeout ${TRAIN_TIMEOUT:-240} "$L" bench train --model "$MODEL" --cases "$TRAIN_CASES" --steps 4 --output "$RES" > "$OUT/train.log" 2>&1
+  el "bench train exit $?"; grep -v '^{' "$OUT/train.log" | grep -v '^   at ' | tail -3 >&2
+}
+part_hftrain() {
   timeout 240 python3 "$BASE/hf_baseline.py" train 2> "$OUT/hftrain.log" | tee -a "$RES" >/dev/null; el "hf train"; tail -2 "$OUT/hftrain.log" >&2
-fi
-r1v_part() {
-  if has r1v; then
-  GP=${R1V_GEN_PROMPTS:-$(( MEM_GB > 100000 ? PROMPTS : PROMPTS / 2 ))}
+}
+part_r1v() {
+  local GP=${R1V_GEN_PROMPTS:-$(( MEM_GB > 100000 ? PROMPTS : PROMPTS / 2 ))}
   timeout ${R1V_TIMEOUT:-500} python3 "$HERE/r1v_loop.py" --prompts "${R1V_PROMPTS:-$PROMPTS}" --samples "$SAMPLES" --max-new "${R1V_MAXNEW:-$MAXNEW}" \
     --prompt-text "${R1V_TEXT:-90}" --median "${LENS%%:*}" --sigma "${LENS##*:}" --micro 8 --gen-prompts "$GP" --steps "${R1V_STEPS:-$STEPS}" \
     --budget-s "${R1V_BUDGET:-480}" 2> "$OUT/r1v.log" | tee -a "$RES" >/dev/null
   el "r1v"; tail -3 "$OUT/r1v.log" >&2
-fi
 }
-[[ "${R1V_FIRST:-0}" == 1 ]] && r1v_part
-has rl_rb && rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001
-has rl_gn && rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3
-[[ "${R1V_FIRST:-0}" == 1 ]] || r1v_part
+part_rl_rb() { rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001; }
+part_rl_gn() { rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3; }
+part_rl_rb_keep() { rl rl_rb_keep --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --rollout_keep_cuda_graphs; }
+# The parts run in the order PARTS names them.
+for p in ${PARTS//,/ }; do "part_$p"; done
 
 python3 - "$RES" <<'PY'
 import json, sys

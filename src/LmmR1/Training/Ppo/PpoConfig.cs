@@ -69,7 +69,7 @@ public sealed record RolloutSettings
     public int MaxBatchRows { get; init; } = 512;
     /// <summary>--rollout_max_batch_tokens (ours): KV-cache budget in positions (rows × (prompt + generate_max_len)).</summary>
     public long MaxBatchTokens { get; init; } = 1L << 19;
-    /// <summary>--rollout_keep_cuda_graphs (ours) unset: before each update the engine's captured decode graphs and their
+    /// <summary>--rollout_keep_cuda_graphs (ours) unset: after each rollout the engine's captured decode graphs and their
     /// static KV caches are freed (≈ 17.6 GiB at 512 rows × 960 positions for the 3B shape) and captured again at the
     /// next rollout (~0.1 s per bucket); set: they stay allocated across the update. No effect on CPU.</summary>
     public bool KeepCudaGraphs { get; init; }

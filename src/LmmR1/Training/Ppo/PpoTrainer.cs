@@ -183,6 +183,10 @@ public sealed class PpoTrainer : IDisposable
             : FilteredRollout.Unfiltered(GenerateAndScore(prompts, 0));
         var rollout = filtered.Batch;
         RunHooks.Reach("after-generate", step);
+        // Log-probs, reference and update need the memory the rollout's CUDA graphs hold (their static KV caches, ~16 GiB
+        // at 512 rows for the 3B shape); the next rollout captures them again (~0.1 s per bucket).
+        if (!config.Rollout.KeepCudaGraphs && maker.Engine.CapturedGraphs > 0)
+            using (timer.Phase("release_graphs")) maker.ReleaseRolloutGraphs();
         var truncated = Truncated(rollout);
         var (scores, overlong) = OverlongShaped(rollout, filtered.Scores);
         using var oldLogProbs = timer.Time("logprobs", () => maker.ActorLogProbs(rollout));
@@ -192,9 +196,6 @@ public sealed class PpoTrainer : IDisposable
 
         CriticMetrics? criticMetrics = null;
         ActorMetrics? actorMetrics = null;
-        // The update needs the memory the rollout's CUDA graphs hold (their static KV caches); they are captured again next step.
-        if (!config.Rollout.KeepCudaGraphs && maker.Engine.CapturedGraphs > 0)
-            using (timer.Phase("release_graphs")) maker.ReleaseRolloutGraphs();
         using (timer.Phase("update"))
         {
             bool trainActor = step > config.Algorithm.FreezingActorSteps;
