@@ -2,9 +2,10 @@
 // [1, Σ L_r] without padding, each row attending only to itself (causal within its segment) and keeping its own
 // M-RoPE positions, so no FLOPs go to padding. Attention per segment: on CUDA with the native extension,
 // flash-attention's variable-length kernel (at::_flash_attention_forward/backward over cu_seqlens, GQA without
-// expanding K/V; bf16/fp16 only); elsewhere one causal attention call per segment (the padded path's maths for a row
-// without padding). Departs from OpenRLHF: positions are M-RoPE's three rows per token, computed per row exactly as
-// the padded path does (RopeIndex over the left-padded batch, then the real tokens kept).
+// expanding K/V; bf16/fp16 only; if its first call fails, Auto says so once and attends per row from then on);
+// elsewhere one causal attention call per segment (the padded path's maths for a row without padding). Departs from
+// OpenRLHF: positions are M-RoPE's three rows per token, computed per row exactly as the padded path does (RopeIndex
+// over the left-padded batch, then the real tokens kept).
 using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -51,13 +52,16 @@ public sealed class PackedSequences : IDisposable
     /// <summary>Start of row r in the packed sequence.</summary>
     public long Offset(int r) => offsets[r];
 
+    /// <summary>Why Auto stopped using flash in this process (its first call failed), or null.</summary>
+    public static string? FlashDisabledReason { get; private set; }
+
     /// <summary>Whether <see cref="Attend"/> would use the flash varlen kernel for q of this dtype and device.</summary>
     public bool UsesFlash(Tensor q) => Kernel switch
     {
         PackedKernel.PerSegment => false,
         PackedKernel.Flash => true,
-        _ => q.device.type == DeviceType.CUDA && q.dtype is ScalarType.BFloat16 or ScalarType.Float16 && q.shape[^1] <= 256 &&
-             NativeExtension.TryGet() is { HasVarlenAttention: true },
+        _ => FlashDisabledReason is null && q.device.type == DeviceType.CUDA && q.dtype is ScalarType.BFloat16 or ScalarType.Float16 &&
+             q.shape[^1] <= 256 && NativeExtension.TryGet() is { HasVarlenAttention: true },
     };
 
     /// <summary>Causal self-attention within each segment. q [1, H, T, D]; k, v [1, kvH, T, D] → [1, H, T, D].</summary>
@@ -76,20 +80,33 @@ public sealed class PackedSequences : IDisposable
             var kt = k.squeeze(0).transpose(0, 1);
             var vt = v.squeeze(0).transpose(0, 1);
             int max = MaxLength;
-            o = native.VarlenAttention(qt, kt, vt, CuSeqLens, CuSeqLens, max, max, 1.0 / Math.Sqrt(q.shape[^1]), causal: true)
-                      .transpose(0, 1).unsqueeze(0);                                                 // [1, H, T, D]
-        }
-        else
-        {
-            var parts = new List<Tensor>(Rows);
-            for (int r = 0; r < Rows; r++)
+            try
             {
-                long off = offsets[r], len = lengths[r];
-                parts.Add(AttentionMath.TextAttention(q.narrow(2, off, len), k.narrow(2, off, len), v.narrow(2, off, len), null, impl));
+                o = native.VarlenAttention(qt, kt, vt, CuSeqLens, CuSeqLens, max, max, 1.0 / Math.Sqrt(q.shape[^1]), causal: true)
+                          .transpose(0, 1).unsqueeze(0);                                             // [1, H, T, D]
             }
-            o = parts.Count == 1 ? parts[0] : torch.cat(parts, 2);
+            catch (InvalidOperationException e) when (Kernel == PackedKernel.Auto)
+            {
+                // Auto falls back for the rest of the process, saying so once; --kernel flash (checks) keeps the error.
+                FlashDisabledReason = e.Message;
+                Console.Error.WriteLine($"lmmr1: flash varlen attention failed, packed passes attend per row instead ({e.Message})");
+                o = PerSegment(q, k, v, impl);
+            }
         }
+        else o = PerSegment(q, k, v, impl);
         return o.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One causal attention call per row (in the caller's dispose scope).</summary>
+    Tensor PerSegment(Tensor q, Tensor k, Tensor v, AttentionImpl impl)
+    {
+        var parts = new List<Tensor>(Rows);
+        for (int r = 0; r < Rows; r++)
+        {
+            long off = offsets[r], len = lengths[r];
+            parts.Add(AttentionMath.TextAttention(q.narrow(2, off, len), k.narrow(2, off, len), v.narrow(2, off, len), null, impl));
+        }
+        return parts.Count == 1 ? parts[0] : torch.cat(parts, 2);
     }
 
     /// <summary>[B, S] left-padded rows → [1, T] their real tokens end to end (row order). Works for any [.., B, S]
