@@ -75,6 +75,35 @@ public class LoraTrainerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Bf16LoraKeepsTheBaseBitIdenticalAndGivesTheAdaptersFp32Masters()
+    {
+        var c0 = LoraConfig(TestPaths.NewTempDir("lora-bf16"), kl: 0.01);
+        var (c, _) = (c0 with { Model = c0.Model with { Bf16 = true, GradientCheckpointing = true } }).Resolve();
+        c.Validate();
+        using var models = PpoModels.Load(c, torch.CPU);
+        using var trainer = new PpoTrainer(c, models, TinyRl.Processor(c), TinyRl.Data(c), null, new CharacterReward(), new MemorySink());
+        var named = models.Actor.named_parameters().Select(p => (p.name, p.parameter)).ToList();
+        var before = named.ToDictionary(p => p.name, p => p.parameter.detach().clone());
+        trainer.Fit();
+        var state = trainer.ActorOptimizer.StateTensors();
+        foreach (var (name, p) in named)
+        {
+            Assert.Equal(ScalarType.BFloat16, p.dtype);
+            bool same = p.detach().eq(before[name]).all().item<bool>();
+            if (LoraAdapters.IsAdapterName(name))
+            {
+                Assert.False(same, $"{name} did not change");
+                Assert.Equal(ScalarType.Float32, state["master." + name].dtype);
+            }
+            else
+            {
+                Assert.True(same, $"{name} changed");
+                Assert.False(state.ContainsKey("master." + name), name);
+            }
+        }
+    }
+
+    [Fact]
     public void GradientCheckpointingGivesTheAdaptersTheSameGradients()
     {
         var c0 = LoraConfig(TestPaths.NewTempDir("lora-gc"), kl: 0, steps: 1);
