@@ -1,9 +1,12 @@
-// lmmr1_native: a small C ABI over libtorch's CUDA graphs and streams for LmmR1.NET (TorchSharp 0.107 exposes neither).
-// Built against the libtorch of the installed PyTorch that the CUDA route runs on (`lmmr1 native build`, or on the
-// first CUDA use; see src/LmmR1/Infrastructure/NativeExtension.cs). TorchSharp tensors never cross this ABI: the
-// managed side issues its ordinary TorchSharp ops on the capturing thread between capture_begin and capture_end, and
-// the current stream (thread-local inside libc10_cuda) routes them into the capture. Every function returns 0 on
-// success or -1 with a message for lmmr1_last_error().
+// lmmr1_native: a small C ABI over libtorch's CUDA graphs and streams for LmmR1.NET (TorchSharp 0.107 exposes neither),
+// and over flash-attention's variable-length kernels (padding-free packing). Built against the libtorch of the
+// installed PyTorch that the CUDA route runs on (`lmmr1 native build`, or on the first CUDA use; see
+// src/LmmR1/Infrastructure/NativeExtension.cs). For graphs no tensor crosses this ABI: the managed side issues its
+// ordinary TorchSharp ops on the capturing thread between capture_begin and capture_end, and the current stream
+// (thread-local inside libc10_cuda) routes them into the capture. lmmr1_varlen_attention takes TorchSharp tensor
+// handles (at::Tensor*, the same libtorch) and returns a new one that carries its autograd node. Every function
+// returns 0 on success or -1 with a message for lmmr1_last_error().
+#include <ATen/ATen.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/Event.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -16,6 +19,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace {
 thread_local std::string last_error;
@@ -34,13 +38,57 @@ void stream_wait(const c10::cuda::CUDAStream& waiter, const c10::cuda::CUDAStrea
     ev.record(waited.unwrap());
     ev.block(waiter.unwrap());
 }
+// Causal (or not) attention over packed variable-length sequences: q [Tq, H, D], k/v [Tk, kvH, D] (H a multiple of
+// kvH: GQA in the kernel), cu_seqlens int32 [B + 1]. Forward and backward are at::_flash_attention_forward/_backward
+// (native_functions.yaml: ..., Tensor? cum_seq_q, Tensor? cum_seq_k, SymInt max_q, SymInt max_k, float dropout_p,
+// bool is_causal, bool return_debug_mask, *, float? scale, ... -> (output, softmax_logsumexp, rng_state, unused,
+// debug_attn_mask); the backward takes the forward's output, logsumexp and the two rng tensors). Only the
+// arguments both PyTorch 2.10 and 2.11 share are passed; the trailing optional ones keep their defaults.
+struct VarlenFlash : public torch::autograd::Function<VarlenFlash> {
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
+                              const at::Tensor& v_in, const at::Tensor& cu_q, const at::Tensor& cu_k, int64_t max_q,
+                              int64_t max_k, double scale, bool causal) {
+        auto q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+        auto r = at::_flash_attention_forward(q, k, v, cu_q, cu_k, max_q, max_k, 0.0, causal, false, scale);
+        at::Tensor out = std::get<0>(r);
+        ctx->save_for_backward({q, k, v, out, std::get<1>(r), cu_q, cu_k, std::get<2>(r), std::get<3>(r)});
+        ctx->saved_data["max_q"] = max_q;
+        ctx->saved_data["max_k"] = max_k;
+        ctx->saved_data["scale"] = scale;
+        ctx->saved_data["causal"] = causal;
+        return out;
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+        auto s = ctx->get_saved_variables();
+        auto g = grads[0].contiguous();
+        auto r = at::_flash_attention_backward(g, s[0], s[1], s[2], s[3], s[4], s[5], s[6], ctx->saved_data["max_q"].toInt(),
+                                               ctx->saved_data["max_k"].toInt(), 0.0, ctx->saved_data["causal"].toBool(), s[7], s[8],
+                                               ctx->saved_data["scale"].toDouble());
+        return {std::get<0>(r), std::get<1>(r), std::get<2>(r), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+                at::Tensor(), at::Tensor()};
+    }
+};
 }  // namespace
 
 extern "C" {
 
 const char* lmmr1_last_error() { return last_error.c_str(); }
 
-int lmmr1_abi_version() { return 1; }
+int lmmr1_abi_version() { return 2; }
+
+// Flash varlen attention (VarlenFlash above) on TorchSharp handles; *out receives a new at::Tensor* (the caller owns
+// it) whose grad_fn runs the flash backward when q, k or v require grad.
+int lmmr1_varlen_attention(void* q, void* k, void* v, void* cu_q, void* cu_k, int64_t max_q, int64_t max_k, double scale,
+                           int causal, void** out) {
+    try {
+        at::Tensor o = VarlenFlash::apply(*static_cast<at::Tensor*>(q), *static_cast<at::Tensor*>(k), *static_cast<at::Tensor*>(v),
+                                          *static_cast<at::Tensor*>(cu_q), *static_cast<at::Tensor*>(cu_k), max_q, max_k, scale,
+                                          causal != 0);
+        *out = new at::Tensor(std::move(o));
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
 
 // Makes this thread's side stream (from the pool of `device`) current after it waited for the current stream.
 int lmmr1_side_stream_enter(int device) {

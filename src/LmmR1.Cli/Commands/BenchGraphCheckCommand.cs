@@ -5,7 +5,9 @@
 // bit (the same computation replayed). C vs A are different computations (A attends over the filled prefix only, C over
 // the whole capacity bucket under a mask), so bf16 rounding can flip a discrete choice: a row's first differing token
 // counts as a near-tie when the log-probs of A and C agreed (|Δ| ≤ 0.05) over the whole common prefix, i.e. the models
-// matched up to rounding until a token was tipped. One JSON line per (case, sampler, phase).
+// matched up to rounding until a token was tipped. One JSON line per (case, sampler, phase). --lora_rank R attaches
+// LoRA adapters (all-linear, random B) first, so the adapters run inside the captured graphs and the in-place update
+// changes them too.
 using System.CommandLine;
 using System.Text.Json;
 using LmmR1.Generation;
@@ -29,23 +31,26 @@ public static class BenchGraphCheckCommand
         var cases = new Option<string>("--cases") { Description = "PROMPTSxSAMPLES:NEW:text|imageSIDE, comma-separated", DefaultValueFactory = _ => "8x4:64:text" };
         var promptLen = new Option<int>("--prompt-len") { DefaultValueFactory = _ => 32 };
         var output = new Option<string?>("--output") { Description = "Also append the JSON lines to this file" };
+        var loraRank = new Option<int>("--lora_rank") { Description = "Attach LoRA adapters of this rank (all-linear, random B) first (0: none)", DefaultValueFactory = _ => 0 };
         var cmd = new Command("graph-check", "Compare CUDA-graph decoding with the eager engine (tokens, log-probs, near-ties; prints JSON)")
         {
-            model, device, dtype, cases, promptLen, output,
+            model, device, dtype, cases, promptLen, output, loraRank,
         };
         cmd.SetAction(pr =>
         {
-            Run(pr.GetValue(model)!, pr.GetValue(device)!, pr.GetValue(dtype)!, pr.GetValue(cases)!, pr.GetValue(promptLen), pr.GetValue(output));
+            Run(pr.GetValue(model)!, pr.GetValue(device)!, pr.GetValue(dtype)!, pr.GetValue(cases)!, pr.GetValue(promptLen), pr.GetValue(output),
+                pr.GetValue(loraRank));
             return 0;
         });
         return cmd;
     }
 
-    static void Run(string modelSpec, string deviceName, string dtypeName, string casesSpec, int promptLen, string? output)
+    static void Run(string modelSpec, string deviceName, string dtypeName, string casesSpec, int promptLen, string? output, int loraRank = 0)
     {
         var device = ModelCommands.ParseDevice(deviceName);
         var dtype = ModelCommands.ParseDType(dtypeName);
         using var model = BenchGenerateCommand.LoadOrCreate(modelSpec, dtype, device);
+        if (loraRank != 0) RandomAdapterCommand.AttachRandom(model, new LoraOptions { Rank = loraRank }.Validate(), 0.02, 1);
         var cfg = model.Config;
         void Emit(Dictionary<string, object?> d)
         {
@@ -84,7 +89,7 @@ public static class BenchGraphCheckCommand
                     var st = graphEngine.LastStats;
                     Emit(Compare(a, b, c) is var d ? new Dictionary<string, object?>(d)
                     {
-                        ["what"] = "graph_check", ["model"] = cfg.ModelType, ["layers"] = cfg.Text.NumLayers, ["dtype"] = dtypeName,
+                        ["what"] = "graph_check", ["model"] = cfg.ModelType, ["layers"] = cfg.Text.NumLayers, ["dtype"] = dtypeName, ["lora_rank"] = loraRank,
                         ["case"] = $"{s.Prompts}x{s.Samples}:{s.NewTokens}:{(images ? "image" + s.ImageSide : "text")}",
                         ["sampler"] = name, ["phase"] = phase, ["graphs_used"] = st.GraphRows > 0,
                         ["graphs_captured_this_call"] = st.GraphCaptures, ["graphs_reused"] = st.GraphRows > 0 && st.GraphCaptures == 0 && capturedBefore > 0,

@@ -1,6 +1,7 @@
 // `lmmr1 debug forward`: one forward pass (and optionally greedy decoding with the KV cache) of a checkpoint on inputs
 // from a safetensors file, writing logits / position_ids / rope_deltas (/ generated / full_logits) in the layout of the
-// fixtures' reference.safetensors, so the outputs can be compared with transformers tensor by tensor.
+// fixtures' reference.safetensors, so the outputs can be compared with transformers tensor by tensor. --adapter applies
+// a PEFT LoRA adapter folder (`lmmr1 train --lora_rank` output) on top of --model (bench/gpu/peft_check.py).
 using System.CommandLine;
 using System.Diagnostics;
 using LmmR1.Infrastructure;
@@ -30,27 +31,33 @@ public static class DebugForwardCommand
         var dtype = ModelCommands.DTypeOption();
         var device = ModelCommands.DeviceOption();
         var attention = new Option<string>("--attention") { Description = "sdpa or eager", DefaultValueFactory = _ => "sdpa" };
+        var adapter = new Option<string?>("--adapter") { Description = "PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) applied on --model" };
         var cmd = new Command("forward", "Run a checkpoint on saved inputs and write logits, M-RoPE positions and greedy tokens")
         {
-            model, inputs, output, maxNew, dtype, device, attention,
+            model, inputs, output, maxNew, dtype, device, attention, adapter,
         };
         cmd.SetAction(pr =>
         {
             Run(pr.GetValue(model)!, pr.GetValue(inputs)!, pr.GetValue(output)!, pr.GetValue(maxNew),
                 ModelCommands.ParseDType(pr.GetValue(dtype)!), ModelCommands.ParseDevice(pr.GetValue(device)!),
-                ModelCommands.ParseAttention(pr.GetValue(attention)!));
+                ModelCommands.ParseAttention(pr.GetValue(attention)!), pr.GetValue(adapter));
             return 0;
         });
         return cmd;
     }
 
     public static void Run(string modelDir, string inputsPath, string outputPath, int maxNewTokens, ScalarType dtype, Device device,
-                           AttentionImpl attention)
+                           AttentionImpl attention, string? adapterDir = null)
     {
         if (maxNewTokens < 0) throw new InputException($"--max-new-tokens: must be ≥ 0, got {maxNewTokens}");
         var sw = Stopwatch.StartNew();
         using var model = QwenVLModel.Load(modelDir, dtype, device);
         model.Attention = attention;
+        if (adapterDir is not null)
+        {
+            var lora = PeftAdapterFolder.Attach(model, adapterDir);
+            Console.WriteLine($"adapter {adapterDir}: r={lora.Rank}, α={lora.Alpha}, {lora.Layers.Count} layers");
+        }
         double loadS = sw.Elapsed.TotalSeconds;
 
         using var noGrad = torch.no_grad();

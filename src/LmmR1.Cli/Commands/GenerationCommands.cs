@@ -22,6 +22,7 @@ public static class GenerationCommands
         bench.Subcommands.Add(BenchGraphCheckCommand.Create());
         bench.Subcommands.Add(BenchTrainCommand.Create());
         bench.Subcommands.Add(BenchRlStepCommand.Create());
+        bench.Subcommands.Add(BenchPackingCheckCommand.Create());
     }
 
     static Command CreateTinyModel()

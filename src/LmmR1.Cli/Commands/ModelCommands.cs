@@ -14,6 +14,7 @@ public static class ModelCommands
         root.Subcommands.Add(InfoCommand.Create());
         debug.Subcommands.Add(DebugForwardCommand.Create());
         debug.Subcommands.Add(SynthCheckpointCommand.Create());
+        debug.Subcommands.Add(RandomAdapterCommand.Create());
         debug.Subcommands.Add(LoadModelCommand.Create());
         debug.Subcommands.Add(ResaveCommand.Create());
     }

@@ -2,8 +2,11 @@
 // protocol (so OpenRLHF's --remote_rm_url can use it).
 using System.CommandLine;
 using System.Globalization;
+using LmmR1.Infrastructure;
 using LmmR1.Rewards;
 using LmmR1.Rewards.Server;
+using LmmR1.Text;
+using LmmR1.Training.RewardModels;
 
 namespace LmmR1.Cli.Commands;
 
@@ -121,8 +124,17 @@ public static class RewardCommands
         var threads = new Option<int?>("--threads") { Description = "Verification threads (default: one per core)" };
         var maxItems = new Option<int>("--max-items") { Description = "Most responses in one request (more: 413)", DefaultValueFactory = _ => new RewardServerOptions().MaxItems };
         var (noFormat, formatWeight, accWeight, budget) = RewardOptionFlags();
-        var cmd = new Command("serve", "Serve LMM-R1 rewards: POST /get_reward {\"query\",\"prompts\",\"labels\"} → {\"rewards\",\"format_rewards\",\"acc_rewards\"}");
-        foreach (var o in new Option[] { host, port, apiKey, maxMb, maxItems, threads, noFormat, formatWeight, accWeight, budget }) cmd.Options.Add(o);
+        // A reward model instead of the rule reward (OpenRLHF's serve_rm.py).
+        var rewardPretrain = new Option<string?>("--reward_pretrain") { Description = "Serve this reward-model folder's scores instead of the rule reward (backbone + score head, tokenizer.json)" };
+        var bf16 = new Option<bool>("--bf16") { Description = "Reward model in bf16 (default fp32)" };
+        var device = new Option<string>("--device") { Description = "Reward model device: cpu, cuda or cuda:N", DefaultValueFactory = _ => "cpu" };
+        var normalize = new Option<bool>("--normalize_reward") { Description = "Normalise scores with the reward model's config.json mean/std" };
+        var headPrefix = new Option<string>("--value_head_prefix") { Description = "Value head name (config.json's value_head_prefix wins, as upstream)", DefaultValueFactory = _ => "score" };
+        var maxLen = new Option<int>("--max_len") { Description = "Tokens kept per query (truncated on the right, as serve_rm)", DefaultValueFactory = _ => 2048 };
+        var batch = new Option<int>("--batch_size") { Description = "Queries per reward-model forward", DefaultValueFactory = _ => 8 };
+        var cmd = new Command("serve", "Serve LMM-R1 rewards (or a reward model's with --reward_pretrain): POST /get_reward {\"query\",\"prompts\",\"labels\"} → {\"rewards\",\"format_rewards\",\"acc_rewards\"}");
+        foreach (var o in new Option[] { host, port, apiKey, maxMb, maxItems, threads, noFormat, formatWeight, accWeight, budget,
+                                         rewardPretrain, bf16, device, normalize, headPrefix, maxLen, batch }) cmd.Options.Add(o);
         cmd.SetAction(async (parse, ct) =>
         {
             // Idle thread-pool workers spin for work by default; on a 2-core box that spin takes CPU from the
@@ -149,8 +161,17 @@ public static class RewardCommands
             catch (ArgumentException e) { return Fail(e.Message); }
 
             if (options.ExposureWarning() is { } warning) Console.Error.WriteLine(warning);
-            MathVerifier.WarmUp();
-            await using var server = RewardServer.Create(options);
+            using var rm = parse.GetValue(rewardPretrain) is { } rmDir ? LoadRewardModel(rmDir, parse, bf16, device, headPrefix) : null;
+            if (rm is null && parse.GetValue(rewardPretrain) is not null) return CliErrors.Failure;
+            if (rm is null) MathVerifier.WarmUp();
+            IRewardModel? scorer = null;
+            if (rm is not null)
+            {
+                try { scorer = new ModelRewardScorer(rm.Model, rm.Tokenizer, parse.GetValue(maxLen), parse.GetValue(batch), parse.GetValue(normalize)); }
+                catch (ArgumentException e) { return Fail(e.Message.Replace("max length", "--max_len").Replace("batch size", "--batch_size")); }
+                Console.Error.WriteLine($"reward model {rm.Model.Info.Dir}: {rm.Model.Info.Config.ModelType}, head '{rm.Model.Info.HeadName}'");
+            }
+            await using var server = RewardServer.Create(options, scorer);
             try { await server.StartAsync(ct); }
             catch (IOException e) { return Fail($"cannot listen on {options.Host}:{options.Port}: {e.Message}"); }
             Console.Error.WriteLine($"reward server listening on {string.Join(", ", server.Addresses)} (POST /get_reward){(options.ApiKey != null ? ", bearer token required" : "")}");
@@ -162,4 +183,24 @@ public static class RewardCommands
     }
 
     private static int Fail(string message) => CliErrors.Fail(message);
+
+    private sealed record LoadedRewardModel(SequenceRewardModel Model, QwenTokenizer Tokenizer) : IDisposable
+    {
+        public void Dispose() => Model.Dispose();
+    }
+
+    /// <summary>The reward model and its tokenizer, or null after printing `error:` for bad input.</summary>
+    private static LoadedRewardModel? LoadRewardModel(string dir, ParseResult parse, Option<bool> bf16, Option<string> device, Option<string> headPrefix)
+    {
+        try
+        {
+            if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
+                throw InputException.At(Path.Combine(dir, "tokenizer.json"), null, "--reward_pretrain", "not found: the reward-model folder must hold its tokenizer");
+            var tokenizer = QwenTokenizer.Load(dir);
+            var model = SequenceRewardModel.Load(dir, parse.GetValue(bf16) ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32,
+                ModelCommands.ParseDevice(parse.GetValue(device)!), parse.GetValue(headPrefix)!);
+            return new LoadedRewardModel(model, tokenizer);
+        }
+        catch (InputException e) { Fail(e.Message); return null; }
+    }
 }

@@ -1,5 +1,7 @@
 // `lmmr1 sft`: supervised fine-tuning on chat-message or prompt/response datasets (OpenRLHF train_sft's flags and
-// defaults), to warm a policy up before RL. Saves an HF folder (+ tokenizer files) to --save_path and metrics.jsonl.
+// defaults), to warm a policy up before RL. Saves an HF folder (+ tokenizer files) to --save_path and metrics.jsonl;
+// with --lora_rank (the flags of `lmmr1 train`) a PEFT adapter folder there instead, and with --lora_merge also the
+// merged model in {save_path}_merged.
 using System.CommandLine;
 using LmmR1.Data;
 using LmmR1.Infrastructure;
@@ -52,6 +54,17 @@ public static class SftCommand
         var processorKwargs = Add<string?>("--processor_kwargs", "JSON with min_pixels / max_pixels", null);
         var logging = Add("--logging_steps", "Log every N optimizer steps", 1L);
         var tensorboard = Add<string?>("--use_tensorboard", "TensorBoard log folder", null);
+        var loraRank = Add("--lora_rank", "LoRA rank (0: full fine-tuning)", 0);
+        var loraAlpha = Add("--lora_alpha", "LoRA α (scale α / r)", 16.0);
+        var loraDropout = Add("--lora_dropout", "Dropout on the adapters' input", 0.0);
+        var targets = Add<string[]>("--target_modules", "LoRA layers: all-linear, q_proj … down_proj, or visual[.NAME]", [LoraOptions.AllLinear]);
+        targets.Arity = ArgumentArity.OneOrMore;
+        targets.AllowMultipleArgumentsPerToken = true;
+        var excludes = Add<string[]>("--exclude_modules", "Layers left out of --target_modules", []);
+        excludes.Arity = ArgumentArity.OneOrMore;
+        excludes.AllowMultipleArgumentsPerToken = true;
+        var loraMerge = Add("--lora_merge", "With --lora_rank: also write {save_path}_merged with the adapters merged", false);
+        var in4bit = Add("--load_in_4bit", "QLoRA: not supported (TorchSharp has no 4-bit kernels)", false);
         foreach (var name in new[] { "--zero_stage", "--flash_attn", "--packing_samples", "--adam_offload", "--use_wandb", "--wandb_run_name", "--wandb_project", "--save_steps", "--ckpt_path", "--eval_steps" })
             cmd.Options.Add(name is "--flash_attn" or "--packing_samples" or "--adam_offload"
                 ? new Option<bool>(name) { Hidden = true }
@@ -60,6 +73,9 @@ public static class SftCommand
         cmd.SetAction(pr => InputsCli.Guard(() =>
         {
             var b = pr.GetValue(betas)!;
+            var notes = new List<string>();
+            var lora = LoraFlags.Bind(pr, loraRank, loraAlpha, loraDropout, targets, excludes, in4bit, loraMerge, notes);
+            foreach (var n in notes) Console.Error.WriteLine(n);
             var config = new SftConfig
             {
                 Pretrain = pr.GetValue(pretrain),
@@ -74,6 +90,7 @@ public static class SftCommand
                 MaxNorm = pr.GetValue(maxNorm), Seed = pr.GetValue(seed), Bf16 = pr.GetValue(bf16), GradientCheckpointing = pr.GetValue(gc),
                 FreezePrefix = pr.GetValue(freeze) ?? [], SavePath = pr.GetValue(savePath)!, Device = pr.GetValue(device)!,
                 ProcessorKwargs = pr.GetValue(processorKwargs), LoggingSteps = pr.GetValue(logging), UseTensorboard = pr.GetValue(tensorboard),
+                Lora = lora,
             }.Validate();
             return Run(config);
         }));
@@ -89,6 +106,7 @@ public static class SftCommand
         if (!File.Exists(Path.Combine(dir, "tokenizer.json")))
             throw InputException.At(Path.Combine(dir, "tokenizer.json"), null, "--pretrain", "tokenizer.json not found");
         var tokenizer = QwenTokenizer.Load(dir);
+        c.Lora?.Select(LoraLayout.LinearLayers(QwenVLConfig.Load(dir)).Select(l => l.Name).ToList());   // --target_modules before loading
         var image = new LmmR1.Vision.ImageProcessorOptions();
         try { image = image.WithProcessorKwargs(c.ProcessorKwargs); }
         catch (InputException e) when (!e.Message.Contains("--processor_kwargs")) { throw InputException.At(null, null, "--processor_kwargs", e.Message); }
@@ -97,6 +115,11 @@ public static class SftCommand
         var device = ModelCommands.ParseDevice(c.Device);
         torch.manual_seed(c.Seed);
         using var model = QwenVLModel.Load(dir, c.Bf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32, device);
+        if (c.Lora is { } lo)
+        {
+            var adapters = model.AttachLora(lo.Select(model.LinearLayerNames()), lo.Rank, lo.Alpha, lo.Dropout, c.Seed);
+            Console.WriteLine($"LoRA r={lo.Rank} α={lo.Alpha} on {adapters.Layers.Count} linear layers: {adapters.ParameterCount:N0} trainable parameters");
+        }
         Directory.CreateDirectory(c.SavePath);
         AtomicFile.WriteAllText(Path.Combine(c.SavePath, "sft_config.json"), System.Text.Json.JsonSerializer.Serialize(c,
             new System.Text.Json.JsonSerializerOptions { WriteIndented = true, PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower }));
@@ -105,9 +128,25 @@ public static class SftCommand
         Console.WriteLine($"lmmr1 sft: {data.Count} samples, {trainer.StepsPerEpoch} step(s) per epoch, {trainer.MaxSteps} in total " +
                           $"({c.TrainBatchSize} per step in micro-batches of {c.MicroTrainBatchSize})");
         trainer.Fit();
-        model.SaveHf(c.SavePath);
-        PpoCheckpoint.CopyTokenizerFiles(dir, c.SavePath);
-        Console.WriteLine($"saved the fine-tuned model to {Path.GetFullPath(c.SavePath)}");
+        if (model.Lora is null)
+        {
+            model.SaveHf(c.SavePath);
+            PpoCheckpoint.CopyTokenizerFiles(dir, c.SavePath);
+            Console.WriteLine($"saved the fine-tuned model to {Path.GetFullPath(c.SavePath)}");
+        }
+        else
+        {
+            PeftAdapterFolder.Write(model, c.SavePath, Path.GetFullPath(dir));
+            PpoCheckpoint.CopyTokenizerFiles(dir, c.SavePath);
+            Console.WriteLine($"saved the LoRA adapter (PEFT folder) to {Path.GetFullPath(c.SavePath)}");
+            if (c.Lora!.SaveMerged)
+            {
+                string merged = c.SavePath.TrimEnd('/') + "_merged";
+                model.SaveHf(merged);
+                PpoCheckpoint.CopyTokenizerFiles(dir, merged);
+                Console.WriteLine($"saved the merged model to {Path.GetFullPath(merged)}");
+            }
+        }
         return 0;
     }
 }

@@ -17,6 +17,7 @@ using LmmR1.Text;
 using LmmR1.Training.Checkpointing;
 using LmmR1.Training.Logging;
 using LmmR1.Training.Ppo;
+using LmmR1.Training.RewardModels;
 using LmmR1.Training.Runs;
 
 namespace LmmR1.Cli.Commands;
@@ -36,7 +37,7 @@ public static class TrainCommand
         ("--vllm_sync_with_ray", false, "vLLM"), ("--enable_prefix_caching", false, "vLLM"), ("--enforce_eager", false, "vLLM"),
         ("--vllm_enable_sleep", false, "vLLM"), ("--vllm_gpu_memory_utilization", true, "vLLM"), ("--limit_mm_per_prompt", true, "vLLM"),
         ("--zero_stage", true, "DeepSpeed"), ("--flash_attn", false, "attention backend is libtorch's SDPA"),
-        ("--packing_samples", false, "no packing; rows are padded"), ("--deepspeed_enable_sleep", false, "DeepSpeed"),
+        ("--deepspeed_enable_sleep", false, "DeepSpeed"),
         ("--adam_offload", false, "DeepSpeed"), ("--overlap_comm", false, "DeepSpeed"), ("--zpg", true, "DeepSpeed"),
         ("--grad_accum_dtype", true, "DeepSpeed"), ("--deepcompile", false, "DeepSpeed"), ("--use_liger_kernel", false, "kernels"),
         ("--gradient_checkpointing_use_reentrant", false, "checkpointing is always non-reentrant"),
@@ -68,7 +69,7 @@ public static class TrainCommand
         // models
         public readonly Option<string?> Pretrain, CriticPretrain, ValueHeadPrefix, Device, RewardPretrain;
         public readonly Option<string[]> FreezePrefix;
-        public readonly Option<bool> Bf16, GradientCheckpointing, SaveValueNetwork;
+        public readonly Option<bool> Bf16, GradientCheckpointing, PackingSamples, SaveValueNetwork;
         // data
         public readonly PromptDataFlags Data;
         public readonly Option<int> PromptMaxLen;
@@ -79,7 +80,7 @@ public static class TrainCommand
         public readonly Option<bool> KeepCudaGraphs;
         public readonly Option<double> Temperature, TopP, EvalTemperature;
         // reward
-        public readonly Option<string?> RemoteRmUrl;
+        public readonly Option<string?> RemoteRmUrl, RewardWeights;
         public readonly Option<double[]> RewardClipRange;
         public readonly Option<int> RewardTimeBudgetMs;
         public readonly Option<bool> NormalizeReward;
@@ -110,6 +111,9 @@ public static class TrainCommand
         public readonly Option<bool> LoadCheckpoint, SaveHfCkpt, DryRun;
         public readonly Option<string?> UseTensorboard;
         public readonly Option<int> LoraRank;
+        public readonly Option<double> LoraAlpha, LoraDropout;
+        public readonly Option<string[]> TargetModules, ExcludeModules;
+        public readonly Option<bool> LoadIn4bit, LoraMerge;
         public readonly List<(Option Option, string Why)> IgnoredOptions = [];
 
         public Flags(Command cmd)
@@ -123,10 +127,11 @@ public static class TrainCommand
             FreezePrefix.DefaultValueFactory = _ => [];
             Bf16 = Add<bool>("--bf16", "bf16 weights, fp32 master weights in AdamW");
             GradientCheckpointing = Add<bool>("--gradient_checkpointing", "Recompute decoder layers in backward");
+            PackingSamples = Add<bool>("--packing_samples", "Log-prob, reference, value and update passes without padding (rows packed into one sequence)");
             ValueHeadPrefix = Add<string?>("--value_head_prefix", "Critic value head name", "score");
             Device = Add<string?>("--device", "cpu, cuda or cuda:N (one process holds every model)", "cpu");
             SaveValueNetwork = Add<bool>("--save_value_network", "Also save the critic to {save_path}_critic");
-            RewardPretrain = Add<string?>("--reward_pretrain", "Reward-model checkpoints are not supported (rule reward or --remote_rm_url)");
+            RewardPretrain = Add<string?>("--reward_pretrain", "Comma list of reward-model folders (HF sequence-classification / OpenRLHF reward models: backbone + score head)");
 
             Data = PromptDataFlags.AddTo(cmd, promptDataRequired: false, includeSeed: false);
             PromptMaxLen = Add("--prompt_max_len", "Longest prompt in tokens (image pads expanded)", 1024);
@@ -150,7 +155,9 @@ public static class TrainCommand
             RewardClipRange.AllowMultipleArgumentsPerToken = true;
             RewardClipRange.DefaultValueFactory = _ => [-10, 10];
             RewardTimeBudgetMs = Add("--reward_time_budget_ms", "Wall-clock budget of one rule-reward verification; spent = accuracy 0 (ours)", 30);
-            NormalizeReward = Add<bool>("--normalize_reward", "Accepted; no effect on rule/remote rewards (as upstream)");
+            NormalizeReward = Add<bool>("--normalize_reward", "Normalise each reward model's score with its config.json mean/std (no effect on rule/remote rewards, as upstream)");
+            RewardWeights = Add<string?>("--reward_weights", "Comma list: one weight per --reward_pretrain model, then optionally the rule/remote reward's " +
+                                                            "(default: 1 each, rule 0 — upstream's sum of the reward models) (ours)");
 
             Estimator = Add("--advantage_estimator", "gae, reinforce, reinforce_baseline, rloo, group_norm or dr_grpo", "gae");
             Gamma = Add("--gamma", "Discount", 1.0);
@@ -208,7 +215,19 @@ public static class TrainCommand
             UseTensorboard = Add<string?>("--use_tensorboard", "TensorBoard log folder");
             EvalSteps = Add("--eval_steps", "Evaluate every N global steps (-1: once per episode)", -1L);
             DryRun = Add<bool>("--dry_run", "Validate, read configs and data (not weights), print the plan and a memory estimate");
-            LoraRank = Add("--lora_rank", "LoRA is not supported (0 only)", 0);
+            LoraRank = Add("--lora_rank", "LoRA rank (0: full fine-tuning)", 0);
+            LoraAlpha = Add("--lora_alpha", "LoRA α (scale α / r)", 16.0);
+            LoraDropout = Add("--lora_dropout", "Dropout on the adapters' input (training forward only)", 0.0);
+            TargetModules = Add<string[]>("--target_modules", "LoRA layers: all-linear (every language-model linear layer), q_proj … down_proj, or visual[.NAME] for the vision tower");
+            TargetModules.AllowMultipleArgumentsPerToken = true;
+            TargetModules.Arity = ArgumentArity.OneOrMore;
+            TargetModules.DefaultValueFactory = _ => [LoraOptions.AllLinear];
+            ExcludeModules = Add<string[]>("--exclude_modules", "Layers left out of --target_modules (name, dotted suffix or prefix such as model.layers.0)");
+            ExcludeModules.AllowMultipleArgumentsPerToken = true;
+            ExcludeModules.Arity = ArgumentArity.OneOrMore;
+            ExcludeModules.DefaultValueFactory = _ => [];
+            LoraMerge = Add<bool>("--lora_merge", "With --lora_rank: also write {save_path}_merged, a Hugging Face checkpoint with the adapters merged (ours)");
+            LoadIn4bit = Add<bool>("--load_in_4bit", "QLoRA: not supported (TorchSharp has no 4-bit kernels)");
             MaxNonFiniteSteps = Add("--max_nonfinite_steps", "Stop after this many optimizer steps in a row skipped for a non-finite loss or gradient (ours)", 3);
             LogSamples = Add("--log_samples", "Generations per logging step written to samples.jsonl and TensorBoard text (ours)", 4);
             StopAfterStep = Add<long?>("--stop_after_step", "Stop cleanly after this global step (checkpoint saved; continue later with --load_checkpoint) (ours)");
@@ -220,13 +239,6 @@ public static class TrainCommand
                     : new Option<bool>(name) { Hidden = true };
                 cmd.Options.Add(o);
                 IgnoredOptions.Add((o, why));
-            }
-            foreach (var name in new[] { "--lora_alpha", "--lora_dropout", "--target_modules", "--exclude_modules", "--load_in_4bit" })
-            {
-                Option o = name == "--load_in_4bit" ? new Option<bool>(name) { Hidden = true }
-                    : new Option<string[]>(name) { Hidden = true, Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = true };
-                cmd.Options.Add(o);
-                IgnoredOptions.Add((o, "LoRA is not supported"));
             }
         }
 
@@ -250,9 +262,7 @@ public static class TrainCommand
             var notes = new List<string>();
             foreach (var (o, why) in IgnoredOptions)
                 if (pr.GetResult(o) is { Implicit: false }) notes.Add($"note: ignoring {o.Name} ({why}; one in-process trainer here)");
-            if (pr.GetValue(LoraRank) != 0) throw InputException.At(null, null, "--lora_rank", "LoRA is not supported; train the full model (0)");
-            if (pr.GetValue(RewardPretrain) is { Length: > 0 })
-                throw InputException.At(null, null, "--reward_pretrain", "reward-model checkpoints are not supported: use the built-in LMM-R1 rule reward (default) or --remote_rm_url");
+            var lora = LoraFlags.Bind(pr, LoraRank, LoraAlpha, LoraDropout, TargetModules, ExcludeModules, LoadIn4bit, LoraMerge, notes);
 
             string estimator = pr.GetValue(Estimator)!;
             AdvantageEstimator est;
@@ -286,9 +296,11 @@ public static class TrainCommand
                     FreezePrefix = pr.GetValue(FreezePrefix) ?? [],
                     Bf16 = pr.GetValue(Bf16),
                     GradientCheckpointing = pr.GetValue(GradientCheckpointing),
+                    PackingSamples = pr.GetValue(PackingSamples),
                     ValueHeadPrefix = pr.GetValue(ValueHeadPrefix) ?? "score",
                     Device = pr.GetValue(Device) ?? "cpu",
                     SaveValueNetwork = pr.GetValue(SaveValueNetwork),
+                    Lora = lora,
                 },
                 Data = new PpoDataSettings
                 {
@@ -320,6 +332,8 @@ public static class TrainCommand
                     OverlongBufferLen = pr.GetValue(OverlongBufferLen),
                     OverlongPenaltyFactor = pr.GetValue(OverlongPenaltyFactor),
                     MaskTruncatedCompletions = pr.GetValue(MaskTruncatedCompletions),
+                    RewardPretrain = pr.GetValue(RewardPretrain) is { } rms ? rms.Split(',', StringSplitOptions.TrimEntries) : [],
+                    RewardWeights = pr.GetValue(RewardWeights) is { } rw ? ParseWeights(rw) : null,
                 },
                 Algorithm = new AlgorithmSettings
                 {
@@ -381,6 +395,11 @@ public static class TrainCommand
         }
     }
 
+    static double[] ParseWeights(string list) =>
+        [.. list.Split(',', StringSplitOptions.TrimEntries).Select(x =>
+            double.TryParse(x, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) && double.IsFinite(v) ? v
+            : throw InputException.At(null, null, "--reward_weights", $"expected a comma list of numbers, got '{x}' in '{list}'"))];
+
     static int Run(Flags f, ParseResult pr)
     {
         var (raw, notes) = f.Bind(pr);
@@ -393,6 +412,7 @@ public static class TrainCommand
         string pretrain = config.Model.Pretrain!;
         var actorConfig = LoadConfig(pretrain, "--pretrain");
         QwenVLConfig? criticConfig = config.UsesCritic ? LoadConfig(config.Model.CriticPretrain!, "--critic_pretrain") : null;
+        config.Model.Lora?.Select(LoraLayout.LinearLayers(actorConfig).Select(l => l.Name).ToList());   // --target_modules against the config
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");
@@ -403,6 +423,17 @@ public static class TrainCommand
         var train = PromptDataset.Load(config.Data.Prompts, Console.Error);
         var eval = string.IsNullOrWhiteSpace(config.Data.Prompts.EvalDataset) ? null : PromptDataset.LoadEval(config.Data.Prompts, Console.Error);
         var plan = PpoPlan.Create(config, train.Count);
+        var rewardInfos = config.Reward.RewardPretrain.Select(d => RewardCheckpointInfo.Inspect(d, config.Model.ValueHeadPrefix)).ToList();
+        foreach (var rm in rewardInfos)
+        {
+            RewardModelSet.CheckCompatible(rm, actorConfig, tokenizer.VocabSize, train.Any(s => s.Images.Count > 0) || (eval?.Any(s => s.Images.Count > 0) ?? false));
+            string rmTokenizer = Path.Combine(rm.Dir, "tokenizer.json"), policyTokenizer = Path.Combine(pretrain, "tokenizer.json");
+            if (File.Exists(rmTokenizer) && !File.ReadAllBytes(rmTokenizer).AsSpan().SequenceEqual(File.ReadAllBytes(policyTokenizer)))
+                Console.Error.WriteLine($"note: {rmTokenizer} differs from the policy's: a reward model scores the policy's token ids (as upstream), " +
+                                        "so its vocabulary must be the policy's");
+            if (config.Reward.NormalizeReward && !rm.HasMeanStd)
+                Console.Error.WriteLine($"note: --normalize_reward: {rm.Dir}'s config.json has no mean/std, so its scores stay as they are (mean 0, std 1, as upstream)");
+        }
 
         Console.WriteLine($"lmmr1 train: {config.Algorithm.Estimator.CliName()} on {Path.GetFullPath(pretrain)} " +
                           $"({actorConfig.ModelType}, {ModelSize.Of(actorConfig).Total / 1e9:F2} B parameters, {(config.Model.Bf16 ? "bf16" : "fp32")})");
@@ -410,7 +441,8 @@ public static class TrainCommand
                           (eval is null ? "" : $"; eval: {eval.Count} prompts") +
                           $"; {train.Count(s => s.Images.Count > 0)} with images");
         Console.Write(plan.Describe(config));
-        Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).Describe(config.Model.Device));
+        Console.Write(RewardModelSet.Describe(config.Reward));
+        Console.Write(MemoryEstimate.Of(config, actorConfig, criticConfig).WithRewardModels(config, [.. rewardInfos.Select(i => i.Config)]).Describe(config.Model.Device));
         Console.WriteLine(disk.Describe());
         if (dry)
         {
@@ -444,12 +476,13 @@ public static class TrainCommand
         AtomicFile.WriteAllText(Path.Combine(config.Run.SavePath, "train_config.json"), config.ToJson());
 
         using var models = PpoModels.Load(config, device, Log);
+        using var rewardModels = RewardModelSet.Load(config, device, Log);
         IRewardModel reward = config.Reward.RemoteRmUrl is { } urls
             ? new RemoteRewardModel(RemoteRewardOptions.FromUrlList(urls))
             : new RuleRewardModel(new RewardOptions { TimeBudget = TimeSpan.FromMilliseconds(config.Reward.TimeBudgetMs) });
         try
         {
-            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log);
+            using var trainer = new PpoTrainer(config, models, processor, train, eval, reward, null, Log, rewardModels);
             if (resumeFrom is not null)
             {
                 trainer.Resume(resumeFrom);

@@ -1,5 +1,6 @@
-// The optional native extension (native/lmmr1_native.cpp): CUDA graphs, side streams and allocator statistics from
-// the libtorch of the installed PyTorch, which TorchSharp 0.107 does not expose. Located, in order: $LMMR1_NATIVE_LIB;
+// The optional native extension (native/lmmr1_native.cpp): CUDA graphs, side streams, allocator statistics and
+// flash-attention's variable-length kernels (forward + backward, for padding-free packing) from the libtorch of the
+// installed PyTorch, which TorchSharp 0.107 does not expose. Located, in order: $LMMR1_NATIVE_LIB;
 // liblmmr1_native.so next to the program when its .torch-version file names the running torch; the per-user cache
 // (~/.cache/lmmr1/native/<torch version>/, or $LMMR1_NATIVE_CACHE). When missing it is compiled there once with g++
 // from the source embedded in this assembly (a few seconds), with one message on stderr; without a compiler, headers
@@ -7,12 +8,13 @@
 // and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using TorchSharp;
 
 namespace LmmR1.Infrastructure;
 
 public sealed unsafe class NativeExtension
 {
-    public const int AbiVersion = 1;
+    public const int AbiVersion = 2;
     const string LibName = "liblmmr1_native.so";
 
     static readonly object Gate = new();
@@ -32,6 +34,7 @@ public sealed unsafe class NativeExtension
     readonly delegate* unmanaged<int, long*, long*, long*, long*, int> memoryStats;
     readonly delegate* unmanaged<int, int> resetPeak;
     readonly delegate* unmanaged<int> emptyCache;
+    readonly delegate* unmanaged<nint, nint, nint, nint, nint, long, long, double, int, nint*, int> varlen;
 
     public string Path { get; }
 
@@ -53,6 +56,21 @@ public sealed unsafe class NativeExtension
         memoryStats = (delegate* unmanaged<int, long*, long*, long*, long*, int>)F("lmmr1_memory_stats");
         resetPeak = (delegate* unmanaged<int, int>)F("lmmr1_reset_peak_memory");
         emptyCache = (delegate* unmanaged<int>)F("lmmr1_empty_cache");
+        varlen = (delegate* unmanaged<nint, nint, nint, nint, nint, long, long, double, int, nint*, int>)F("lmmr1_varlen_attention");
+    }
+
+    /// <summary>Whether the loaded library has the flash varlen entry point (every ABI-2 build does).</summary>
+    public bool HasVarlenAttention => varlen != null;
+
+    /// <summary>Flash-attention over packed sequences: q [Tq, H, D], k/v [Tk, kvH, D] (GQA: H a multiple of kvH) in
+    /// bf16/fp16 on CUDA, cuQ/cuK int32 [B + 1] cumulative lengths → [Tq, H, D]. Differentiable: the result's grad_fn is
+    /// libtorch's flash backward.</summary>
+    public torch.Tensor VarlenAttention(torch.Tensor q, torch.Tensor k, torch.Tensor v, torch.Tensor cuQ, torch.Tensor cuK,
+                                        long maxQ, long maxK, double scale, bool causal)
+    {
+        nint o;
+        Check(varlen(q.Handle, k.Handle, v.Handle, cuQ.Handle, cuK.Handle, maxQ, maxK, scale, causal ? 1 : 0, &o), "flash varlen attention");
+        return torch.Tensor.UnsafeCreateTensor(o);
     }
 
     /// <summary>Throws with the native side's message when <paramref name="rc"/> is not 0.</summary>

@@ -26,7 +26,7 @@ public class TrainCommandTests(ITestOutputHelper output)
 
     /// <summary>A valid dry run on the tiny model and the example data; <paramref name="extra"/> adds flags or replaces
     /// the value of a default one (System.CommandLine rejects a repeated single-value flag, unlike argparse).</summary>
-    static string[] Valid(params string[] extra)
+    internal static string[] Valid(params string[] extra)
     {
         var defaults = new List<(string Flag, string[] Values)>
         {
@@ -80,7 +80,7 @@ public class TrainCommandTests(ITestOutputHelper output)
     [InlineData("--reward_clip_range", new[] { "--reward_clip_range", "5", "-5" })]
     [InlineData("--remote_rm_url", new[] { "--remote_rm_url", "reward_func.py" })]
     [InlineData("--remote_rm_url", new[] { "--remote_rm_url", "localhost:5000" })]
-    [InlineData("--lora_rank", new[] { "--lora_rank", "8" })]
+    [InlineData("--lora_rank", new[] { "--lora_rank", "-1" })]
     [InlineData("--reward_pretrain", new[] { "--reward_pretrain", "some/rm" })]
     [InlineData("--max_epochs", new[] { "--max_epochs", "0" })]
     [InlineData("--micro_rollout_batch_size", new[] { "--micro_rollout_batch_size", "0" })]
@@ -159,6 +159,9 @@ public class TrainCommandTests(ITestOutputHelper output)
         Assert.Contains("note: ignoring --zero_stage", stderr);
         Assert.Contains("note: ignoring --colocate_all_models", stderr);
         Assert.DoesNotContain("--bf16", stderr);
+        // --packing_samples is a real flag now (padding-free passes), not an ignored one.
+        Assert.DoesNotContain("ignoring --packing_samples", stderr);
+        Assert.Contains("--packing_samples", stdout);
     }
 
     [Fact]

@@ -21,7 +21,7 @@ public class VisionSharingTests(ITestOutputHelper output)
 
     /// <summary>Two image prompts and the text prompt of the example data, processed; samples interleaved (not
     /// prompt-major) with random responses of different lengths.</summary>
-    static (List<ExperienceItem> Items, List<VisionInput> Visions) Items(PpoConfig c, long seed)
+    internal static (List<ExperienceItem> Items, List<VisionInput> Visions) Items(PpoConfig c, long seed)
     {
         var processor = TinyRl.Processor(c);
         var data = TinyRl.Data(c);
@@ -56,7 +56,7 @@ public class VisionSharingTests(ITestOutputHelper output)
         return LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, Temperature).MoveToOuterDisposeScope();
     }
 
-    static Dictionary<string, Tensor> GradsOf(QwenVLModel model, Tensor loss)
+    internal static Dictionary<string, Tensor> GradsOf(QwenVLModel model, Tensor loss)
     {
         foreach (var p in model.parameters()) p.grad = null;
         loss.backward();

@@ -14,11 +14,14 @@ internal static class Params
         new(torch.empty(shape, dtype, device), requires_grad: true);
 }
 
-/// <summary>y = x Wᵀ + b, like nn.Linear, without its random init.</summary>
+/// <summary>y = x Wᵀ + b, like nn.Linear, without its random init; with a LoRA adapter attached (Lora.cs) and switched
+/// on, y + (α/r)·(dropout(x)·Aᵀ)·Bᵀ.</summary>
 internal sealed class Dense : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "weight")] readonly Parameter weight;
     [ComponentName(Name = "bias")] readonly Parameter? bias;
+    LoraWeight? loraA, loraB;
+    LoraState? lora;
 
     public Dense(long inFeatures, long outFeatures, bool hasBias, ScalarType dtype, Device device) : base(nameof(Dense))
     {
@@ -28,8 +31,29 @@ internal sealed class Dense : nn.Module<Tensor, Tensor>
     }
 
     public Parameter Weight => weight;
+    internal LoraWeight? LoraA => loraA;
+    internal LoraWeight? LoraB => loraB;
 
-    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight, bias);
+    /// <summary>Registers lora_A [r, in] (from <paramref name="a"/>, on this layer's device and dtype) and lora_B [out, r] zeros.</summary>
+    internal void AttachLora(Tensor a, LoraState state)
+    {
+        if (loraA is not null) throw new InvalidOperationException("a LoRA adapter is already attached");
+        loraA = new LoraWeight(a.to(weight.dtype, weight.device).detach());
+        loraB = new LoraWeight(torch.zeros([weight.shape[0], a.shape[0]], weight.dtype, weight.device));
+        register_module("lora_A", loraA);
+        register_module("lora_B", loraB);
+        lora = state;
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        if (lora is not { Enabled: true }) return nn.functional.linear(x, weight, bias);
+        using var scope = torch.NewDisposeScope();
+        var y = nn.functional.linear(x, weight, bias);
+        var h = lora.Dropout > 0 && torch.is_grad_enabled() ? nn.functional.dropout(x, lora.Dropout, training: true) : x;
+        var d = nn.functional.linear(nn.functional.linear(h, loraA!.Weight), loraB!.Weight);
+        return y.add(d, lora.Scale).MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>Token embedding table [V, H]; also serves as the tied lm_head.</summary>

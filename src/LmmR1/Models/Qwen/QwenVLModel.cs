@@ -47,16 +47,19 @@ public sealed class QwenVLModel : nn.Module
     /// <summary>Recompute each decoder layer in backward instead of keeping its activations (training only; ignored
     /// without grad mode or with a KV cache).</summary>
     public bool GradientCheckpointing { get; set; }
+    /// <summary>The LoRA adapters attached by <see cref="AttachLora"/>, or null (Lora.cs).</summary>
+    public LoraAdapters? Lora { get; private set; }
 
     /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
-    QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device) : base(nameof(QwenVLModel))
+    QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device, bool withLmHead = true) : base(nameof(QwenVLModel))
     {
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new ArgumentException($"unsupported model dtype {dtype}");
         Config = config; DType = dtype; Device = device;
         model = new QwenTextModel(config.Text, dtype, device);
         visual = config.Vision is null ? null : new VisionTower(config.Vision, config.Family, dtype, device);
-        lmHead = config.Text.TieWordEmbeddings ? null : new Dense(config.Text.HiddenSize, config.Text.VocabSize, false, dtype, device);
+        HasLmHead = withLmHead || config.Text.TieWordEmbeddings;
+        lmHead = config.Text.TieWordEmbeddings || !withLmHead ? null : new Dense(config.Text.HiddenSize, config.Text.VocabSize, false, dtype, device);
         RegisterComponents();
     }
 
@@ -87,14 +90,56 @@ public sealed class QwenVLModel : nn.Module
         return m;
     }
 
+    /// <summary>Loads the decoder (and vision tower) of a Hugging Face folder without the lm_head: the backbone of a
+    /// sequence-classification / reward checkpoint, which stores no lm_head (an lm_head.weight that is there is
+    /// ignored). Forwards must ask for no logits (logitsForLast: 0).</summary>
+    public static QwenVLModel LoadBackbone(string dir, ScalarType dtype, Device device, Func<string, bool>? ignoreUnused = null)
+    {
+        var cfg = QwenVLConfig.Load(dir);
+        using var ckpt = SafetensorsCheckpoint.Open(dir);
+        ConfigWeightsCheck.Check(cfg, ckpt, Path.Combine(dir, QwenVLConfig.FileName));
+        var m = new QwenVLModel(cfg, dtype, device, withLmHead: false);
+        try { m.LoadWeights(ckpt, n => n == "lm_head.weight" || (ignoreUnused?.Invoke(n) ?? false)); }
+        catch { m.Dispose(); throw; }
+        return m;
+    }
+
     /// <summary>Fills every parameter from <paramref name="ckpt"/>, accepting the classic keys (model.layers.*, visual.*)
     /// and the transformers ≥ 4.52 keys (model.language_model.*, model.visual.*); a tied lm_head.weight is ignored.</summary>
     public void LoadWeights(SafetensorsCheckpoint ckpt, Func<string, bool>? ignoreUnused = null)
     {
         bool newLayout = ckpt.Names.Any(n => n.StartsWith("model.language_model.", StringComparison.Ordinal));
         bool tied = Config.Text.TieWordEmbeddings;
-        StateDictLoader.Load(this, ckpt, name => newLayout ? ToNewLayout(name) : name,
+        StateDictLoader.Load(this, ckpt, name => LoraAdapters.IsAdapterName(name) ? null : newLayout ? ToNewLayout(name) : name,
             n => (tied && n == "lm_head.weight") || (ignoreUnused?.Invoke(n) ?? false));
+    }
+
+    /// <summary>Names of every linear layer (classic names, module order): the layers LoRA can adapt.</summary>
+    public IReadOnlyList<string> LinearLayerNames() =>
+        named_modules().Where(m => m.module is Dense).Select(m => m.name).ToList();
+
+    /// <summary>Attaches LoRA adapters of rank <paramref name="rank"/> to <paramref name="layers"/> (A drawn on the CPU
+    /// from <paramref name="seed"/> in layer order, B zero) and freezes every base parameter in its dtype.</summary>
+    public LoraAdapters AttachLora(IReadOnlyList<string> layers, int rank, double alpha, double dropout, long seed)
+    {
+        if (Lora is not null) throw new InvalidOperationException("LoRA adapters are already attached");
+        var dense = named_modules().Where(m => m.module is Dense).ToDictionary(m => m.name, m => (Dense)m.module, StringComparer.Ordinal);
+        var chosen = new Dictionary<string, Dense>(StringComparer.Ordinal);
+        foreach (var name in layers)
+            chosen[name] = dense.TryGetValue(name, out var d) ? d : throw new InputException($"the model has no linear layer '{name}'");
+        foreach (var p in parameters()) p.requires_grad = false;
+        var adapters = new LoraAdapters(chosen, rank, alpha, dropout);
+        using var gen = new torch.Generator((ulong)seed, torch.CPU);
+        using var noGrad = torch.no_grad();
+        foreach (var (_, d) in chosen)
+        {
+            long fanIn = d.Weight.shape[1];
+            double bound = 1.0 / Math.Sqrt(fanIn);   // kaiming_uniform_(a=√5): gain √(2/6) · √(3/fan_in)
+            using var a = torch.empty([rank, fanIn], ScalarType.Float32).uniform_(-bound, bound, gen);
+            d.AttachLora(a, adapters.State);
+        }
+        Lora = adapters;
+        return adapters;
     }
 
     /// <summary>Classic key → transformers ≥ 4.52 key (HF's two ordered rename rules, inverted).</summary>
@@ -104,10 +149,13 @@ public sealed class QwenVLModel : nn.Module
         : classic;
 
     /// <summary>Writes a Hugging Face folder: weights with the classic key names (no lm_head when tied), config.json in
-    /// the released flat layout and generation_config.json.</summary>
+    /// the released flat layout and generation_config.json. With LoRA adapters the adapted weights are written merged.</summary>
     public void SaveHf(string dir, long maxShardBytes = SafetensorsWriter.DefaultShardBytes)
     {
-        var sd = state_dict();
+        var sd = state_dict().Where(kv => !LoraAdapters.IsAdapterName(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        using var scope = torch.NewDisposeScope();
+        if (Lora is { } lora)
+            foreach (var layer in lora.Layers) sd[layer + ".weight"] = lora.MergedWeight(layer);   // merged: W + (α/r)·B·A
         SafetensorsWriter.WriteCheckpoint(dir, sd, maxShardBytes);
         Config.Save(dir, DType switch
         {
@@ -143,7 +191,8 @@ public sealed class QwenVLModel : nn.Module
     // ---------------------------------------------------------------- pieces
 
     /// <summary>[V, H] weight of lm_head (the embedding table when tied), for chunked log-softmax over the vocabulary.</summary>
-    public Tensor LmHeadWeight => lmHead?.Weight ?? model.Embed.Weight;
+    public Tensor LmHeadWeight => lmHead?.Weight
+        ?? (HasLmHead ? model.Embed.Weight : throw new InvalidOperationException("this backbone was loaded without its lm_head: it gives hidden states only"));
 
     /// <summary>hidden [.., H] → logits [.., V] in the model dtype.</summary>
     public Tensor LmHead(Tensor hidden) => nn.functional.linear(hidden, LmHeadWeight);
@@ -169,6 +218,10 @@ public sealed class QwenVLModel : nn.Module
     public long VisionTowerItems { get; private set; }
 
     public KvCache CreateCache(long batchSize, int capacity) => KvCache.Create(Config.Text, batchSize, capacity, DType, Device);
+
+    /// <summary>False for a backbone loaded without its (untied) lm_head (<see cref="LoadBackbone"/>): it gives hidden
+    /// states only.</summary>
+    public bool HasLmHead { get; }
 
     /// <summary>Replaces the rows of <paramref name="embeds"/> at token <paramref name="tokenId"/> by <paramref name="features"/>
     /// (row-major over batch and position); the counts must agree.</summary>
@@ -282,6 +335,9 @@ public sealed class QwenVLModel : nn.Module
 
         var h = inputsEmbeds.to(DType);
         bool checkpoint = GradientCheckpointing && cache is null && torch.is_grad_enabled();
+        // LoRA freezes the embeddings: a checkpointed layer whose input needs no grad would give its adapters none
+        // (PEFT's enable_input_require_grads does the same).
+        if (checkpoint && Lora is not null && !h.requires_grad) h = h.detach().requires_grad_(true);
         var layers = model.Layers;
         for (int i = 0; i < layers.Count; i++)
         {
@@ -311,6 +367,47 @@ public sealed class QwenVLModel : nn.Module
             Logits = logits?.MoveToOuterDisposeScope(),
             PositionIds = positionIds.MoveToOuterDisposeScope(),
         };
+    }
+
+    /// <summary>
+    /// Padding-free forward of a left-padded batch (<see cref="PackedSequences"/>): the rows' real tokens end to end as
+    /// one sequence, each row attending only to itself with the M-RoPE positions the padded forward gives it. Returns
+    /// the final hidden states [1, T, H] (T = Σ real lengths, row order); no KV cache, no logits.
+    /// </summary>
+    /// <param name="inputIds">[B, S] left-padded ids.</param>
+    /// <param name="attentionMask">[B, S], 1 on real tokens; its row sums must equal <paramref name="packed"/>'s lengths.</param>
+    /// <param name="imageGridThw">[nImages, 3] in row order, or null.</param>
+    /// <param name="imageEmbeds">Vision features of every row's images in row order (see <see cref="EncodeVision"/>), or null.</param>
+    public Tensor ForwardPacked(Tensor inputIds, Tensor attentionMask, PackedSequences packed, Tensor? imageGridThw = null, Tensor? imageEmbeds = null)
+    {
+        using var scope = torch.NewDisposeScope();
+        if (inputIds.dim() != 2 || !attentionMask.shape.SequenceEqual(inputIds.shape) || inputIds.shape[0] != packed.Rows)
+            throw new InputException($"packed forward: input_ids [{string.Join(",", inputIds.shape)}] and attention_mask " +
+                                     $"[{string.Join(",", attentionMask.shape)}] must both be [{packed.Rows}, S]");
+        inputIds = inputIds.to(ScalarType.Int64, Device);
+        attentionMask = attentionMask.to(Device);
+        var (positions, _) = RopeIndex.Compute(inputIds, attentionMask, imageGridThw, Config);         // [3, B, S]
+        var ids = packed.Pack(inputIds, attentionMask);                                               // [1, T]
+        var pos = packed.Pack(positions.to(Device), attentionMask);                                   // [3, 1, T]
+        var embeds = EmbedTokens(ids);
+        if (imageEmbeds is not null)
+            embeds = ScatterFeatures(embeds, ids, imageEmbeds.to(Device), Config.Tokens.ImageTokenId, "image");
+        var (cos, sin) = MRope.CosSin(pos, Config.Text, DType);
+        var h = embeds.to(DType);
+        bool checkpoint = GradientCheckpointing && torch.is_grad_enabled();
+        var layers = model.Layers;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var layer = layers[i];
+            if (checkpoint)
+            {
+                int li = i;
+                Func<Tensor, IReadOnlyList<Tensor>, Tensor> fn = (x, aux) => layer.Forward(x, aux[0], aux[1], null, null, li, Attention, packed);
+                h = CheckpointFunction.apply(h, fn, cos, sin);
+            }
+            else h = layer.Forward(h, cos, sin, null, null, i, Attention, packed);
+        }
+        return model.Norm.forward(h).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -345,7 +442,8 @@ public sealed class QwenVLModel : nn.Module
 
     /// <summary>Parameter counts by part (lm_head is 0 when tied to embed_tokens).</summary>
     public ParameterCounts CountParameters() =>
-        ParameterCounts.FromNames(named_parameters().Select(p => (p.name, p.parameter.numel())), Config.Text.TieWordEmbeddings);
+        ParameterCounts.FromNames(named_parameters().Where(p => !LoraAdapters.IsAdapterName(p.name)).Select(p => (p.name, p.parameter.numel())),
+                                  Config.Text.TieWordEmbeddings);
 }
 
 /// <summary>Parameter counts of the parts of a Qwen VL checkpoint.</summary>

@@ -29,7 +29,8 @@ internal sealed class QwenAttention : nn.Module
     /// <param name="x">[B, T, H]</param>
     /// <param name="cos">[B, 1, T, D] (sin likewise)</param>
     /// <param name="mask">[B, 1, T, S] additive, or null for causal attention without padding or cache.</param>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl)
+    /// <param name="packed">Rows packed into one sequence (x [1, ΣL, H]): attention within each row, no mask or cache.</param>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl, PackedSequences? packed = null)
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
@@ -39,7 +40,8 @@ internal sealed class QwenAttention : nn.Module
         q = AttentionMath.ApplyRope(q, cos, sin);
         k = AttentionMath.ApplyRope(k, cos, sin);
         if (cache is not null) (k, v) = cache.Write(layer, k, v);            // [B, kvH, past+T, D]
-        var o = AttentionMath.TextAttention(q, k, v, mask, impl);              // [B, H, T, D]
+        var o = packed is not null ? packed.Attend(q, k, v, impl)             // [B, H, T, D]
+              : AttentionMath.TextAttention(q, k, v, mask, impl);
         o = o.transpose(1, 2).reshape(b, t, heads * headDim);
         return oProj.forward(o).MoveToOuterDisposeScope();
     }
@@ -101,10 +103,10 @@ internal sealed class DecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl, PackedSequences? packed = null)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl);
+        var h = x + attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl, packed);
         h = h + mlp.forward(postNorm.forward(h));
         return h.MoveToOuterDisposeScope();
     }

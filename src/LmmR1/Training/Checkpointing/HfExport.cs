@@ -128,13 +128,28 @@ public static class HfExport
 
     /// <summary>Writes the export into a folder that holds other files too (--save_path: metrics, plots, config): the
     /// files go to a temporary subfolder first, are fsynced, then renamed into place one by one (config.json last).</summary>
-    public static void WriteIntoRunFolder(QwenVLModel model, string dir, string tokenizerDir, ImageProcessorOptions image)
+    public static void WriteIntoRunFolder(QwenVLModel model, string dir, string tokenizerDir, ImageProcessorOptions image) =>
+        IntoRunFolder(dir, tmp => WriteInto(model, tmp, tokenizerDir, image));
+
+    /// <summary>LoRA's final save: the PEFT adapter folder (adapter_config.json, adapter_model.safetensors) plus the
+    /// tokenizer files, into the run folder the same way as <see cref="WriteIntoRunFolder"/>.</summary>
+    public static void WriteAdapterIntoRunFolder(QwenVLModel model, string dir, string tokenizerDir, string baseModelNameOrPath) =>
+        IntoRunFolder(dir, tmp =>
+        {
+            PeftAdapterFolder.Write(model, tmp, baseModelNameOrPath);
+            foreach (var name in TokenizerFiles)
+                if (File.Exists(Path.Combine(tokenizerDir, name))) File.Copy(Path.Combine(tokenizerDir, name), Path.Combine(tmp, name), overwrite: true);
+            AtomicFile.WriteAllText(Path.Combine(tmp, ChatTemplateFile), ChatTemplateJson());
+        });
+
+    static void IntoRunFolder(string dir, Action<string> write)
     {
         Directory.CreateDirectory(dir);
         string tmp = Path.Combine(dir, $".export.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
         try
         {
-            WriteInto(model, tmp, tokenizerDir, image);
+            Directory.CreateDirectory(tmp);
+            write(tmp);
             CheckpointStore.SyncTree(tmp);
             Runs.RunHooks.Reach("final-export-written", 0);
             var files = Directory.GetFiles(tmp).Select(Path.GetFileName).OrderBy(n => n == "config.json" ? 1 : 0).ToList();

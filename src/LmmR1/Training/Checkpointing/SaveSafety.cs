@@ -22,6 +22,18 @@ public sealed record DiskEstimate(double CheckpointBytes, double ExportBytes)
         double a = ModelSize.Of(actor).Total;
         double export = a * w + Slack;
         double ckpt = a * w + a * optim + Slack;
+        if (c.Model.Lora is { } lora)
+        {
+            // LoRA: checkpoints and --save_path hold the adapters (and their optimizer state); an HF export
+            // (--save_hf_ckpt, --lora_merge's {save_path}_merged) is the whole merged model.
+            double n = Models.Qwen.LoraLayout.AdapterParameters(actor, lora);
+            ckpt = n * w + n * optim + Slack;
+            export = n * w + Slack + (lora.SaveMerged ? a * w : 0);
+            if (c.Run.SaveHfCkpt) ckpt += a * w + Slack;
+            if (c.UsesCritic && critic is not null) ckpt += ModelSize.Of(critic).Total * (w + optim);
+            if (c.Model.SaveValueNetwork && c.UsesCritic && critic is not null) export += ModelSize.Of(critic).Total * w;
+            return new DiskEstimate(ckpt, export);
+        }
         if (c.UsesCritic && critic is not null)
         {
             double cp = ModelSize.Of(critic).Total;

@@ -77,8 +77,7 @@ public sealed class CriticModel : IDisposable
     public Tensor Values(Experience e)
     {
         using var scope = torch.NewDisposeScope();
-        var output = Backbone.Forward(e.Sequences, e.AttentionMask, imageGridThw: e.ImageGridThw, imageEmbeds: e.ImageFeatures(Backbone), logitsForLast: 0);
-        var hidden = ActionSlots.Predicting(output.Hidden, e.NumActions);                              // [B, A, H]
+        var hidden = PolicyForward.ActionHidden(Backbone, e);                                          // [B, A, H]
         var values = Score.forward(hidden).squeeze(-1).to(ScalarType.Float32);                         // [B, A]
         return values.MoveToOuterDisposeScope();
     }

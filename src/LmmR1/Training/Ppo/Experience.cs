@@ -78,14 +78,18 @@ public sealed class Experience : IDisposable
     public IReadOnlyList<int> RowVisions { get; init; } = [];
     /// <summary>The host samples this micro-batch was built from, in row order.</summary>
     public required IReadOnlyList<ExperienceItem> Items { get; init; }
+    /// <summary>With --packing_samples: where each row lies when the rows run as one sequence without padding
+    /// (PolicyForward.ActionHidden); null: the padded forward.</summary>
+    public PackedSequences? Packing { get; init; }
 
     public long BatchSize => Sequences.shape[0];
     public long NumActions => ActionMask.shape[1];
 
     /// <summary>Builds the micro-batch. With <paramref name="cachedEmbeds"/> (a prompt's images → that model's cached
     /// vision-tower output), rows with images take those (every prompt with images must have one then).</summary>
+    /// <param name="pack">Also lay the rows out for the padding-free forward (--packing_samples).</param>
     public static Experience Collate(IReadOnlyList<ExperienceItem> items, Device device, long padTokenId,
-                                     Func<VisionInput, Tensor?>? cachedEmbeds = null)
+                                     Func<VisionInput, Tensor?>? cachedEmbeds = null, bool pack = false)
     {
         if (items.Count == 0) throw new ArgumentException("cannot collate an empty micro-batch");
         int b = items.Count;
@@ -133,6 +137,7 @@ public sealed class Experience : IDisposable
             Visions = distinct,
             RowVisions = rowVisions,
             Items = items,
+            Packing = pack ? PackedSequences.FromLengths(items.Select(i => i.TotalLength).ToList(), device) : null,
         };
     }
 
@@ -167,7 +172,7 @@ public sealed class Experience : IDisposable
     public void Dispose()
     {
         Sequences.Dispose(); AttentionMask.Dispose(); ActionMask.Dispose();
-        ImageGridThw?.Dispose(); ImageEmbeds?.Dispose();
+        ImageGridThw?.Dispose(); ImageEmbeds?.Dispose(); Packing?.Dispose();
     }
 }
 

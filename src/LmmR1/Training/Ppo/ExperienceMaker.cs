@@ -20,6 +20,7 @@ using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 using LmmR1.Rewards;
 using LmmR1.Text;
+using LmmR1.Training.RewardModels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -101,14 +102,18 @@ public sealed class ExperienceMaker
     readonly QwenTokenizer tokenizer;
     readonly QwenVLProcessor processor;
     readonly IRewardModel reward;
+    readonly RewardModelSet? rewardModels;
     GenerationEngine engine;
     readonly AdvantageSettings advantage;
     readonly IReadOnlyList<int> stopTokens;
 
     public ExperienceStats Stats { get; } = new();
 
-    public ExperienceMaker(PpoConfig config, PpoModels models, QwenTokenizer tokenizer, QwenVLProcessor processor, IRewardModel reward)
+    /// <param name="rewardModels">--reward_pretrain's models, combined with <paramref name="reward"/> in Score; or null.</param>
+    public ExperienceMaker(PpoConfig config, PpoModels models, QwenTokenizer tokenizer, QwenVLProcessor processor, IRewardModel reward,
+                           RewardModelSet? rewardModels = null)
     {
+        this.rewardModels = rewardModels;
         this.config = config;
         this.models = models;
         this.tokenizer = tokenizer;
@@ -265,7 +270,9 @@ public sealed class ExperienceMaker
 
     // ---------------------------------------------------------------- reward
 
-    /// <summary>One reward-model call for the rollout: reward, format and accuracy parts per sample, in sample order.</summary>
+    /// <summary>One reward-model call for the rollout: reward, format and accuracy parts per sample, in sample order;
+    /// with --reward_pretrain the reward is the weighted sum of the reward models' scores and the rule reward's
+    /// (RewardCombination), the format and accuracy parts stay the rule reward's.</summary>
     public IReadOnlyList<RewardResult> Score(Rollout rollout, CancellationToken ct = default)
     {
         var items = rollout.Items;
@@ -274,6 +281,8 @@ public sealed class ExperienceMaker
         var results = reward.ScoreAsync(rollout.Queries, prompts, labels, ct).GetAwaiter().GetResult();
         if (results.Count != items.Count)
             throw new InvalidOperationException($"the reward model returned {results.Count} rewards for {items.Count} samples");
+        if (rewardModels is not null)
+            results = rewardModels.Combine(results, rewardModels.RawScores(items, config.Rollout.MicroRolloutBatchSize, Pad));
         for (int i = 0; i < results.Count; i++)
             if (!double.IsFinite(results[i].Reward)) throw new InvalidOperationException($"the reward model returned {results[i].Reward} for sample {i}");
         return results;
@@ -297,6 +306,7 @@ public sealed class ExperienceMaker
     /// vision tower holds the same frozen weights, else the reference's own tower once per prompt.</summary>
     public Tensor ReferenceLogProbs(QwenVLModel reference, Rollout rollout)
     {
+        using var adaptersOff = ReferenceEquals(reference, models.Actor) ? reference.Lora?.Off() : null;   // LoRA: the base policy
         if (ActorVisionFrozen && models.ReferenceSharesFrozenVision)
         {
             CacheVision(rollout.Visions);
@@ -336,7 +346,7 @@ public sealed class ExperienceMaker
         for (int start = 0; start < rollout.Items.Count; start += micro)
         {
             using var scope = torch.NewDisposeScope();
-            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, embeds);
+            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, embeds, config.Model.PackingSamples);
             parts.Add(ActionTensors.Align(forward(e), e.ActionMask, width).MoveToOuterDisposeScope());
         }
         return torch.cat(parts, 0).MoveToOuterDisposeScope();

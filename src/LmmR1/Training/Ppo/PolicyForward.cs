@@ -1,7 +1,7 @@
 // The actor's forward over a collated micro-batch (openrlhf/models/actor.py Actor.forward): hidden states of the
 // whole sequence (vision tower included), then lm_head and log_softmax(logits / T) only at the A action slots — the
 // positions S−1−A … S−2 that predict the last A tokens (ActionSlots; the golden tests check LogProbs.ForActions and
-// Entropy.FromLogits on the same slots). Departure: logits are never built for prompt positions,
+// Entropy.FromLogits on the same slots); with --packing_samples the same slots of the padding-free forward. Departure: logits are never built for prompt positions,
 // which upstream computes and discards (a 4k-token prompt × 151k vocabulary in fp32 per row).
 using LmmR1.Algorithms;
 using LmmR1.Models.Qwen;
@@ -34,12 +34,27 @@ public static class PolicyForward
         return (lp.MoveToOuterDisposeScope(), entropy.MoveToOuterDisposeScope());
     }
 
+    /// <summary>Final hidden states [B, A, H] at the action slots (the positions predicting the last A tokens), in
+    /// the caller's scope: from the padded forward, or with e.Packing from the padding-free one (same slots).</summary>
+    public static Tensor ActionHidden(QwenVLModel model, Experience e)
+    {
+        long a = e.NumActions;
+        var features = e.ImageFeatures(model);
+        if (e.Packing is { } packed)
+        {
+            var hidden = model.ForwardPacked(e.Sequences, e.AttentionMask, packed, e.ImageGridThw, features);   // [1, T, H]
+            var index = packed.ActionSlotIndex(a, hidden.device);
+            return hidden.squeeze(0).index_select(0, index).view(e.BatchSize, a, hidden.shape[^1]);
+        }
+        var output = model.Forward(e.Sequences, e.AttentionMask, imageGridThw: e.ImageGridThw, imageEmbeds: features, logitsForLast: 0);
+        return ActionSlots.Predicting(output.Hidden, a);
+    }
+
     // → log-probs [B, A] fp32 and the action logits [B, A, V] they came from (in the caller's scope).
     static (Tensor LogProbs, Tensor ActionLogits) Forward(QwenVLModel model, Experience e, double temperature)
     {
         long a = e.NumActions;
-        var output = model.Forward(e.Sequences, e.AttentionMask, imageGridThw: e.ImageGridThw, imageEmbeds: e.ImageFeatures(model), logitsForLast: 0);
-        var logits = model.LmHead(ActionSlots.Predicting(output.Hidden, a));                          // [B, A, V]
+        var logits = model.LmHead(ActionHidden(model, e));                                             // [B, A, V]
         return (LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature), logits);   // [B, A] fp32
     }
 }

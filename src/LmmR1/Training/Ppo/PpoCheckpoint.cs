@@ -1,6 +1,6 @@
 // What a PPO checkpoint folder (written through CheckpointStore, so crash-safe) holds, and restoring it exactly:
 //   actor/                     the actor as a Hugging Face folder (HfExport: weights, config, tokenizer, chat template,
-//                              preprocessor config)
+//                              preprocessor config); with LoRA its adapters only, as a PEFT folder (the base is --pretrain)
 //   actor_optim.safetensors    AdamW moments and fp32 masters, keyed by parameter name
 //   critic/, critic_optim.safetensors   (gae)
 //   rng_state.safetensors      libtorch's default CPU generator (nothing in training draws from it, saved anyway)
@@ -95,7 +95,8 @@ public static class PpoCheckpoint
         long step = s.GlobalStep;
         RunHooks.Reach("save-begin", step);
         var config = c.Config;
-        HfExport.WriteInto(c.Actor, Path.Combine(dir, "actor"), tokenizerDir, config.ImageOptions());
+        if (c.Actor.Lora is not null) PeftAdapterFolder.Write(c.Actor, Path.Combine(dir, "actor"), Path.GetFullPath(config.Model.Pretrain!));
+        else HfExport.WriteInto(c.Actor, Path.Combine(dir, "actor"), tokenizerDir, config.ImageOptions());
         RunHooks.Reach("save-actor-written", step);
         SafetensorsWriter.Write(Path.Combine(dir, "actor_optim.safetensors"), c.ActorOptimizer.StateTensors());
         if (c.Critic is { } pair)
@@ -184,6 +185,15 @@ public static class PpoCheckpoint
             string a = Get(old, path), b = Get(now, path);
             if (a != b) throw Refuse(flag, $"the checkpoint was written with {flag} {a} and this run has {b}");
         }
+        // LoRA: the adapters' shape and scale must match (--lora_merge only changes what the end writes).
+        string Lora(JsonObject o)
+        {
+            if (Get(o, "model.lora") == "null" || Get(o, "model.lora") == "(missing)") return "off (full fine-tuning)";
+            var l = (JsonObject)o["model"]!["lora"]!.DeepClone();
+            l.Remove("save_merged");
+            return l.ToJsonString();
+        }
+        if (Lora(old) != Lora(now)) throw Refuse("--lora_rank", $"the checkpoint's LoRA settings are {Lora(old)} and this run's {Lora(now)}");
         if (ModelFingerprint(config.Model.Pretrain!) != saved.PretrainFingerprint)
             throw Refuse("--pretrain", $"'{config.Model.Pretrain}' is not the model the checkpoint's run started from (its config.json or weight files differ)");
         if (config.UsesCritic && saved.CriticPretrainFingerprint is { } cf && ModelFingerprint(config.Model.CriticPretrain!) != cf)
@@ -256,9 +266,13 @@ public static class PpoCheckpoint
     public static SavedState Restore(string dir, Contents into)
     {
         var saved = ReadState(dir);
-        using (var ckpt = SafetensorsCheckpoint.Open(Path.Combine(dir, "actor")))
-        using (torch.no_grad())
+        if (into.Actor.Lora is not null) PeftAdapterFolder.LoadInto(into.Actor, Path.Combine(dir, "actor"));
+        else
+        {
+            using var ckpt = SafetensorsCheckpoint.Open(Path.Combine(dir, "actor"));
+            using var noGrad = torch.no_grad();
             into.Actor.LoadWeights(ckpt);
+        }
         LoadOptimizer(into.ActorOptimizer, Path.Combine(dir, "actor_optim.safetensors"), saved.Actor);
         if (into.Critic is { } pair)
         {

@@ -24,12 +24,18 @@ public sealed record PpoModelSettings
     public bool Bf16 { get; init; }
     /// <summary>--gradient_checkpointing: recompute decoder layers in backward.</summary>
     public bool GradientCheckpointing { get; init; }
+    /// <summary>--packing_samples: the log-prob, reference, value and update passes run each micro-batch's rows as one
+    /// sequence without padding (per-row attention and M-RoPE positions; flash varlen on CUDA). Same numbers up to
+    /// rounding; generation is unaffected.</summary>
+    public bool PackingSamples { get; init; }
     /// <summary>--value_head_prefix: name of the critic's value head ("score" → score.weight).</summary>
     public string ValueHeadPrefix { get; init; } = "score";
     /// <summary>--device: cpu, cuda or cuda:N (ours; one process holds actor, reference and critic).</summary>
     public string Device { get; init; } = "cpu";
     /// <summary>--save_value_network: also save the critic to {save_path}_critic.</summary>
     public bool SaveValueNetwork { get; init; }
+    /// <summary>--lora_rank &gt; 0 and the other LoRA flags: train adapters on the frozen actor (null = full fine-tuning).</summary>
+    public Models.Qwen.LoraOptions? Lora { get; init; }
 }
 
 /// <summary>Prompt data beyond the shared prompt-data flags.</summary>
@@ -77,8 +83,24 @@ public sealed record RewardSettings
     /// <summary>--reward_clip_range (applied after group shaping).</summary>
     public double ClipMin { get; init; } = -10;
     public double ClipMax { get; init; } = 10;
-    /// <summary>--normalize_reward: accepted; like upstream it changes nothing for rule or remote rewards.</summary>
+    /// <summary>--normalize_reward: each reward model's score becomes (r − mean) / std with the mean/std of its
+    /// config.json (OpenRLHF's RewardModel); like upstream it changes nothing for rule or remote rewards.</summary>
     public bool NormalizeReward { get; init; }
+    /// <summary>--reward_pretrain: reward-model checkpoint folders (comma list upstream), scored on every sample.</summary>
+    public IReadOnlyList<string> RewardPretrain { get; init; } = [];
+    /// <summary>--reward_weights (ours): one weight per reward model, optionally followed by the rule / remote reward's;
+    /// null = upstream's plain sum of the reward models (RewardCombination).</summary>
+    public IReadOnlyList<double>? RewardWeights { get; init; }
+
+    /// <summary>w_k of each reward model (1 unless --reward_weights says otherwise).</summary>
+    [JsonIgnore]
+    public IReadOnlyList<double> ModelWeights => [.. RewardPretrain.Select((_, k) => RewardWeights is { } w && k < w.Count ? w[k] : 1.0)];
+
+    /// <summary>The rule / remote reward's weight: 1 without reward models; with them the weight after the models'
+    /// in --reward_weights, else 0 (upstream scores with the reward models alone).</summary>
+    [JsonIgnore]
+    public double RuleWeight => RewardPretrain.Count == 0 ? 1.0
+        : RewardWeights is { } w && w.Count == RewardPretrain.Count + 1 ? w[^1] : 0.0;
     /// <summary>--reward_time_budget_ms (ours): wall-clock budget of one built-in rule-reward verification; a spent
     /// budget scores accuracy 0, so a slow verification on a loaded machine can change a reward (raise it for runs
     /// that must repeat exactly).</summary>
@@ -237,7 +259,7 @@ public sealed record PpoConfig
             notes.Add($"note: --gamma {Algorithm.Gamma} is replaced by 1.0 for {Algorithm.Estimator.CliName()} (as upstream)");
         if (Algorithm.UseKlLoss && Algorithm.InitKlCoef <= 0)
             notes.Add("note: --use_kl_loss with --init_kl_coef 0: no reference model is loaded and the KL loss is 0 (as upstream)");
-        if (Reward.NormalizeReward)
+        if (Reward.NormalizeReward && Reward.RewardPretrain.Count == 0)
             notes.Add("note: --normalize_reward changes nothing for rule-based or remote rewards (as upstream)");
         var algorithm = Algorithm with
         {
@@ -265,6 +287,13 @@ public sealed record PpoConfig
         if (string.IsNullOrWhiteSpace(Model.ValueHeadPrefix)) throw Flag("--value_head_prefix", "must not be empty");
         foreach (var p in Model.FreezePrefix)
             if (string.IsNullOrWhiteSpace(p)) throw Flag("--freeze_prefix", "prefixes must not be empty");
+        if (Model.Lora is { } lora)
+        {
+            lora.Validate();
+            if (lora.Dropout > 0 && Model.GradientCheckpointing)
+                throw Flag("--lora_dropout", $"{lora.Dropout} with --gradient_checkpointing is not supported (the recomputed layer would draw " +
+                                             "another dropout mask); use 0 (OpenRLHF's default) or drop --gradient_checkpointing");
+        }
         if (Data.PromptMaxLen < 1 || Data.PromptMaxLen > MaxSequenceTokens)
             throw Flag("--prompt_max_len", $"must be in 1..{MaxSequenceTokens}, got {Data.PromptMaxLen}");
         _ = ImageOptions();
@@ -296,6 +325,18 @@ public sealed record PpoConfig
                 if (!Uri.TryCreate(u, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
                     throw Flag("--remote_rm_url", $"'{u}' is not an absolute http(s) URL");
             }
+        }
+        foreach (var rm in Reward.RewardPretrain)
+            if (string.IsNullOrWhiteSpace(rm)) throw Flag("--reward_pretrain", "empty entry: expected a comma list of reward-model folders");
+        if (Reward.RewardWeights is { } weights)
+        {
+            int k = Reward.RewardPretrain.Count;
+            if (k == 0) throw Flag("--reward_weights", "needs --reward_pretrain (one weight per reward model, then optionally the rule / remote reward's)");
+            if (weights.Count != k && weights.Count != k + 1)
+                throw Flag("--reward_weights", $"expected {k} weight(s), one per --reward_pretrain model, or {k + 1} (the last for the " +
+                                               $"{(Reward.RemoteRmUrl is null ? "rule" : "--remote_rm_url")} reward), got {weights.Count}");
+            foreach (var w in weights)
+                if (!double.IsFinite(w)) throw Flag("--reward_weights", $"weights must be finite numbers, got {w}");
         }
         if (!double.IsFinite(Reward.ClipMin) || !double.IsFinite(Reward.ClipMax) || Reward.ClipMin > Reward.ClipMax)
             throw Flag("--reward_clip_range", $"expected two finite numbers MIN MAX with MIN ≤ MAX, got {Reward.ClipMin} {Reward.ClipMax}");

@@ -1,6 +1,9 @@
 // The models of one PPO run in one process: the actor (trained, and the rollout engine's weights), the frozen
 // reference (only when the config has a KL term) and the critic (gae only). --freeze_prefix freezes actor parameters
 // by name prefix (requires_grad false, so they get neither gradients nor optimizer state), as LMM-R1's ppo_actor.
+// With --lora_rank the actor gets LoRA adapters on a frozen base and the reference is the actor itself with the
+// adapters switched off (ExperienceMaker.ReferenceLogProbs), so no second copy of the weights is loaded. Departure
+// from OpenRLHF: a gae critic is trained in full (OpenRLHF gives it adapters too).
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 using TorchSharp;
@@ -16,6 +19,8 @@ public sealed class PpoModels : IDisposable
     /// <summary>True when the reference's vision tower has the actor's (frozen) vision weights, so the actor's cached
     /// image embeddings can be reused for the reference forward.</summary>
     public bool ReferenceSharesFrozenVision { get; init; }
+    /// <summary>LoRA: the reference is <see cref="Actor"/> with its adapters off (the same object).</summary>
+    public bool ReferenceIsActorWithoutAdapters => Reference is not null && ReferenceEquals(Reference, Actor);
 
     /// <summary>Loads what the config needs from its checkpoints: the reference only with a KL term, the critic only
     /// for gae (its head initialised when --critic_pretrain is --pretrain, as upstream).</summary>
@@ -28,7 +33,14 @@ public sealed class PpoModels : IDisposable
         CriticModel? critic = null;
         try
         {
-            if (c.UsesReference) reference = QwenVLModel.Load(pretrain, dtype, device);
+            if (c.Model.Lora is { } lora)
+            {
+                actor.AttachLora(lora.Select(actor.LinearLayerNames()), lora.Rank, lora.Alpha, lora.Dropout, c.Run.Seed);
+                log?.Invoke($"LoRA r={lora.Rank} α={lora.Alpha} on {actor.Lora!.Layers.Count} linear layers: {actor.Lora.ParameterCount:N0} trainable " +
+                            $"parameters, base frozen{(c.UsesReference ? "; reference = base with adapters off" : "")}");
+                if (c.UsesReference) reference = actor;
+            }
+            else if (c.UsesReference) reference = QwenVLModel.Load(pretrain, dtype, device);
             if (c.UsesCritic)
             {
                 string cp = c.Model.CriticPretrain!;
@@ -38,7 +50,7 @@ public sealed class PpoModels : IDisposable
         }
         catch
         {
-            actor.Dispose(); reference?.Dispose(); critic?.Dispose();
+            actor.Dispose(); if (!ReferenceEquals(reference, actor)) reference?.Dispose(); critic?.Dispose();
             throw;
         }
         return Prepare(c, actor, reference, critic, referenceFromSameCheckpoint: true, log);
@@ -56,11 +68,11 @@ public sealed class PpoModels : IDisposable
         int frozen = Freeze(actor, c.Model.FreezePrefix);
         if (c.Model.FreezePrefix.Count > 0)
             log?.Invoke($"froze {frozen} actor parameter tensor(s) with prefix(es) {string.Join(", ", c.Model.FreezePrefix)}");
-        if (reference is not null)
+        if (reference is not null && !ReferenceEquals(reference, actor))
             foreach (var p in reference.parameters()) p.requires_grad = false;
         actor.GradientCheckpointing = c.Model.GradientCheckpointing;
         if (critic is not null) critic.GradientCheckpointing = c.Model.GradientCheckpointing;
-        if (c.Model.GradientCheckpointing && IsFrozen(actor, "model.embed_tokens.weight"))
+        if (c.Model.GradientCheckpointing && actor.Lora is null && IsFrozen(actor, "model.embed_tokens.weight"))
             throw InputException.At(null, null, "--freeze_prefix",
                 "freezing the token embeddings with --gradient_checkpointing leaves the checkpointed layers without gradients; drop one of them");
         return new PpoModels
@@ -100,7 +112,7 @@ public sealed class PpoModels : IDisposable
     public void Dispose()
     {
         Actor.Dispose();
-        Reference?.Dispose();
+        if (!ReferenceIsActorWithoutAdapters) Reference?.Dispose();
         Critic?.Dispose();
     }
 }

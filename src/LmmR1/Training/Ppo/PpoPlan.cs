@@ -74,10 +74,16 @@ public sealed record PpoPlan
         sb.AppendLine($"  samples generated       {SamplesPerRollout * MaxGlobalSteps}");
         sb.AppendLine($"  training per step       {o.MaxEpochs} epoch(s) × {MicroBatchesPerEpoch} micro-batches of {o.MicroTrainBatchSize}, " +
                       $"{AccumulationSteps} per optimizer step → {OptimizerStepsPerRollout} optimizer step(s)" + (c.UsesCritic ? " each for actor and critic" : ""));
+        if (c.Model.PackingSamples)
+            sb.AppendLine("  packing                 log-prob, reference, value and update passes without padding (--packing_samples)");
         sb.AppendLine($"  optimizer steps         {OptimizerStepsPerRollout * MaxGlobalSteps} in total; LR schedule over {SchedulerSteps} steps, {WarmupSteps} warmup, " +
                       $"cosine to 0.1·lr (actor {Fmt(o.ActorLearningRate)}" + (c.UsesCritic ? $", critic {Fmt(o.CriticLearningRate)}" : "") + ")");
         sb.AppendLine($"  models                  actor{(c.UsesReference ? " + reference" : "")}{(c.UsesCritic ? " + critic" : "")}" +
                       $" ({(c.UsesReference ? $"KL β={Fmt(c.Algorithm.InitKlCoef)} {(c.Algorithm.UseKlLoss ? "as a loss" : "in the reward")}" : "no KL term")})");
+        if (c.Model.Lora is { } lora)
+            sb.AppendLine($"  LoRA                    r={lora.Rank}, α={Fmt(lora.Alpha)} (scale {Fmt(lora.Scale)}), dropout {Fmt(lora.Dropout)}, " +
+                          $"targets {string.Join(" ", lora.TargetModules)}" + (lora.ExcludeModules.Count > 0 ? $" except {string.Join(" ", lora.ExcludeModules)}" : "") +
+                          $"; base frozen; saves a PEFT adapter{(lora.SaveMerged ? " and a merged model ({save_path}_merged)" : "")}");
         var a = c.Algorithm;
         var pl = a.PolicyLoss;
         sb.AppendLine($"  policy loss             {pl.Type.ToString().ToLowerInvariant()}, ratio clip [{(1 - pl.ClipLow).ToString("G6", CultureInfo.InvariantCulture)}, {(1 + pl.ClipHigh).ToString("G6", CultureInfo.InvariantCulture)}]" +
@@ -131,6 +137,8 @@ public sealed record ModelSize(long Text, long LmHead, long Vision)
 public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> Parts)
 {
     public double Total => Parts.Sum(p => p.Bytes);
+    /// <summary>Lines printed under the table (LoRA: what it saves against full fine-tuning).</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
 
     public static MemoryEstimate Of(PpoConfig c, QwenVLConfig actor, QwenVLConfig? critic)
     {
@@ -139,13 +147,29 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         var size = ModelSize.Of(actor);
         bool visualFrozen = c.Model.FreezePrefix.Any(p => "visual.".StartsWith(p, StringComparison.Ordinal));   // other prefixes: not counted
         long trainable = size.Total - (visualFrozen ? size.Vision : 0);
+        var notes = new List<string>();
+        long adapters = c.Model.Lora is { } lora ? LoraLayout.AdapterParameters(actor, lora) : 0;
         var parts = new List<(string, double)>
         {
             ("actor weights", (double)size.Total * w),
-            ("actor gradients", (double)trainable * w),
-            ("actor AdamW state", (double)trainable * optimBytes),
         };
-        if (c.UsesReference) parts.Add(("reference weights", (double)size.Total * w));
+        if (c.Model.Lora is { } lo)
+        {
+            // LoRA: gradients and AdamW state for the adapters only, the reference is the base with adapters off.
+            parts.Add(($"LoRA adapters (r={lo.Rank}, {adapters / 1e6:F1} M parameters)", (double)adapters * w));
+            parts.Add(("LoRA adapter gradients", (double)adapters * w));
+            parts.Add(("LoRA adapter AdamW state", (double)adapters * optimBytes));
+            double full = (double)trainable * (w + optimBytes) + (c.UsesReference ? (double)size.Total * w : 0);
+            double mine = (double)adapters * (2 * w + optimBytes);
+            notes.Add($"LoRA saves {Gb(full - mine)} against full fine-tuning of this model (gradients + AdamW state of {trainable / 1e9:F2} B " +
+                      $"parameters{(c.UsesReference ? " + the reference copy" : "")}: {Gb(full)}; adapters with gradients and state: {Gb(mine)})");
+        }
+        else
+        {
+            parts.Add(("actor gradients", (double)trainable * w));
+            parts.Add(("actor AdamW state", (double)trainable * optimBytes));
+        }
+        if (c.UsesReference) parts.Add(c.Model.Lora is null ? ("reference weights", (double)size.Total * w) : ("reference weights (LoRA: the base with adapters off)", 0));
         if (c.UsesCritic && critic is not null)
         {
             var cs = ModelSize.Of(critic);
@@ -171,6 +195,24 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         parts.Add(($"actor activations (micro-batch {b} × {seq}, {(c.Model.GradientCheckpointing ? "checkpointed" : "no checkpointing")})", acts));
         parts.Add(("actor action logits + fp32 log-softmax", logits));
         if (c.UsesCritic) parts.Add(("critic activations", acts));
+        return new MemoryEstimate(parts) { Notes = notes };
+    }
+
+    /// <summary>Adds the frozen reward models (--reward_pretrain): their weights in the run's dtype (no lm_head, plus the
+    /// value head) and one no-grad forward's activations (one layer live at a time, micro-batch of
+    /// --micro_rollout_batch_size), inserted before the generation parts.</summary>
+    public MemoryEstimate WithRewardModels(PpoConfig c, IReadOnlyList<QwenVLConfig> rewardModels)
+    {
+        if (rewardModels.Count == 0) return this;
+        int w = c.Model.Bf16 ? 2 : 4;
+        double weights = rewardModels.Sum(rm => { var s = ModelSize.Of(rm); return (double)(s.Text + s.Vision + rm.Text.HiddenSize) * w; });
+        long seq = (long)c.Data.PromptMaxLen + c.Rollout.GenerateMaxLen;
+        double acts = rewardModels.Max(rm => (double)c.Rollout.MicroRolloutBatchSize * seq * (4.0 * rm.Text.HiddenSize + 2.0 * rm.Text.IntermediateSize) * w);
+        var parts = Parts.ToList();
+        int at = parts.FindIndex(p => p.Part.StartsWith("generation", StringComparison.Ordinal));
+        if (at < 0) at = parts.Count;
+        parts.Insert(at, ($"reward model weights ({rewardModels.Count}, frozen, no lm_head)", weights));
+        parts.Insert(at + 1, ($"reward model forward (no grad, micro-batch {c.Rollout.MicroRolloutBatchSize} × {seq})", acts));
         return new MemoryEstimate(parts);
     }
 
@@ -180,6 +222,7 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         sb.AppendLine($"memory estimate on {device} (rough; one process holds every model):");
         foreach (var (part, bytes) in Parts) sb.AppendLine($"  {part,-62} {Gb(bytes),10}");
         sb.AppendLine($"  {"total",-62} {Gb(Total),10}");
+        foreach (var n in Notes) sb.AppendLine("  " + n);
         return sb.ToString();
     }
 

@@ -81,8 +81,9 @@ public sealed class PpoTrainer : IDisposable
     /// <param name="reward">The reward model (built-in rule reward or a remote client).</param>
     /// <param name="metrics">Where metrics go (a MetricsLog is also copied into checkpoints and drawn as plots), or null.</param>
     /// <param name="log">Human-readable progress lines.</param>
+    /// <param name="rewardModels">--reward_pretrain's models (owned by the caller), or null.</param>
     public PpoTrainer(PpoConfig config, PpoModels models, QwenVLProcessor processor, PromptDataset train, PromptDataset? eval,
-                      IRewardModel reward, IMetricsSink? metrics = null, Action<string>? log = null)
+                      IRewardModel reward, IMetricsSink? metrics = null, Action<string>? log = null, RewardModels.RewardModelSet? rewardModels = null)
     {
         this.config = config;
         this.models = models;
@@ -103,7 +104,9 @@ public sealed class PpoTrainer : IDisposable
                 new LrSchedule(o.CriticLearningRate, Plan.SchedulerSteps, Plan.WarmupSteps), o.Beta1, o.Beta2, o.L2, o.MaxNorm);
         kl = LmmR1.Algorithms.KlController.Create(config.Algorithm.InitKlCoef, config.Algorithm.KlTarget, config.Algorithm.KlHorizon);
         State.KlCoef = kl.Value;
-        maker = new ExperienceMaker(config, models, tokenizer, processor, reward) { Log = this.log };
+        if (config.Reward.RewardPretrain.Count != (rewardModels?.Models.Count ?? 0))
+            throw new ArgumentException($"the config names {config.Reward.RewardPretrain.Count} reward model(s) but {rewardModels?.Models.Count ?? 0} were given");
+        maker = new ExperienceMaker(config, models, tokenizer, processor, reward, rewardModels) { Log = this.log };
         store = new CheckpointStore(config.Run.CkptPath, config.Run.MaxCkptNum);
     }
 
@@ -389,7 +392,7 @@ public sealed class PpoTrainer : IDisposable
                     foreach (var rows in group)
                     {
                         using var scope = torch.NewDisposeScope();
-                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds);
+                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds, config.Model.PackingSamples);
                         var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals });
                         // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
                         if (!float.IsFinite(loss.item<float>())) poisoned = true;
@@ -568,8 +571,22 @@ public sealed class PpoTrainer : IDisposable
         string pretrain = config.Model.Pretrain!;
         FinalExport.Write(store, State.GlobalStep, config.Run.SavePath, Disk, () =>
         {
-            HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
-            log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+            if (models.Actor.Lora is null)
+            {
+                HfExport.WriteIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, config.ImageOptions());
+                log($"saved the final model to {Path.GetFullPath(config.Run.SavePath)}");
+            }
+            else
+            {
+                HfExport.WriteAdapterIntoRunFolder(models.Actor, config.Run.SavePath, pretrain, Path.GetFullPath(pretrain));
+                log($"saved the LoRA adapter (PEFT folder) to {Path.GetFullPath(config.Run.SavePath)}");
+                if (config.Model.Lora is { SaveMerged: true })
+                {
+                    string merged = config.Run.SavePath.TrimEnd('/') + "_merged";
+                    HfExport.WriteAtomic(models.Actor, merged, pretrain, config.ImageOptions());
+                    log($"saved the merged model to {Path.GetFullPath(merged)}");
+                }
+            }
             if (config.Model.SaveValueNetwork && models.Critic is { } critic)
             {
                 string dir = config.Run.SavePath.TrimEnd('/') + "_critic";

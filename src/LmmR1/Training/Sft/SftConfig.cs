@@ -26,6 +26,8 @@ public sealed record SftConfig
     public string? ProcessorKwargs { get; init; }
     public long LoggingSteps { get; init; } = 1;
     public string? UseTensorboard { get; init; }
+    /// <summary>--lora_rank &gt; 0 and the other LoRA flags (as `lmmr1 train`): adapters on the frozen model.</summary>
+    public Models.Qwen.LoraOptions? Lora { get; init; }
 
     public SftConfig Validate()
     {
@@ -45,6 +47,13 @@ public sealed record SftConfig
         if (!(L2 >= 0)) throw Flag("--l2", $"must be ≥ 0, got {L2}");
         if (!(MaxNorm > 0)) throw Flag("--max_norm", $"must be > 0, got {MaxNorm}");
         if (LoggingSteps < 1) throw Flag("--logging_steps", $"must be ≥ 1, got {LoggingSteps}");
+        if (Lora is { } lora)
+        {
+            lora.Validate();
+            if (lora.Dropout > 0 && GradientCheckpointing)
+                throw Flag("--lora_dropout", $"{lora.Dropout} with --gradient_checkpointing is not supported (the recomputed layer would draw " +
+                                             "another dropout mask); use 0 or drop --gradient_checkpointing");
+        }
         return this;
     }
 
