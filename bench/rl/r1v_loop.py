@@ -15,7 +15,8 @@ each sample's length is log-normal (median, sigma) and above --max-new it is tru
 steps with min_new_tokens = max_new_tokens (it would anyway: with ~8 % of samples truncated at these settings, some
 row of every generate call runs to the limit, and HF keeps decoding every row until then), then each completion is
 cut at its length with EOS as its last token. Each micro-batch is trimmed to its longest completion (TRL pads to the
-whole generation; trimming only makes this baseline faster).
+whole generation; trimming only makes this baseline faster). The image and video pad tokens are suppressed in generate
+(a generated <|image_pad|> breaks the training forward's image-feature count; lmmr1's engine bans the same two ids).
 
 usage: python3 r1v_loop.py [--prompts 64] [--samples 8] [--max-new 512] [--prompt-text 90] [--median 256]
        [--sigma 0.5] [--micro 8] [--gen-prompts 64] [--steps 2] [--budget-s 500]
@@ -64,7 +65,7 @@ trainable = [p for p in policy.parameters() if p.requires_grad]
 masters = [p.detach().float().clone() for p in trainable]
 opt = torch.optim.AdamW(masters, lr=1e-6, betas=(0.9, 0.95), weight_decay=0.0, fused=True)
 EOS, PAD = 151645, 151643
-VS, VE, IP = 151652, 151653, 151655
+VS, VE, IP, VIDEO_PAD = 151652, 151653, 151655, 151656
 build_s = time.time() - T0
 print(json.dumps({"what": "r1v_model", "build_s": round(build_s, 1), "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
                   "trainable_params": sum(p.numel() for p in trainable)}), flush=True)
@@ -116,7 +117,8 @@ def step(i):
                       mm_token_type_ids=(ids == IP).long())
             out = policy.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.max_new,
                                   min_new_tokens=args.max_new, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                                  num_return_sequences=G, eos_token_id=None, pad_token_id=PAD, **kw)
+                                  num_return_sequences=G, eos_token_id=None, pad_token_id=PAD,
+                                  suppress_tokens=[IP, VIDEO_PAD], **kw)
             completions.append(out[:, L:])
     comp = torch.cat(completions)                                  # [P*G, max_new], prompt-major
     phase("generate", t)

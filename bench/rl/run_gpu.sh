@@ -2,6 +2,7 @@
 # Issue 13's GPU benchmarks in one call, from the repository root on the GPU machine: `lmmr1 native build`, then the
 # parts named in PARTS (comma list, run in the order given):
 #   train   lmmr1 bench train on TRAIN_CASES (default 4x1024,4x1024:ckpt,8x2048:ckpt), 3B shape, random weights in memory
+#   train_noopt  the same without the optimizer (fwd+bwd only, NOOPT_CASES)
 #   hftrain transformers fwd+bwd on 4x1024 and 8x2048+ckpt (hf_baseline.py train, same GPU)
 #   rl_rb   lmmr1 bench rl-step: reinforce_baseline + reference (KL 0.001 in the reward)
 #   rl_gn   lmmr1 bench rl-step: group_norm + reference (GRPO: --use_kl_loss, k3)
@@ -42,6 +43,10 @@ part_train() {
   timeout ${TRAIN_TIMEOUT:-240} "$L" bench train --model "$MODEL" --cases "$TRAIN_CASES" --steps 4 --output "$RES" > "$OUT/train.log" 2>&1
   el "bench train exit $?"; grep -v '^{' "$OUT/train.log" | grep -v '^   at ' | tail -3 >&2
 }
+part_train_noopt() {   # forward + backward only, no optimizer state held (what hf_baseline.py train measures)
+  timeout ${TRAIN_TIMEOUT:-240} "$L" bench train --model "$MODEL" --cases "${NOOPT_CASES:-4x1024,8x2048:ckpt}" --steps 4 --no-optimizer --output "$RES" > "$OUT/train_noopt.log" 2>&1
+  el "bench train --no-optimizer exit $?"; grep -v '^{' "$OUT/train_noopt.log" | grep -v '^   at ' | tail -3 >&2
+}
 part_hftrain() {
   timeout 240 python3 "$BASE/hf_baseline.py" train 2> "$OUT/hftrain.log" | tee -a "$RES" >/dev/null; el "hf train"; tail -2 "$OUT/hftrain.log" >&2
 }
@@ -54,7 +59,7 @@ part_r1v() {
 }
 part_rl_rb() { rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001; }
 part_rl_gn() { rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3; }
-part_rl_rb_keep() { rl rl_rb_keep --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --rollout_keep_cuda_graphs; }
+part_rl_rb_keep() { STEPS=${KEEP_STEPS:-$STEPS} RL_TIMEOUT=${KEEP_TIMEOUT:-${RL_TIMEOUT:-400}} rl rl_rb_keep --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --rollout_keep_cuda_graphs; }
 # The parts run in the order PARTS names them.
 for p in ${PARTS//,/ }; do "part_$p"; done
 
