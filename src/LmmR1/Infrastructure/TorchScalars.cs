@@ -66,6 +66,23 @@ public static class TorchScalars
     public static Tensor GtS(this Tensor a, long v) { using var s = v.ToScalar(); return a.gt(s); }
     public static Tensor GeS(this Tensor a, long v) { using var s = v.ToScalar(); return a.ge(s); }
 
+    // Added by scal-models (model, generation and CLI code).
+    /// <summary>a + alpha·b (`a.add(b, alpha)` with a double alpha).</summary>
+    public static Tensor PlusScaled(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add(b, s); }
+    public static Tensor PlusScaled_(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add_(b, s); }
+    /// <summary>An integer bound keeps an int Scalar: clamp_max(n) of an int64 index stays int64.</summary>
+    public static Tensor ClampMaxS(this Tensor a, long max) { using var s = max.ToScalar(); return a.clamp_max(s); }
+    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, double v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
+    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, bool v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
+    public static Tensor FillAllS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.fill_(s); }
+    public static Tensor FillAllS_(this Tensor a, long v) { using var s = v.ToScalar(); return a.fill_(s); }
+
+    public static Tensor Arange(long start, long stop, long step, ScalarType dtype, Device device)
+    {
+        using var a = start.ToScalar(); using var b = stop.ToScalar(); using var c = step.ToScalar();
+        return torch.arange(a, b, c, dtype: dtype, device: device);
+    }
+
     // Factories that take numbers.
     public static Tensor Arange(long stop, ScalarType dtype, Device device)
     {
