@@ -42,7 +42,8 @@ internal static class AttentionMath
     {
         if (groups == 1) return x.alias();
         long b = x.shape[0], h = x.shape[1], s = x.shape[2], d = x.shape[3];
-        using var e = x.unsqueeze(2).expand(b, h, groups, s, d);
+        using var u = x.unsqueeze(2);
+        using var e = u.expand(b, h, groups, s, d);
         return e.reshape(b, h * groups, s, d);
     }
 

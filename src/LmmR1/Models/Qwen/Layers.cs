@@ -39,7 +39,8 @@ internal sealed class Dense : nn.Module<Tensor, Tensor>
     internal void AttachLora(Tensor a, LoraState state)
     {
         if (loraA is not null) throw new InvalidOperationException("a LoRA adapter is already attached");
-        loraA = new LoraWeight(a.to(weight.dtype, weight.device).detach());
+        using var moved = a.to(weight.dtype, weight.device);
+        loraA = new LoraWeight(moved.detach());
         loraB = new LoraWeight(torch.zeros([weight.shape[0], a.shape[0]], weight.dtype, weight.device));
         register_module("lora_A", loraA);
         register_module("lora_B", loraB);

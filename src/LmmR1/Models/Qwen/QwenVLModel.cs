@@ -207,7 +207,9 @@ public sealed class QwenVLModel : nn.Module
         var grid = visual.HostGrid(pixelValues, gridThw, what);
         VisionTowerCalls++;
         VisionTowerItems += grid.Length;
-        return visual.Forward(pixelValues.to(Device), grid, Attention);
+        // The moved pixels are a temporary: the scope keeps it alive through the tower (TorchScalars.cs says why).
+        using var scope = torch.NewDisposeScope();
+        return visual.Forward(pixelValues.to(Device), grid, Attention).MoveToOuterDisposeScope();
     }
 
     /// <summary>How often the vision tower ran (<see cref="EncodeVision"/> calls) and how many images / videos it

@@ -148,12 +148,18 @@ public static class RopeIndex
         return -1;
     }
 
+    // Scoped: the detach/to/tensor intermediates stay alive through the native calls that read them (TorchScalars.cs).
     static long[] HostLongs(Tensor t)
     {
-        using var c = t.detach().to(ScalarType.Int64, torch.CPU).contiguous();
-        return c.data<long>().ToArray();
+        using var scope = torch.NewDisposeScope();
+        return t.detach().to(ScalarType.Int64, torch.CPU).contiguous().data<long>().ToArray();
     }
 
-    static (Tensor, Tensor) Result(long[] pos, long[] deltas, int b, int l, Device dev) =>
-        (torch.tensor(pos, [3, b, l], ScalarType.Int64).to(dev), torch.tensor(deltas, ScalarType.Int64).to(dev));
+    static (Tensor, Tensor) Result(long[] pos, long[] deltas, int b, int l, Device dev)
+    {
+        using var scope = torch.NewDisposeScope();
+        var p = torch.tensor(pos, [3, b, l], ScalarType.Int64).to(dev);
+        var d = torch.tensor(deltas, ScalarType.Int64).to(dev);
+        return (p.MoveToOuterDisposeScope(), d.MoveToOuterDisposeScope());
+    }
 }

@@ -277,8 +277,8 @@ internal sealed class VisionTower : nn.Module
     {
         if (gridThw.dim() != 2 || gridThw.shape[1] != 3)
             throw new InputException($"{what}_grid_thw must be [n, 3], got [{string.Join(",", gridThw.shape)}]");
-        using var g = gridThw.detach().to(ScalarType.Int64, torch.CPU).contiguous();
-        var flat = g.data<long>().ToArray();
+        long[] flat;
+        using (torch.NewDisposeScope()) flat = gridThw.detach().to(ScalarType.Int64, torch.CPU).contiguous().data<long>().ToArray();
         var grid = new (long, long, long)[flat.Length / 3];
         long rows = 0;
         for (int i = 0; i < grid.Length; i++)
