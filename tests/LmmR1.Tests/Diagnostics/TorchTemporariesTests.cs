@@ -38,7 +38,7 @@ public class TorchTemporariesTests
         string[] expected =
         [
             "Scalar::op_Implicit", "Tensor::op_Addition", "Tensor::op_Multiply", "Tensor::add(", "torch::arange(", "Tensor::op_Implicit",
-            "TensorExtensionMethods::ToDouble",
+            "TensorExtensionMethods::ToDouble", "Tensor::square()", "TorchTemporariesTests::Helper",
         ];
         var bad = sites.Where(s => s.Contains("::Bad", StringComparison.Ordinal)).ToList();
         foreach (var e in expected) Assert.True(bad.Any(s => s.Contains(e, StringComparison.Ordinal)), $"no {e} among:\n" + string.Join('\n', sites));
@@ -56,13 +56,20 @@ public class TorchTemporariesTests
         public static torch.Tensor BadArange() => torch.arange(5L, torch.ScalarType.Int64);
         public static torch.Tensor BadShift(torch.Tensor x) => x.bitwise_right_shift(3);
         public static double BadRead(torch.Tensor x) => x.ToDouble();
+        public static torch.Tensor BadSquare(torch.Tensor x) => x.square();
+        public static torch.Tensor BadViaHelper(torch.Tensor x) => Helper(x);
         public static torch.Tensor RootedPlus(torch.Tensor x, torch.Tensor y) => LmmR1.Infrastructure.TorchScalars.Plus(x, y);
         public static torch.Tensor RootedFill(torch.Tensor x, torch.Tensor m) => x.masked_fill(m, LmmR1.Infrastructure.TorchScalars.MinusOne);
         public static torch.Tensor RootedTimes(torch.Tensor x, torch.Tensor y) => x * y;
     }
+
+    /// <summary>Outside the scanned control class: a helper whose temporary its callers inherit.</summary>
+    static torch.Tensor Helper(torch.Tensor x) => x - 1;
 }
 
-/// <summary>Finds call sites whose TorchSharp target makes a temporary Scalar (or Tensor from a number).</summary>
+/// <summary>Finds call sites whose TorchSharp target makes a temporary Scalar (or Tensor from a number): a conversion at
+/// the call site itself, or a TorchSharp method that makes one inside, found by reading TorchSharp's own IL (its
+/// number conversions and `.ToScalar()` calls, closed over its internal calls: `a + b` → `add(b)` → `add(b, 1)`).</summary>
 public static class TemporaryScalarScan
 {
     static readonly Dictionary<short, OpCode> OpCodesByValue =
@@ -70,56 +77,73 @@ public static class TemporaryScalarScan
 
     const string T = "TorchSharp.torch/Tensor";
 
-    /// <summary>Whether a call to <paramref name="target"/> ("Type::name(param types)") makes a temporary.</summary>
-    public static bool MakesTemporary(string target)
+    /// <summary>A number (or a tensor's value) becoming a Scalar or Tensor that only the callee sees.</summary>
+    static bool Converts(string target) =>
+        target.StartsWith("TorchSharp.Scalar::op_Implicit", StringComparison.Ordinal) ||
+        target.StartsWith(T + "::op_Implicit", StringComparison.Ordinal) ||
+        target == $"{T}::ToScalar()";
+
+    /// <summary>TorchSharp methods that make a temporary inside (their own `.ToScalar()` calls count too; the implicit
+    /// bool → Tensor of their `if (target is null) return false;` does not).</summary>
+    public static IReadOnlySet<string> MakingTemporaries => makingTemporaries.Value;
+    static readonly Lazy<HashSet<string>> makingTemporaries = new(() => Closure(Calls(typeof(torch).Assembly.Location, _ => true), t =>
+        (Converts(t) && t != $"{T}::op_Implicit(Boolean)") || t.StartsWith("TorchSharp.ScalarExtensionMethods::ToScalar", StringComparison.Ordinal)));
+
+    /// <summary>The methods that call a <paramref name="bad"/> target, directly or through other such methods.</summary>
+    static HashSet<string> Closure(Dictionary<string, List<string>> calls, Func<string, bool> bad)
     {
-        if (!target.StartsWith("TorchSharp.", StringComparison.Ordinal)) return false;
-        if (target.StartsWith("TorchSharp.Scalar::op_Implicit", StringComparison.Ordinal)) return true;            // number → Scalar
-        if (target.StartsWith(T + "::op_Implicit", StringComparison.Ordinal)) return true;                        // number → Tensor
-        if (target.StartsWith(T + "::op_Addition", StringComparison.Ordinal)) return true;                        // + always: alpha 1
-        foreach (var op in new[] { "op_Subtraction", "op_Multiply", "op_Division", "op_Modulus" })
-            if (target.StartsWith($"{T}::{op}(", StringComparison.Ordinal) && target != $"{T}::{op}({T},{T})") return true;
-        foreach (var m in new[] { "add", "add_" })
-            if (target == $"{T}::{m}({T})" || target == $"{T}::{m}(TorchSharp.Scalar)") return true;            // hidden alpha 1
-        foreach (var m in new[] { "addcdiv", "addcdiv_" })
-            if (target == $"{T}::{m}({T},{T})") return true;                                                       // hidden value 1
-        if (target.StartsWith("TorchSharp.torch::arange(TorchSharp.Scalar,System.Nullable", StringComparison.Ordinal) ||
-            target.StartsWith("TorchSharp.torch::arange(TorchSharp.Scalar,TorchSharp.Scalar,System.Nullable", StringComparison.Ordinal))
-            return true;                                                                                           // hidden 0 / step 1
-        if (target.Contains("::vector_norm(", StringComparison.Ordinal) || target.Contains("::matrix_norm(", StringComparison.Ordinal)) return true;
-        if (target == $"{T}::ToScalar()") return true;
-        if (target.StartsWith("TorchSharp.TensorExtensionMethods::To", StringComparison.Ordinal) && target.EndsWith($"({T})", StringComparison.Ordinal))
-            return true;                                                                                           // t.ToDouble() etc.
-        return false;
+        var found = new HashSet<string>(StringComparer.Ordinal);
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            foreach (var (method, targets) in calls)
+                if (!found.Contains(method) && targets.Any(t => bad(t) || found.Contains(t))) changed = found.Add(method) | changed;
+        }
+        return found;
     }
 
-    /// <summary>"Type::Method: target" for every such call in the types whose full name starts with one of <paramref name="prefixes"/>.</summary>
+    /// <summary>Whether a call to <paramref name="target"/> ("Type::name(param types)") makes a temporary.</summary>
+    public static bool MakesTemporary(string target) => Converts(target) || MakingTemporaries.Contains(target);
+
+    /// <summary>"Type::Method: target" for every call in the types whose full name starts with one of
+    /// <paramref name="prefixes"/> that makes a temporary: at the call site, inside TorchSharp, or inside one of this
+    /// assembly's methods outside those types (a helper that does it for them).</summary>
     public static List<string> Sites(string assemblyPath, IReadOnlyList<string> prefixes)
+    {
+        bool Selected(string method) => prefixes.Any(p => method.StartsWith(p, StringComparison.Ordinal));
+        var all = Calls(assemblyPath, _ => true);
+        var helpers = Closure(all, MakesTemporary);
+        return all.Where(kv => Selected(kv.Key))
+            .SelectMany(kv => kv.Value.Where(t => MakesTemporary(t) || (helpers.Contains(t) && !Selected(t))).Select(t => $"{kv.Key}: {t}"))
+            .ToList();
+    }
+
+    /// <summary>Every method with a body in the selected types → the methods it calls (call, callvirt, newobj, ldftn).</summary>
+    static Dictionary<string, List<string>> Calls(string assemblyPath, Func<string, bool> selectType)
     {
         using var fs = File.OpenRead(assemblyPath);
         using var pe = new PEReader(fs);
         var md = pe.GetMetadataReader();
         var names = new Names(md);
-        var sites = new List<string>();
+        var calls = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (var th in md.TypeDefinitions)
         {
             string type = names.Type(th);
-            if (!prefixes.Any(p => type.StartsWith(p, StringComparison.Ordinal))) continue;
+            if (!selectType(type)) continue;
             foreach (var mh in md.GetTypeDefinition(th).GetMethods())
             {
                 var def = md.GetMethodDefinition(mh);
                 if (def.RelativeVirtualAddress == 0) continue;
                 var il = pe.GetMethodBody(def.RelativeVirtualAddress).GetILBytes()!;
+                string self = names.Method(mh);
+                if (!calls.TryGetValue(self, out var targets)) calls[self] = targets = [];
                 for (int i = 0; i < il.Length;)
                 {
                     short value = il[i] == 0xFE ? (short)(0xFE00 | il[i + 1]) : il[i];
                     i += il[i] == 0xFE ? 2 : 1;
                     var op = OpCodesByValue[value];
                     if (op.OperandType == OperandType.InlineMethod)
-                    {
-                        string target = names.Method(MetadataTokens.EntityHandle(BitConverter.ToInt32(il.AsSpan(i, 4))));
-                        if (MakesTemporary(target)) sites.Add($"{type}::{md.GetString(def.Name)}: {target}");
-                    }
+                        targets.Add(names.Method(MetadataTokens.EntityHandle(BitConverter.ToInt32(il.AsSpan(i, 4)))));
                     i += op.OperandType switch
                     {
                         OperandType.InlineNone => 0,
@@ -132,7 +156,7 @@ public static class TemporaryScalarScan
                 }
             }
         }
-        return sites;
+        return calls;
     }
 
     /// <summary>Type and method names as "Namespace.Outer/Inner" and "Type::name(param types)".</summary>
