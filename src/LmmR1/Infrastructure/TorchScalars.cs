@@ -31,14 +31,15 @@ public static class TorchScalars
     public static Tensor Plus_(this Tensor a, Tensor b) => a.add_(b, One);
 
     // Tensor ∘ number: each keeps its Scalar referenced until the op returned (the `using` disposes it after).
-    public static Tensor AddS(this Tensor a, double v) { using var s = v.ToScalar(); return a.add(s); }
-    public static Tensor AddS(this Tensor a, long v) { using var s = v.ToScalar(); return a.add(s); }
-    public static Tensor AddS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.add_(s); }
+    // `add(Scalar)` is `add(scalar, 1)` with a temporary alpha too (Tensor.Math.cs): these pass the rooted One.
+    public static Tensor AddS(this Tensor a, double v) { using var s = v.ToScalar(); return a.add(s, One); }
+    public static Tensor AddS(this Tensor a, long v) { using var s = v.ToScalar(); return a.add(s, One); }
+    public static Tensor AddS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.add_(s, One); }
     public static Tensor SubS(this Tensor a, double v) { using var s = v.ToScalar(); return a.sub(s); }
     public static Tensor SubS(this Tensor a, long v) { using var s = v.ToScalar(); return a.sub(s); }
     /// <summary>v − a, computed as TorchSharp's `v - a` does: (−a) + v.</summary>
-    public static Tensor RSubS(this Tensor a, double v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s); }
-    public static Tensor RSubS(this Tensor a, long v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s); }
+    public static Tensor RSubS(this Tensor a, double v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s, One); }
+    public static Tensor RSubS(this Tensor a, long v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s, One); }
     public static Tensor MulS(this Tensor a, double v) { using var s = v.ToScalar(); return a.mul(s); }
     public static Tensor MulS(this Tensor a, long v) { using var s = v.ToScalar(); return a.mul(s); }
     public static Tensor MulS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.mul_(s); }
@@ -89,4 +90,7 @@ public static class TorchScalars
         using var s = v.ToScalar();
         return torch.full(shape, s, dtype: dtype, device: device);
     }
+
+    // Appended by scal-train (training code): an integer bound keeps an int Scalar (no float promotion of int tensors).
+    public static Tensor ClampMinS(this Tensor a, long min) { using var s = min.ToScalar(); return a.clamp_min(s); }
 }
