@@ -24,7 +24,7 @@ public static class AdvantageWhitening
         Tensor? rstd = null;
         if (divideByStd)
         {
-            var variance = Masked.Zeroed((flat - mean).square(), valid).sum() / count;
+            var variance = Masked.Zeroed((flat - mean).Square(), valid).sum() / count;
             rstd = variance.ClampMinS(1e-8).rsqrt();
         }
         var result = new Tensor[advantages.Count];

@@ -31,7 +31,7 @@ public static class Kl
         var kl = estimator switch
         {
             KlEstimator.K1 => d.alias(),
-            KlEstimator.K2 => d.square().DivS(2.0),
+            KlEstimator.K2 => d.Square().DivS(2.0),
             // e^(−d) − 1 − (−d), in OpenRLHF's order of operations
             KlEstimator.K3 => NegExpMinusOneMinus(d.neg()),
             _ => throw new ArgumentOutOfRangeException(nameof(estimator), estimator, null),

@@ -79,7 +79,7 @@ public static class Masked
         var xz = Zeroed(Precision.Compute(x), m);
         var mean = Mean(xz, m, dim, keepDim: true);
         var centered = xz - mean;
-        var variance = Mean(centered.square(), m, dim, keepDim: true);
+        var variance = Mean(centered.Square(), m, dim, keepDim: true);
         return (centered * variance.ClampMinS(eps).rsqrt()).MoveToOuterDisposeScope();
     }
 

@@ -24,13 +24,13 @@ public static class ValueLoss
         using var scope = NewDisposeScope();
         var v = Precision.Compute(values);                                                         // [B, A]
         var r = Precision.Compute(returns);
-        var surr2 = (v - r).square();
+        var surr2 = (v - r).Square();
         Tensor perToken, clipFraction;
         if (valueClip is { } eps)
         {
             var old = Precision.Compute(oldValues);
             var vClipped = old.Plus((v - old).ClampS(-eps, eps));
-            var surr1 = (vClipped - r).square();
+            var surr1 = (vClipped - r).Square();
             perToken = maximum(surr1, surr2);
             using (no_grad())
                 clipFraction = Masked.Mean(surr1.detach().gt(surr2.detach()).to_type(ScalarType.Float32), actionMask);

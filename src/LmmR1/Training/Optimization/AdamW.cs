@@ -93,7 +93,7 @@ public sealed class AdamW : IDisposable
             // One parameter's fp32 temporaries at a time (a scope over the whole loop kept an fp32 copy and its square
             // of every gradient alive until the end: 2 × 4 bytes per trainable parameter, 24.7 GB for the 3B shape).
             using var inner = NewDisposeScope();
-            var sq = g.to(ScalarType.Float32).square().sum();
+            var sq = g.to(ScalarType.Float32).Square().sum();
             total = (total is null ? sq : total.Plus(sq)).MoveToOuterDisposeScope();
         }
         return total is null ? 0.0 : total.sqrt().item<float>();
