@@ -36,7 +36,10 @@ public sealed class AdamW : IDisposable
         foreach (var (name, p) in parameters)
         {
             if (!p.requires_grad) continue;
-            Tensor? master = p.dtype == ScalarType.Float32 ? null : p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
+            Tensor? master = null;
+            if (p.dtype != ScalarType.Float32)
+                using (NewDisposeScope())   // holds the detach() wrapper until .to() returned, then frees it
+                    master = p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
             slots.Add(new Slot
             {
                 Name = name, Param = p, Master = master,
