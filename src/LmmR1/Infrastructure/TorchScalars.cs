@@ -110,4 +110,6 @@ public static class TorchScalars
 
     // Appended by scal-train (training code): an integer bound keeps an int Scalar (no float promotion of int tensors).
     public static Tensor ClampMinS(this Tensor a, long min) { using var s = min.ToScalar(); return a.clamp_min(s); }
+    /// <summary>x², TorchSharp's `square()`, which is `pow(2)` with a temporary Scalar (Tensor.Math.cs).</summary>
+    public static Tensor Square(this Tensor a) => a.pow(Two);
 }
