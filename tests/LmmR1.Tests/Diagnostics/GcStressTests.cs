@@ -3,7 +3,10 @@
 // while a background thread forces GC + finalizers in a loop. A Scalar or unscoped Tensor freed mid-call aborts the
 // child (exit 134, libtorch reading freed memory), which fails this one test with the crash site instead of killing
 // the test host. Before the fix, a smaller run of this workload aborted in 3 of 5 tries (bench/gcstress/README.md);
-// a pass is evidence, not proof. TorchTemporariesTests checks the same property statically.
+// a pass is evidence, not proof. A tiny `lmmr1 demo --config` covers training the same way: SFT (backward, clipping,
+// AdamW), two RL stages (rollouts, PPO updates) and the evaluations; every stressed quick demo aborted before the fix.
+// TorchTemporariesTests and TrainingTemporariesTests check the same property statically.
+using LmmR1.Demo;
 using LmmR1.Tests.Support;
 using Xunit.Abstractions;
 using static LmmR1.Tests.Runs.RunSupport;
@@ -32,6 +35,32 @@ public class GcStressTests(ITestOutputHelper output)
         Assert.True(code == 0, $"lmmr1 eval under {LmmR1.Cli.GcStress.Variable}=1 exited {code} (134 = abort: a TorchSharp temporary " +
                                $"freed by its finalizer mid-call?); first frames:\n{CrashSite(child.Err)}");
         Assert.Equal(3 * 16, File.ReadAllLines(Path.Combine(dir, "eval.jsonl")).Count(l => l.Length > 0));
+    }
+
+    [Fact]
+    public void StressedTinyDemoTrainsAndExitsCleanly()
+    {
+        string dir = TestPaths.NewTempDir("gc-stress-demo");
+        var config = DemoConfig.For(quick: true) with
+        {
+            TextHeldOut = 8, ImageHeldOutPerTask = 4, ImageTrainPerTask = 32, SftExamples = 96, EvalSamplesPerPrompt = 2, GenerateMaxLen = 24,
+            Sft = new DemoSftSettings { Epochs = 6, BatchSize = 16, MicroBatchSize = 8 },
+            Fre = new DemoRlSettings { Steps = 3, PromptsPerStep = 4, SamplesPerPrompt = 4, TrainBatchSize = 16, MicroTrainBatchSize = 8 },
+            Mgt = new DemoRlSettings { Steps = 3, PromptsPerStep = 4, SamplesPerPrompt = 4, TrainBatchSize = 16, MicroTrainBatchSize = 8 },
+        };
+        string file = Path.Combine(dir, "config.json");
+        File.WriteAllText(file, config.ToJson());
+        using var child = new Child(["demo", "--config", file, "--output", Path.Combine(dir, "out")],
+                                    new Dictionary<string, string> { [LmmR1.Cli.GcStress.Variable] = "1" });
+        int code = child.WaitForExit();
+        output.WriteLine(child.Out);
+        output.WriteLine(child.Err);
+        Assert.Contains($"{LmmR1.Cli.GcStress.Variable}=1", child.Err);
+        Assert.True(code == 0, $"lmmr1 demo under {LmmR1.Cli.GcStress.Variable}=1 exited {code} (134 = abort: a TorchSharp temporary " +
+                               $"freed by its finalizer mid-call?); first frames:\n{CrashSite(child.Err)}");
+        var summary = DemoSummary.FromJson(File.ReadAllText(Path.Combine(dir, "out", "summary.json")));
+        Assert.Equal(["sft", "fre", "mgt"], summary.Stages.Select(st => st.Name));
+        Assert.Equal(3, summary.Stages.Single(st => st.Name == "fre").RewardCurve!.Count);
     }
 
     /// <summary>The exception line and the first LmmR1 frames of a crash report.</summary>
