@@ -2,10 +2,10 @@
 // process — tiny Qwen2.5-VL with images (vision tower, decoder, KV cache, sampler with top-p and min-p, rule reward) —
 // while a background thread forces GC + finalizers in a loop. A Scalar or unscoped Tensor freed mid-call aborts the
 // child (exit 134, libtorch reading freed memory), which fails this one test with the crash site instead of killing
-// the test host. Before the fix, a smaller run of this workload aborted in 3 of 5 tries (bench/gcstress/README.md);
-// a pass is evidence, not proof. A tiny `lmmr1 demo --config` covers training the same way: SFT (backward, clipping,
-// AdamW), two RL stages (rollouts, PPO updates) and the evaluations; every stressed quick demo aborted before the fix.
-// TorchTemporariesTests and TrainingTemporariesTests check the same property statically.
+// the test host. A tiny `lmmr1 demo --config` covers training the same way: SFT (backward, clipping, AdamW), two RL
+// stages (rollouts, PPO updates) and the evaluations. On the unfixed code (604b2fe) each of the two aborted in 2 of 5
+// tries (bench/gcstress/README.md): a pass is evidence, not proof. TorchTemporariesTests and TrainingTemporariesTests
+// check the same property statically, every run.
 using LmmR1.Demo;
 using LmmR1.Tests.Support;
 using Xunit.Abstractions;
