@@ -6,4 +6,5 @@ using LmmR1.Cli;
 #if TORCH_SYSTEM
 if (LmmR1.Infrastructure.TorchLocator.EnsureLoaderPath(args) is int exitCode) return exitCode;
 #endif
+GcStress.StartIfRequested();   // LMMR1_GC_STRESS=1: diagnostics for TorchSharp temporaries freed mid-call (GcStress.cs)
 return CliApp.Run(args);

@@ -108,7 +108,7 @@ public static class BenchGraphCheckCommand
         torch.manual_seed(77);
         foreach (var p in model.parameters())
             if (p.dim() >= 2)
-                using (var n = torch.randn_like(p)) p.add_(n, alpha: 0.002);
+                using (var n = torch.randn_like(p)) p.PlusScaled_(n, 0.002);
     }
 
     static Dictionary<string, object?> Compare(IReadOnlyList<GenerationOutput> a, IReadOnlyList<GenerationOutput> b, IReadOnlyList<GenerationOutput> c)

@@ -122,10 +122,10 @@ public static class BenchPackingCheckCommand
                 using (var scope = torch.NewDisposeScope())
                 {
                     var l = PolicyForward.ActionLogProbs(model, e, 1.0);
-                    var loss = (l * weights).masked_fill(e.ActionMask.logical_not(), 0).sum() / count;
+                    var loss = (l * weights).masked_fill(e.ActionMask.logical_not(), TorchScalars.Zero).sum().DivS(count);
                     loss.backward();
                     QwenVLModel.ReleaseBackwardHandles();
-                    lp = l.detach().to(ScalarType.Float32).masked_fill(e.ActionMask.logical_not(), 0).DetachFromDisposeScope();
+                    lp = l.detach().to(ScalarType.Float32).masked_fill(e.ActionMask.logical_not(), TorchScalars.Zero).DetachFromDisposeScope();
                 }
                 Sync();
                 double ms = clock.Elapsed.TotalMilliseconds;
@@ -157,7 +157,7 @@ public static class BenchPackingCheckCommand
                 long ar = e.NumActions;
                 var l = PolicyForward.ActionLogProbs(model, e, 1.0);
                 var w = weights.narrow(0, r, 1).narrow(1, a - ar, ar);
-                var loss = (l * w).masked_fill(e.ActionMask.logical_not(), 0).sum() / count;
+                var loss = (l * w).masked_fill(e.ActionMask.logical_not(), TorchScalars.Zero).sum().DivS(count);
                 loss.backward();
                 QwenVLModel.ReleaseBackwardHandles();
                 rowLp.Add(ActionTensors.Align(l, e.ActionMask, a).MoveToOuterDisposeScope());
@@ -165,8 +165,8 @@ public static class BenchPackingCheckCommand
             var floorLpT = torch.cat(rowLp, 0);
             var floorGrads = TakeGrads();
 
-            double LpDiff(Tensor x) { using var d = (x - p.LogProbs).abs().max(); return d.item<float>(); }
-            double LpMean(Tensor x) { using var d = (x - p.LogProbs).abs().sum() / count; return d.item<float>(); }
+            double LpDiff(Tensor x) { using var scope = torch.NewDisposeScope(); return (x - p.LogProbs).abs().max().item<float>(); }
+            double LpMean(Tensor x) { using var scope = torch.NewDisposeScope(); return (x - p.LogProbs).abs().sum().DivS(count).item<float>(); }
             (double Global, double WorstParam, string WorstName) GradDiff(Dictionary<string, Tensor> g)
             {
                 double num = 0, den = 0, worst = 0;
@@ -175,8 +175,9 @@ public static class BenchPackingCheckCommand
                 {
                     using var r32 = reference.to(ScalarType.Float32);
                     using var x32 = g.TryGetValue(name, out var gx) ? gx.to(ScalarType.Float32) : torch.zeros_like(r32);
-                    using var dn = (x32 - r32).pow(2).sum();
-                    using var rn = r32.pow(2).sum();
+                    using var scope = torch.NewDisposeScope();
+                    using var dn = (x32 - r32).pow(TorchScalars.Two).sum();
+                    using var rn = r32.pow(TorchScalars.Two).sum();
                     double d2 = dn.item<float>(), r2 = rn.item<float>();
                     num += d2; den += r2;
                     if (r2 > 0 && Math.Sqrt(d2 / r2) > worst) { worst = Math.Sqrt(d2 / r2); worstName = name; }

@@ -129,7 +129,7 @@ public static class BenchTrainCommand
                 Sync(device);
                 var sw = Stopwatch.StartNew();
                 var lp = PolicyForward.ActionLogProbs(model, e, 1.0);
-                var loss = lp.sum() / lp.numel();
+                var loss = lp.sum().DivS(lp.numel());
                 loss.backward();
                 Sync(device);
                 fb.Add(sw.Elapsed.TotalSeconds);

@@ -1,6 +1,7 @@
 // Rollout-wide advantage whitening (end of experience_maker.compute_advantages_and_returns): μ and the biased σ²
 // over every valid token of the whole rollout, A ← (A − μ)·rsqrt(max(σ², 1e-8)); μ only under
 // --no_advantage_std_norm. Applied to all positions, so masked ones come out as (A − μ)·rstd (losses mask them).
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -23,8 +24,8 @@ public static class AdvantageWhitening
         Tensor? rstd = null;
         if (divideByStd)
         {
-            var variance = Masked.Zeroed((flat - mean).square(), valid).sum() / count;
-            rstd = variance.clamp_min(1e-8).rsqrt();
+            var variance = Masked.Zeroed((flat - mean).Square(), valid).sum() / count;
+            rstd = variance.ClampMinS(1e-8).rsqrt();
         }
         var result = new Tensor[advantages.Count];
         for (int i = 0; i < result.Length; i++)

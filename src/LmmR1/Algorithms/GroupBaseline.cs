@@ -1,6 +1,7 @@
 // Group reward shaping over the n samples of each prompt (experience_maker.compute_advantages_and_returns).
 // Layout: rewards are prompt-major, rewards[p·n + j] = sample j of prompt p (vLLM requests repeat each prompt n
 // times in a row), so the rollout must not be shuffled before this. group_norm's std is torch's default: unbiased.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -24,7 +25,7 @@ public static class GroupBaseline
         RequireGroups(rewards, samplesPerPrompt, minimum: 2, "rloo");
         using var scope = NewDisposeScope();
         var r = Grouped(rewards, samplesPerPrompt);                                   // [P, n]
-        var baseline = (r.sum(-1, keepdim: true) - r) / (double)(samplesPerPrompt - 1);
+        var baseline = (r.sum(-1, keepdim: true) - r).DivS((double)(samplesPerPrompt - 1));
         return (r - baseline).reshape(rewards.shape).MoveToOuterDisposeScope();
     }
 
@@ -45,7 +46,7 @@ public static class GroupBaseline
         using var scope = NewDisposeScope();
         var r = Grouped(rewards, samplesPerPrompt);                                   // [P, n]
         var std = r.std(-1, unbiased: true, keepdim: true);
-        return ((r - r.mean([-1L], keepdim: true)) / (std + eps)).reshape(rewards.shape).MoveToOuterDisposeScope();
+        return ((r - r.mean([-1L], keepdim: true)) / std.AddS(eps)).reshape(rewards.shape).MoveToOuterDisposeScope();
     }
 
     // [P·n] → [P, n] in fp32, prompt-major.

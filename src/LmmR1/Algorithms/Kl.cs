@@ -1,6 +1,7 @@
 // Per-token KL estimators between the policy and the reference (Schulman, http://joschu.net/blog/kl-approx.html),
 // as openrlhf/models/utils.py compute_approx_kl at LMM-R1 f917f18: fp32, no clamping, no mask inside (LMM-R1's
 // action log-probs are already 0 under mask=0, so every estimator is 0 there); the optional mask here does that.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -30,7 +31,7 @@ public static class Kl
         var kl = estimator switch
         {
             KlEstimator.K1 => d.alias(),
-            KlEstimator.K2 => d.square() / 2.0,
+            KlEstimator.K2 => d.Square().DivS(2.0),
             // e^(−d) − 1 − (−d), in OpenRLHF's order of operations
             KlEstimator.K3 => NegExpMinusOneMinus(d.neg()),
             _ => throw new ArgumentOutOfRangeException(nameof(estimator), estimator, null),
@@ -48,5 +49,5 @@ public static class Kl
         return Masked.Mean(kl, actionMask).MoveToOuterDisposeScope();
     }
 
-    static Tensor NegExpMinusOneMinus(Tensor negD) => negD.exp() - 1.0 - negD;
+    static Tensor NegExpMinusOneMinus(Tensor negD) => negD.exp().SubS(1.0) - negD;
 }

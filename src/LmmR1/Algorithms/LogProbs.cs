@@ -1,6 +1,7 @@
 // Token log-probabilities from logits (openrlhf/models/utils.py log_probs_from_logits, actor.Actor.forward):
 // logits to fp32, divided by the sampling temperature (rollout and training alike), log-softmax, gather.
 // Departures: never mutates the logits (upstream divides in place) and works in row chunks to bound fp32 memory.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -29,7 +30,7 @@ public static class LogProbs
             {
                 long n = Math.Min(chunkRows, t - s);
                 var x = logits[i].narrow(0, s, n).to_type(ScalarType.Float32);                     // [n, V] fp32
-                if (temperature != 1.0) x = x / temperature;
+                if (temperature != 1.0) x = x.DivS(temperature);
                 var picked = x.gather(-1, idx[i].narrow(0, s, n).unsqueeze(-1)).squeeze(-1);         // [n]
                 row.Add(picked - x.logsumexp(-1));                                                  // log_softmax(x)[label]
             }

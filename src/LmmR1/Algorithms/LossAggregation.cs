@@ -7,6 +7,7 @@
 // divides each micro-batch loss by, so that after that division the sum over the step is Σ(step) / total exactly.
 // Dr. GRPO's sequence-sum over a constant: `seq-mean-token-sum-norm` = Σ over the step's tokens / (sequences × L),
 // L = --generate_max_len as TRL's dr_grpo uses max_completion_length (verl's default is the padded width instead).
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -41,7 +42,7 @@ public sealed record StepTotals(double Tokens, double Sequences, double Divisor,
         foreach (var m in actionMasks)
         {
             using var scope = NewDisposeScope();
-            var valid = m.dtype == ScalarType.Bool ? m : m.ne(0);
+            var valid = m.dtype == ScalarType.Bool ? m : m.NeS(0);
             tokens += valid.sum().item<long>();
             sequences += valid.any(-1).sum().item<long>();
         }

@@ -1,6 +1,7 @@
 // Masked reductions with OpenRLHF's semantics (openrlhf/models/utils.py masked_mean, masked_normalize):
 // mean = Σ(x·m)/Σm (NaN when Σm = 0, as there), variance biased (÷Σm). Departure: masked elements are zeroed with
 // `where` instead of multiplied by the mask, which is identical for finite values and keeps NaN/inf under mask=0 out.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -58,10 +59,10 @@ public static class Masked
         {
             LossAggregation.TokenMean => Mean(loss, mask),
             LossAggregation.SequenceMean => MeanOfRows(loss, mask),
-            LossAggregation.GlobalTokenMean => Sum(loss, mask) * (totals!.Divisor / totals.Tokens),
-            LossAggregation.GlobalSequenceMean => RowMeans(loss, mask).sum() * (totals!.Divisor / totals.Sequences),
-            LossAggregation.GlobalSequenceSum => Sum(loss, mask) * (totals!.Divisor / totals.Sequences),
-            LossAggregation.SequenceSumNorm => Sum(loss, mask) * (totals!.Divisor / (totals.Sequences * totals.NormLength)),
+            LossAggregation.GlobalTokenMean => Sum(loss, mask).MulS(totals!.Divisor / totals.Tokens),
+            LossAggregation.GlobalSequenceMean => RowMeans(loss, mask).sum().MulS(totals!.Divisor / totals.Sequences),
+            LossAggregation.GlobalSequenceSum => Sum(loss, mask).MulS(totals!.Divisor / totals.Sequences),
+            LossAggregation.SequenceSumNorm => Sum(loss, mask).MulS(totals!.Divisor / (totals.Sequences * totals.NormLength)),
             _ => throw new ArgumentOutOfRangeException(nameof(aggregation), aggregation, null),
         };
         return result.MoveToOuterDisposeScope();
@@ -78,8 +79,8 @@ public static class Masked
         var xz = Zeroed(Precision.Compute(x), m);
         var mean = Mean(xz, m, dim, keepDim: true);
         var centered = xz - mean;
-        var variance = Mean(centered.square(), m, dim, keepDim: true);
-        return (centered * variance.clamp_min(eps).rsqrt()).MoveToOuterDisposeScope();
+        var variance = Mean(centered.Square(), m, dim, keepDim: true);
+        return (centered * variance.ClampMinS(eps).rsqrt()).MoveToOuterDisposeScope();
     }
 
     // Mean over the rows that have a valid token of their token means (verl/OpenRLHF exclude fully masked rows).
@@ -99,11 +100,15 @@ public static class Masked
         var m = Precision.Valid(mask, loss);
         var lf = Precision.Compute(loss);
         var counts = m.sum(-1).to_type(lf.dtype);
-        return (Zeroed(lf, m).sum(-1) / counts.clamp_min(1)).MoveToOuterDisposeScope();
+        return (Zeroed(lf, m).sum(-1) / counts.ClampMinS(1L)).MoveToOuterDisposeScope();
     }
 
     // x where valid, 0 elsewhere (a new tensor; gradient 0 under the mask).
-    internal static Tensor Zeroed(Tensor x, Tensor valid) => x.masked_fill(valid.logical_not(), 0.0);
+    internal static Tensor Zeroed(Tensor x, Tensor valid)
+    {
+        using var invalid = valid.logical_not();
+        return x.FillS(invalid, 0.0);
+    }
 }
 
 /// <summary>Dtype rules shared by the algorithms: OpenRLHF computes the RL math in fp32 (logits are cast to fp32
@@ -128,7 +133,7 @@ internal static class Precision
         if (!mask.shape.SequenceEqual(like.shape))
             throw new ArgumentException(
                 $"mask shape [{string.Join(",", mask.shape)}] differs from tensor shape [{string.Join(",", like.shape)}]");
-        var m = mask.dtype == ScalarType.Bool ? mask : mask.ne(0);
+        var m = mask.dtype == ScalarType.Bool ? mask : mask.NeS(0);
         // Device has no value equality: compare type and index, or .to() would make a new handle every call.
         return m.device_type == like.device_type && m.device_index == like.device_index ? m : m.to(like.device);
     }

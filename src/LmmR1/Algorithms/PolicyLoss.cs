@@ -10,6 +10,7 @@
 // - cispo (MiniMax-M1 arXiv 2506.13585, verl compute_policy_loss_cispo): −sg[clip(ρ, 1 − ε_low, 1 + ε_high)]·A·log π,
 //   a REINFORCE token loss with clipped, stop-gradient importance weights (log-ratio clamped to ±20 as verl).
 // Plus the actor's total loss (ppo_actor.training_step).
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -87,13 +88,13 @@ public static class PolicyLoss
             {
                 ratio = logRatio.exp();
                 var surr1 = ratio * adv;
-                var surr2 = ratio.clamp(lo, hi) * adv;
+                var surr2 = ratio.ClampS(lo, hi) * adv;
                 var clip1 = minimum(surr1, surr2);
                 clipped = surr2.detach().lt(surr1.detach());
                 if (options.DualClip is { } c)
                 {
-                    var bound = adv * c;
-                    var negative = adv.lt(0);
+                    var bound = adv.MulS(c);
+                    var negative = adv.LtS(0L);
                     perToken = where(negative, maximum(clip1, bound), clip1).neg();
                     clippedLower = negative.logical_and(bound.detach().gt(clip1.detach()));
                 }
@@ -109,12 +110,12 @@ public static class PolicyLoss
                 // s_i = exp(Σ_t m·log ρ / |y_i|), carried per token as sg[log s_i] + log π − sg[log π].
                 var seqLogRatio = Masked.Sum(logRatio, actionMask, -1, keepDim: true)
                                   / (actionMask is null
-                                      ? full([1, 1], (double)logRatio.shape[^1], logRatio.dtype, logRatio.device)
-                                      : Precision.Valid(actionMask, logRatio).sum(-1, keepdim: true).clamp_min(1).to_type(logRatio.dtype));
-                var logS = (lp - lp.detach() + seqLogRatio.detach()).clamp_max(10.0);
+                                      ? TorchScalars.Full([1, 1], (double)logRatio.shape[^1], logRatio.dtype, logRatio.device)
+                                      : Precision.Valid(actionMask, logRatio).sum(-1, keepdim: true).ClampMinS(1L).to_type(logRatio.dtype));
+                var logS = (lp - lp.detach()).Plus(seqLogRatio.detach()).ClampMaxS(10.0);
                 ratio = logS.exp();
                 var surr1 = ratio * adv;
-                var surr2 = ratio.clamp(lo, hi) * adv;
+                var surr2 = ratio.ClampS(lo, hi) * adv;
                 perToken = minimum(surr1, surr2).neg();
                 clipped = surr2.detach().lt(surr1.detach());
                 clippedLower = zeros_like(clipped);
@@ -123,8 +124,8 @@ public static class PolicyLoss
             }
             case PolicyLossType.Cispo:
             {
-                ratio = logRatio.clamp(-20.0, 20.0).exp();
-                var weight = ratio.clamp(lo, hi).detach();
+                ratio = logRatio.ClampS(-20.0, 20.0).exp();
+                var weight = ratio.ClampS(lo, hi).detach();
                 perToken = (weight * adv * lp).neg();
                 clipped = weight.ne(ratio.detach());
                 clippedLower = zeros_like(clipped);
@@ -151,7 +152,8 @@ public static class PolicyLoss
     static Tensor MaskedExtreme(Tensor x, Tensor? mask, bool max)
     {
         if (mask is null) return max ? x.max() : x.min();
-        var filled = x.masked_fill(Precision.Valid(mask, x).logical_not(), max ? double.NegativeInfinity : double.PositiveInfinity);
+        using var invalid = Precision.Valid(mask, x).logical_not();
+        var filled = x.FillS(invalid, max ? double.NegativeInfinity : double.PositiveInfinity);
         return max ? filled.max() : filled.min();
     }
 }
@@ -164,11 +166,11 @@ public static class ActorLoss
     {
         using var scope = NewDisposeScope();
         var total = policyLoss.alias();
-        if (klLoss is not null) total = total + klLoss * klCoef;
+        if (klLoss is not null) total = total.Plus(klLoss.MulS(klCoef));
         if (entropyCoef > 1e-8)
         {
             if (entropyMean is null) throw new ArgumentException("entropy_loss_coef > 0 needs the entropy term");
-            total = total - entropyMean * entropyCoef;
+            total = total - entropyMean.MulS(entropyCoef);
         }
         return total.MoveToOuterDisposeScope();
     }

@@ -2,6 +2,7 @@
 // get_cumulative_returns): values and rewards are multiplied by action_mask first, then the recursion runs over
 // every position. Departure: the reverse recursion is a log-depth scan instead of a Python loop over time (same
 // sums, different fp32 rounding order); call it once on the whole rollout [N, A], not per micro-batch.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -24,9 +25,9 @@ public static class Returns
             r = Masked.Zeroed(r, m);
         }
         var nextValues = nn.functional.pad(v.narrow(1, 1, v.shape[1] - 1), [0, 1]);        // [B, A]: V_{t+1}, 0 at the end
-        var delta = r + nextValues * gamma - v;
+        var delta = r.Plus(nextValues.MulS(gamma)) - v;
         var advantages = DiscountedReverseCumsum(delta, gamma * lambda);
-        var returns = advantages + v;
+        var returns = advantages.Plus(v);
         return (advantages.MoveToOuterDisposeScope(), returns.MoveToOuterDisposeScope());
     }
 
@@ -56,7 +57,7 @@ public static class Returns
             double cs = Math.Pow(c, s);
             if (cs == 0.0) break;                                                          // c = 0, or c^s underflowed
             var ahead = nn.functional.pad(y.narrow(1, s, t - s), [0, s]);                  // [B, T]: y_{t+s}, 0 past the end
-            y = y + ahead * cs;
+            y = y.Plus(ahead.MulS(cs));
         }
         return y.MoveToOuterDisposeScope();
     }

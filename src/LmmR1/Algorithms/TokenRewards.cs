@@ -1,6 +1,7 @@
 // Per-token rewards (openrlhf/models/utils.py compute_reward): r_t = −β·kl_t, plus the clipped scalar reward at
 // the last action token (the last position whose action_mask is 1). Departs from the reference doc's order: the
 // clip to --reward_clip_range happens here, after group shaping, not before it.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -19,11 +20,11 @@ public static class TokenRewards
         using var scope = NewDisposeScope();
         var klf = Precision.Compute(kl);                                                   // [B, A]
         var r = Precision.Compute(reward).reshape(-1).to(klf.device);                      // [B]
-        if (clipRange is { } c) r = r.clamp(c.Min, c.Max);
-        var klReward = klf * (-klCoef);
+        if (clipRange is { } c) r = r.ClampS(c.Min, c.Max);
+        var klReward = klf.MulS(-klCoef);
         var last = LastActionIndex(actionMask);                                            // [B, 1]
         var lastReward = zeros_like(klf).scatter(1, last, r.unsqueeze(1).to_type(klf.dtype));
-        return (lastReward + klReward).MoveToOuterDisposeScope();
+        return lastReward.Plus(klReward).MoveToOuterDisposeScope();
     }
 
     /// <summary>Index of the last nonzero of each row of actionMask [B, A] → [B, 1] int64, found as upstream does:
@@ -33,8 +34,8 @@ public static class TokenRewards
     {
         using var scope = NewDisposeScope();
         long a = actionMask.shape[1];
-        var flipped = actionMask.ne(0).to_type(ScalarType.Int64).fliplr();               // [B, A]
-        var idx = (a - 1) - flipped.argmax(1, keepdim: true);
+        var flipped = actionMask.NeS(0).to_type(ScalarType.Int64).fliplr();               // [B, A]
+        var idx = flipped.argmax(1, keepdim: true).RSubS(a - 1);                              // (A − 1) − argmax
         return idx.MoveToOuterDisposeScope();
     }
 }

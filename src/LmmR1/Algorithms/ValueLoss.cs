@@ -1,6 +1,7 @@
 // Critic loss (openrlhf/models/loss.py ValueLoss): with value clipping V_clip = V_old + clip(V − V_old, ±ε),
 // loss = 0.5·agg(max((V_clip − R)², (V − R)²)); without it 0.5·agg((V − R)²). LMM-R1 uses --value_clip 0.2
 // and the token-mean aggregation.
+using LmmR1.Infrastructure;
 using static TorchSharp.torch;
 
 namespace LmmR1.Algorithms;
@@ -23,13 +24,13 @@ public static class ValueLoss
         using var scope = NewDisposeScope();
         var v = Precision.Compute(values);                                                         // [B, A]
         var r = Precision.Compute(returns);
-        var surr2 = (v - r).square();
+        var surr2 = (v - r).Square();
         Tensor perToken, clipFraction;
         if (valueClip is { } eps)
         {
             var old = Precision.Compute(oldValues);
-            var vClipped = old + (v - old).clamp(-eps, eps);
-            var surr1 = (vClipped - r).square();
+            var vClipped = old.Plus((v - old).ClampS(-eps, eps));
+            var surr1 = (vClipped - r).Square();
             perToken = maximum(surr1, surr2);
             using (no_grad())
                 clipFraction = Masked.Mean(surr1.detach().gt(surr2.detach()).to_type(ScalarType.Float32), actionMask);
@@ -39,7 +40,7 @@ public static class ValueLoss
             perToken = surr2;
             clipFraction = zeros([], ScalarType.Float32, v.device);
         }
-        var loss = Masked.Aggregate(perToken, actionMask, aggregation) * 0.5;
+        var loss = Masked.Aggregate(perToken, actionMask, aggregation).MulS(0.5);
         return new ValueLossResult(loss.MoveToOuterDisposeScope(), clipFraction.MoveToOuterDisposeScope());
     }
 }

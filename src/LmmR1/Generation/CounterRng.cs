@@ -3,6 +3,8 @@
 // or which rows were dropped. Departs from vLLM/HF, whose draws come from a stateful generator over the whole batch.
 // UniformTensor computes the same numbers on the device (int64 wrap-around arithmetic, logical shifts by masking), so a
 // CUDA graph can draw them without the host.
+using LmmR1.Infrastructure;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace LmmR1.Generation;
@@ -35,16 +37,29 @@ public static class CounterRng
     {
         using var scope = NewDisposeScope();
         var z = MixTensor(rowPrefix.bitwise_xor(step));
-        return ShiftRightLogical(z, 41).to(ScalarType.Float32).mul_(1.0f / (1 << 23)).MoveToOuterDisposeScope();
+        return ShiftRightLogical(z, 41).to(ScalarType.Float32).mul_(UnitScale).MoveToOuterDisposeScope();
     }
 
-    static Tensor ShiftRightLogical(Tensor z, int n) => z.bitwise_right_shift(n).bitwise_and((1L << (64 - n)) - 1);
+    // The constants as the Scalars the number operands made (float 2⁻²³, int64 splitmix constants), rooted here for
+    // every call (TorchScalars.cs says why); the shift and mask operands are 0-dim tensors as before, held by `using`.
+    static readonly Scalar UnitScale = (1.0f / (1 << 23)).ToScalar();
+    static readonly Scalar Gamma = unchecked((long)0x9E3779B97F4A7C15UL).ToScalar();
+    static readonly Scalar Mul1 = unchecked((long)0xBF58476D1CE4E5B9UL).ToScalar();
+    static readonly Scalar Mul2 = unchecked((long)0x94D049BB133111EBUL).ToScalar();
+
+    static Tensor ShiftRightLogical(Tensor z, int n)
+    {
+        using var shift = torch.tensor(n);
+        using var mask = torch.tensor((1L << (64 - n)) - 1);
+        using var shifted = z.bitwise_right_shift(shift);
+        return shifted.bitwise_and(mask);
+    }
 
     static Tensor MixTensor(Tensor z)
     {
-        z = z + unchecked((long)0x9E3779B97F4A7C15UL);
-        z = z.bitwise_xor(ShiftRightLogical(z, 30)) * unchecked((long)0xBF58476D1CE4E5B9UL);
-        z = z.bitwise_xor(ShiftRightLogical(z, 27)) * unchecked((long)0x94D049BB133111EBUL);
+        z = z.add(Gamma, TorchScalars.One);
+        z = z.bitwise_xor(ShiftRightLogical(z, 30)).mul(Mul1);
+        z = z.bitwise_xor(ShiftRightLogical(z, 27)).mul(Mul2);
         return z.bitwise_xor(ShiftRightLogical(z, 31));
     }
 }

@@ -329,7 +329,8 @@ public sealed class GenerationEngine : IDisposable
         stats.GraphRows = Math.Max(stats.GraphRows, key.Rows);
         using (var scope = torch.NewDisposeScope())
         {
-            var u0 = Uniforms(rows, sp, 0, 1, model.Device)[0];
+            using var u = Uniforms(rows, sp, 0, 1, model.Device);
+            var u0 = u[0];
             var (tok, lp) = TokenSampler.Sample(firstLogits, u0, sp, bannedFirst);
             g.Load(cache, sourceRows, tok, lp, rows.Select(r => CounterRng.RowPrefix(sp.Seed, r.Key, r.Sample)).ToArray());
         }

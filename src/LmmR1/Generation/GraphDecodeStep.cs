@@ -91,8 +91,8 @@ internal sealed class GraphDecodeStep : IDisposable
         OutTokens.index_copy_(1, step, tok.unsqueeze(1));
         OutLogProbs.index_copy_(1, step, lp.unsqueeze(1));
         Cache.InputTokens.copy_(tok.unsqueeze(1));
-        Cache.Position.add_(1);
-        step.add_(1);
+        Cache.Position.add_(TorchScalars.One, TorchScalars.One);   // add_(1): the int 1 and TorchSharp's alpha 1, rooted
+        step.add_(TorchScalars.One, TorchScalars.One);
     }
 
     /// <summary>Loads a micro-batch: the prefilled cache (source rows per live row), the tokens of step 0 (sampled
@@ -111,7 +111,7 @@ internal sealed class GraphDecodeStep : IDisposable
             var pre = new long[Id.Rows];
             Array.Copy(prefixes, pre, live);
             rowPrefix.copy_(torch.tensor(pre, device: model.Device));
-            step.fill_(1);
+            step.fill_(TorchScalars.One);
         }
     }
 

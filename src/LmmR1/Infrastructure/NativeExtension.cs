@@ -70,6 +70,7 @@ public sealed unsafe class NativeExtension
     {
         nint o;
         Check(varlen(q.Handle, k.Handle, v.Handle, cuQ.Handle, cuK.Handle, maxQ, maxK, scale, causal ? 1 : 0, &o), "flash varlen attention");
+        GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(cuQ); GC.KeepAlive(cuK);   // no finalizer frees a handle mid-call
         return torch.Tensor.UnsafeCreateTensor(o);
     }
 

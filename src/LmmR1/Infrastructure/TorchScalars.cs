@@ -31,14 +31,15 @@ public static class TorchScalars
     public static Tensor Plus_(this Tensor a, Tensor b) => a.add_(b, One);
 
     // Tensor ∘ number: each keeps its Scalar referenced until the op returned (the `using` disposes it after).
-    public static Tensor AddS(this Tensor a, double v) { using var s = v.ToScalar(); return a.add(s); }
-    public static Tensor AddS(this Tensor a, long v) { using var s = v.ToScalar(); return a.add(s); }
-    public static Tensor AddS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.add_(s); }
+    // `add(Scalar)` is `add(scalar, 1)` with a temporary alpha too (Tensor.Math.cs): these pass the rooted One.
+    public static Tensor AddS(this Tensor a, double v) { using var s = v.ToScalar(); return a.add(s, One); }
+    public static Tensor AddS(this Tensor a, long v) { using var s = v.ToScalar(); return a.add(s, One); }
+    public static Tensor AddS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.add_(s, One); }
     public static Tensor SubS(this Tensor a, double v) { using var s = v.ToScalar(); return a.sub(s); }
     public static Tensor SubS(this Tensor a, long v) { using var s = v.ToScalar(); return a.sub(s); }
     /// <summary>v − a, computed as TorchSharp's `v - a` does: (−a) + v.</summary>
-    public static Tensor RSubS(this Tensor a, double v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s); }
-    public static Tensor RSubS(this Tensor a, long v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s); }
+    public static Tensor RSubS(this Tensor a, double v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s, One); }
+    public static Tensor RSubS(this Tensor a, long v) { using var s = v.ToScalar(); using var n = a.negative(); return n.add(s, One); }
     public static Tensor MulS(this Tensor a, double v) { using var s = v.ToScalar(); return a.mul(s); }
     public static Tensor MulS(this Tensor a, long v) { using var s = v.ToScalar(); return a.mul(s); }
     public static Tensor MulS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.mul_(s); }
@@ -65,6 +66,23 @@ public static class TorchScalars
     public static Tensor GtS(this Tensor a, long v) { using var s = v.ToScalar(); return a.gt(s); }
     public static Tensor GeS(this Tensor a, long v) { using var s = v.ToScalar(); return a.ge(s); }
 
+    // Added by scal-models (model, generation and CLI code).
+    /// <summary>a + alpha·b (`a.add(b, alpha)` with a double alpha).</summary>
+    public static Tensor PlusScaled(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add(b, s); }
+    public static Tensor PlusScaled_(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add_(b, s); }
+    /// <summary>An integer bound keeps an int Scalar: clamp_max(n) of an int64 index stays int64.</summary>
+    public static Tensor ClampMaxS(this Tensor a, long max) { using var s = max.ToScalar(); return a.clamp_max(s); }
+    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, double v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
+    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, bool v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
+    public static Tensor FillAllS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.fill_(s); }
+    public static Tensor FillAllS_(this Tensor a, long v) { using var s = v.ToScalar(); return a.fill_(s); }
+
+    public static Tensor Arange(long start, long stop, long step, ScalarType dtype, Device device)
+    {
+        using var a = start.ToScalar(); using var b = stop.ToScalar(); using var c = step.ToScalar();
+        return torch.arange(a, b, c, dtype: dtype, device: device);
+    }
+
     // Factories that take numbers.
     public static Tensor Arange(long stop, ScalarType dtype, Device device)
     {
@@ -89,4 +107,9 @@ public static class TorchScalars
         using var s = v.ToScalar();
         return torch.full(shape, s, dtype: dtype, device: device);
     }
+
+    // Appended by scal-train (training code): an integer bound keeps an int Scalar (no float promotion of int tensors).
+    public static Tensor ClampMinS(this Tensor a, long min) { using var s = min.ToScalar(); return a.clamp_min(s); }
+    /// <summary>x², TorchSharp's `square()`, which is `pow(2)` with a temporary Scalar (Tensor.Math.cs).</summary>
+    public static Tensor Square(this Tensor a) => a.pow(Two);
 }

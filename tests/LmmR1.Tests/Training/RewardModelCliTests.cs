@@ -92,6 +92,40 @@ public class RewardModelCliTests
     }
 
     [Fact]
+    public void ResumeRefusesAnotherRewardModel()
+    {
+        string root = TestPaths.NewTempDir("rm-resume");
+        string ckpt = Path.Combine(root, "ckpt");
+        var other = RewardModelFolders.Tiny("rm-resume-other", 24);
+        string[] Args(int steps, string rms, params string[] extra) =>
+        [
+            "train", "--pretrain", TinyRl.Model, "--prompt_data", TinyRl.ExampleData, "--input_key", "message", "--label_key", "answer",
+            "--processor_kwargs", TinyRl.SmallImages, "--advantage_estimator", "reinforce_baseline",
+            "--rollout_batch_size", "2", "--n_samples_per_prompt", "2", "--micro_rollout_batch_size", "4", "--train_batch_size", "4",
+            "--micro_train_batch_size", "2", "--generate_max_len", "4", "--max_global_steps", steps.ToString(), "--save_steps", "1",
+            "--ckpt_path", ckpt, "--save_path", Path.Combine(root, "final"), "--reward_pretrain", rms, .. extra,
+        ];
+        var (code, _, stderr) = TrainCommandTests.Run(Args(1, Rm.Value.Dir));
+        Assert.True(code == 0, stderr);
+
+        // Another reward model, or one more: refused before anything runs, naming the flag and the folder.
+        (code, _, stderr) = TrainCommandTests.Run(Args(2, other.Dir, "--load_checkpoint"));
+        Assert.Equal(1, code);
+        Assert.Contains("error: field '--reward_pretrain'", stderr);
+        Assert.Contains($"'{other.Dir}' (reward model 1) is not the reward model the checkpoint's run scored with", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+        (code, _, stderr) = TrainCommandTests.Run(Args(2, $"{Rm.Value.Dir},{other.Dir}", "--load_checkpoint"));
+        Assert.Equal(1, code);
+        Assert.Contains("scored with 1 reward model(s) and this run names 2", stderr);
+
+        // The same reward model resumes; changed weights only get a note.
+        (code, var stdout, stderr) = TrainCommandTests.Run(Args(2, Rm.Value.Dir, "--load_checkpoint", "--reward_weights", "2"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains("resumed from", stdout);
+        Assert.Contains("note: --reward_weights changed from null to [2]", stderr);
+    }
+
+    [Fact]
     public async Task TheServerServesTheModelsScores()
     {
         var (dir, baseDir, head) = Rm.Value;

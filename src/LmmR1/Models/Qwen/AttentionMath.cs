@@ -4,6 +4,7 @@
 // is fully masked (HF eager then averages every key, fused SDPA kernels do something else or NaN); real tokens are
 // unaffected. GQA: SDPA in TorchSharp has no enable_gqa, so K/V are expanded (repeat_kv) except for single-token
 // decode, where the g query heads of a group are folded into the query-length axis instead.
+using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -33,7 +34,7 @@ internal static class AttentionMath
     public static Tensor ApplyRope(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = torch.NewDisposeScope();
-        return (x * cos + RotateHalf(x) * sin).MoveToOuterDisposeScope();
+        return (x * cos).Plus(RotateHalf(x) * sin).MoveToOuterDisposeScope();
     }
 
     /// <summary>[B, kvH, S, D] → [B, kvH·g, S, D], each kv head repeated g times consecutively (HF repeat_kv).</summary>
@@ -41,7 +42,8 @@ internal static class AttentionMath
     {
         if (groups == 1) return x.alias();
         long b = x.shape[0], h = x.shape[1], s = x.shape[2], d = x.shape[3];
-        using var e = x.unsqueeze(2).expand(b, h, groups, s, d);
+        using var u = x.unsqueeze(2);
+        using var e = u.expand(b, h, groups, s, d);
         return e.reshape(b, h * groups, s, d);
     }
 
@@ -50,8 +52,8 @@ internal static class AttentionMath
     {
         using var scope = torch.NewDisposeScope();
         double scale = 1.0 / Math.Sqrt(q.shape[^1]);
-        var scores = torch.matmul(q, k.transpose(-2, -1)) * scale;
-        if (mask is not null) scores = scores + mask;
+        var scores = torch.matmul(q, k.transpose(-2, -1)).MulS(scale);
+        if (mask is not null) scores = scores.Plus(mask);
         var probs = torch.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
         return torch.matmul(probs, v).MoveToOuterDisposeScope();
     }
@@ -65,12 +67,12 @@ internal static class AttentionMath
         using var scope = torch.NewDisposeScope();
         long s = keyValid.shape[1];
         var dev = keyValid.device;
-        var qi = (torch.arange(queryLength, ScalarType.Int64, dev) + past).unsqueeze(1); // [T, 1]
-        var kj = torch.arange(s, ScalarType.Int64, dev).unsqueeze(0);                    // [1, S]
+        var qi = TorchScalars.Arange(queryLength, ScalarType.Int64, dev).AddS(past).unsqueeze(1); // [T, 1]
+        var kj = TorchScalars.Arange(s, ScalarType.Int64, dev).unsqueeze(0);                      // [1, S]
         var allowed = kj.le(qi).unsqueeze(0).unsqueeze(0)                                 // [1, 1, T, S]
                       .logical_and(keyValid.unsqueeze(1).unsqueeze(1))                    // [B, 1, T, S]
                       .logical_or(kj.eq(qi).unsqueeze(0).unsqueeze(0));                   // the diagonal
-        var mask = torch.zeros(allowed.shape, dtype, dev).masked_fill(allowed.logical_not(), torch.finfo(dtype).min);
+        var mask = torch.zeros(allowed.shape, dtype, dev).FillS(allowed.logical_not(), torch.finfo(dtype).min);
         return mask.MoveToOuterDisposeScope();
     }
 

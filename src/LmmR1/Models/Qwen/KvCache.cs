@@ -84,7 +84,8 @@ public sealed class KvCache : IDisposable
     internal void SetPositionOffsets(Tensor offsets)
     {
         positionOffsets?.Dispose();
-        positionOffsets = offsets.detach().clone().DetachFromDisposeScope();
+        using var detached = offsets.detach();
+        positionOffsets = detached.clone().DetachFromDisposeScope();
     }
 
     void EnsureRoom(long t)

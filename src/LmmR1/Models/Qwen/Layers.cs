@@ -1,6 +1,7 @@
 // Building blocks whose parameters start as torch.empty in the target dtype/device (no random init, so loading a
 // checkpoint never holds two copies), named like Hugging Face's (weight, bias). RmsNorm follows Qwen2RMSNorm exactly:
 // normalise in fp32, cast back to the input dtype, then multiply by the weight. TorchSharp has no RMSNorm.
+using LmmR1.Infrastructure;
 using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
@@ -38,7 +39,8 @@ internal sealed class Dense : nn.Module<Tensor, Tensor>
     internal void AttachLora(Tensor a, LoraState state)
     {
         if (loraA is not null) throw new InvalidOperationException("a LoRA adapter is already attached");
-        loraA = new LoraWeight(a.to(weight.dtype, weight.device).detach());
+        using var moved = a.to(weight.dtype, weight.device);
+        loraA = new LoraWeight(moved.detach());
         loraB = new LoraWeight(torch.zeros([weight.shape[0], a.shape[0]], weight.dtype, weight.device));
         register_module("lora_A", loraA);
         register_module("lora_B", loraB);
@@ -52,7 +54,7 @@ internal sealed class Dense : nn.Module<Tensor, Tensor>
         var y = nn.functional.linear(x, weight, bias);
         var h = lora.Dropout > 0 && torch.is_grad_enabled() ? nn.functional.dropout(x, lora.Dropout, training: true) : x;
         var d = nn.functional.linear(nn.functional.linear(h, loraA!.Weight), loraB!.Weight);
-        return y.add(d, lora.Scale).MoveToOuterDisposeScope();
+        return y.PlusScaled(d, lora.Scale).MoveToOuterDisposeScope();
     }
 }
 
@@ -81,12 +83,13 @@ internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "weight")] readonly Parameter weight;
-    readonly double eps;
+    // eps as the double Scalar `+ eps` made, rooted by the module for every forward (TorchScalars.cs says why).
+    readonly Scalar eps;
 
     public RmsNorm(long dim, double eps, ScalarType dtype, Device device) : base(nameof(RmsNorm))
     {
         weight = Params.Empty(dtype, device, dim);
-        this.eps = eps;
+        this.eps = eps.ToScalar();
         RegisterComponents();
     }
 
@@ -94,7 +97,7 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var h = x.to(ScalarType.Float32);
-        h = h * torch.rsqrt(h.pow(2).mean([-1], keepdim: true) + eps);
+        h = h * torch.rsqrt(h.pow(TorchScalars.Two).mean([-1], keepdim: true).add(eps, TorchScalars.One));
         return (weight * h.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }
@@ -128,9 +131,12 @@ internal static class Activations
         _ => throw new ArgumentException($"unsupported activation '{name}'"),
     };
 
+    static readonly Scalar QuickGeluScale = 1.702.ToScalar();
+
     public static Tensor QuickGelu(Tensor x)
     {
-        using var s = torch.sigmoid(x * 1.702);
+        using var scaled = x.mul(QuickGeluScale);
+        using var s = torch.sigmoid(scaled);
         return x * s;
     }
 }

@@ -245,7 +245,7 @@ public sealed class LoraAdapters
         using var noGrad = torch.no_grad();
         var w = d.Weight.to(ScalarType.Float32);
         var delta = torch.matmul(d.LoraB!.Weight.to(ScalarType.Float32), d.LoraA!.Weight.to(ScalarType.Float32));
-        return (w + delta * Scale).to(d.Weight.dtype).MoveToOuterDisposeScope();
+        return w.Plus(delta.MulS(Scale)).to(d.Weight.dtype).MoveToOuterDisposeScope();
     }
 
     public static bool IsAdapterName(string name) =>

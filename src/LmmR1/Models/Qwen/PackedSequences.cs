@@ -114,7 +114,7 @@ public sealed class PackedSequences : IDisposable
     public Tensor Pack(Tensor padded, Tensor attentionMask)
     {
         using var scope = torch.NewDisposeScope();
-        var valid = attentionMask.ne(0);
+        var valid = attentionMask.ne(TorchScalars.Zero);
         var lead = padded.shape[..^2];
         var m = valid.expand(padded.shape);
         var packed = padded.masked_select(m).view([.. lead, 1, TotalTokens]);

@@ -172,7 +172,7 @@ public sealed class QwenVLModel : nn.Module
             foreach (var (name, p) in named_parameters())
             {
                 if (p.dim() >= 2) p.normal_(0, 0.02);
-                else if (name.EndsWith(".weight", StringComparison.Ordinal)) p.fill_(1.0);
+                else if (name.EndsWith(".weight", StringComparison.Ordinal)) p.FillAllS_(1.0);
                 else p.zero_();
             }
             return;
@@ -182,7 +182,7 @@ public sealed class QwenVLModel : nn.Module
         {
             using var cpu = torch.empty(p.shape, ScalarType.Float32);
             if (p.dim() >= 2) cpu.normal_(0, 0.02, gen);
-            else if (name.EndsWith(".weight", StringComparison.Ordinal)) cpu.fill_(1.0); // norms
+            else if (name.EndsWith(".weight", StringComparison.Ordinal)) cpu.FillAllS_(1.0); // norms
             else cpu.zero_();                                                            // biases
             p.copy_(cpu);
         }
@@ -207,7 +207,9 @@ public sealed class QwenVLModel : nn.Module
         var grid = visual.HostGrid(pixelValues, gridThw, what);
         VisionTowerCalls++;
         VisionTowerItems += grid.Length;
-        return visual.Forward(pixelValues.to(Device), grid, Attention);
+        // The moved pixels are a temporary: the scope keeps it alive through the tower (TorchScalars.cs says why).
+        using var scope = torch.NewDisposeScope();
+        return visual.Forward(pixelValues.to(Device), grid, Attention).MoveToOuterDisposeScope();
     }
 
     /// <summary>How often the vision tower ran (<see cref="EncodeVision"/> calls) and how many images / videos it
@@ -228,7 +230,7 @@ public sealed class QwenVLModel : nn.Module
     public static Tensor ScatterFeatures(Tensor embeds, Tensor inputIds, Tensor features, long tokenId, string what)
     {
         using var scope = torch.NewDisposeScope();
-        var isPad = inputIds.eq(tokenId);
+        var isPad = inputIds.EqS(tokenId);
         long n = isPad.sum().item<long>();
         if (n != features.shape[0])
             throw new InputException($"input_ids hold {n} <|{what}_pad|> tokens (id {tokenId}) but the {what} inputs give {features.shape[0]} " +
@@ -310,11 +312,11 @@ public sealed class QwenVLModel : nn.Module
         // Which keys are real tokens: [B, past+T].
         Tensor newValid, keyValid;
         if (attentionMask is null) newValid = torch.ones(b, t, ScalarType.Bool, Device);
-        else if (attentionMask.shape[0] == b && attentionMask.shape[1] == past + t) newValid = attentionMask.to(Device).narrow(1, past, t).ne(0);
-        else if (attentionMask.shape[0] == b && attentionMask.shape[1] == t) newValid = attentionMask.to(Device).ne(0);
+        else if (attentionMask.shape[0] == b && attentionMask.shape[1] == past + t) newValid = attentionMask.to(Device).narrow(1, past, t).ne(TorchScalars.Zero);
+        else if (attentionMask.shape[0] == b && attentionMask.shape[1] == t) newValid = attentionMask.to(Device).ne(TorchScalars.Zero);
         else throw new InputException($"attention_mask [{string.Join(",", attentionMask.shape)}] must be [{b}, {t}] or [{b}, {past + t}] (cache + new tokens)");
         keyValid = cache is null ? newValid : cache.AppendValid(newValid);
-        if (attentionMask is not null && attentionMask.shape[1] == past + t && past > 0) keyValid = attentionMask.to(Device).ne(0);
+        if (attentionMask is not null && attentionMask.shape[1] == past + t && past > 0) keyValid = attentionMask.to(Device).ne(TorchScalars.Zero);
 
         if (positionIds is null)
         {
@@ -417,16 +419,18 @@ public sealed class QwenVLModel : nn.Module
     /// attention covers the whole capacity under the KeyValid mask (the same additive finfo.min mask as the eager path).
     /// Does not advance Position. Returns logits [B, V] in the model dtype.
     /// </summary>
+    static readonly Scalar True = true.ToScalar();
+
     public Tensor DecodeStatic(StaticKvCache cache)
     {
         using var scope = torch.NewDisposeScope();
         long b = cache.Rows;
         var embeds = EmbedTokens(cache.InputTokens);                                              // [B, 1, H]
-        cache.KeyValid.index_fill_(1, cache.Position, true);
-        var positions = (cache.PositionOffsets + cache.Position).view(1, b, 1).expand(3, b, 1);   // [3, B, 1]
+        cache.KeyValid.index_fill_(1, cache.Position, True);
+        var positions = cache.PositionOffsets.Plus(cache.Position).view(1, b, 1).expand(3, b, 1); // [3, B, 1]
         var (cos, sin) = MRope.CosSin(positions, Config.Text, DType);
         var mask = torch.zeros([b, 1, 1, cache.Capacity], DType, Device)
-                        .masked_fill(cache.KeyValid.logical_not().view(b, 1, 1, cache.Capacity), torch.finfo(DType).min);
+                        .FillS(cache.KeyValid.logical_not().view(b, 1, 1, cache.Capacity), torch.finfo(DType).min);
         var h = embeds.to(DType);
         var layers = model.Layers;
         for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardStatic(h, cos, sin, mask, cache, i, Attention);

@@ -128,8 +128,8 @@ public static class RopeIndex
     {
         using var scope = torch.NewDisposeScope();
         long l = positionIds.shape[2];
-        var rowMax = positionIds.amax([0]).masked_fill(valid.logical_not(), -1).amax([1]); // [B]; −1 for empty rows
-        return (rowMax + (1 - l)).MoveToOuterDisposeScope();
+        var rowMax = positionIds.amax([0]).masked_fill(valid.logical_not(), TorchScalars.MinusOne).amax([1]); // [B]; −1 for empty rows
+        return rowMax.AddS(1 - l).MoveToOuterDisposeScope();
     }
 
     /// <summary>Decode positions for T new tokens after <paramref name="past"/> cached ones: past + k + offset on all
@@ -138,7 +138,7 @@ public static class RopeIndex
     {
         using var scope = torch.NewDisposeScope();
         long b = offsets.shape[0];
-        var p = torch.arange(past, past + newTokens, 1, ScalarType.Int64, offsets.device).unsqueeze(0) + offsets.view(b, 1);
+        var p = TorchScalars.Arange(past, past + newTokens, ScalarType.Int64, offsets.device).unsqueeze(0).Plus(offsets.view(b, 1));
         return p.unsqueeze(0).expand(3, b, newTokens).contiguous().MoveToOuterDisposeScope();
     }
 
@@ -148,12 +148,18 @@ public static class RopeIndex
         return -1;
     }
 
+    // Scoped: the detach/to/tensor intermediates stay alive through the native calls that read them (TorchScalars.cs).
     static long[] HostLongs(Tensor t)
     {
-        using var c = t.detach().to(ScalarType.Int64, torch.CPU).contiguous();
-        return c.data<long>().ToArray();
+        using var scope = torch.NewDisposeScope();
+        return t.detach().to(ScalarType.Int64, torch.CPU).contiguous().data<long>().ToArray();
     }
 
-    static (Tensor, Tensor) Result(long[] pos, long[] deltas, int b, int l, Device dev) =>
-        (torch.tensor(pos, [3, b, l], ScalarType.Int64).to(dev), torch.tensor(deltas, ScalarType.Int64).to(dev));
+    static (Tensor, Tensor) Result(long[] pos, long[] deltas, int b, int l, Device dev)
+    {
+        using var scope = torch.NewDisposeScope();
+        var p = torch.tensor(pos, [3, b, l], ScalarType.Int64).to(dev);
+        var d = torch.tensor(deltas, ScalarType.Int64).to(dev);
+        return (p.MoveToOuterDisposeScope(), d.MoveToOuterDisposeScope());
+    }
 }

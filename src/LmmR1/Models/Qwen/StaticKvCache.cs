@@ -4,6 +4,7 @@
 // address after creation, so a decode step reading and writing only these tensors can be captured once and replayed.
 // Departs from KvCache: attention reads the whole capacity under a mask (padding and not-yet-written positions are
 // masked), not only the filled prefix.
+using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -76,7 +77,7 @@ public sealed class StaticKvCache : IDisposable
             KeyValid.narrow(0, 0, live).narrow(1, 0, len).copy_(src.KeyValid.narrow(1, 0, len).index_select(0, idx));
             PositionOffsets.zero_();
             if (src.PositionOffsets is not null) PositionOffsets.narrow(0, 0, live).copy_(src.PositionOffsets.index_select(0, idx));
-            Position.fill_(len);
+            Position.FillAllS_(len);
         }
     }
 

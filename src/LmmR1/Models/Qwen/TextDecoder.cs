@@ -1,6 +1,7 @@
 // The Qwen2 / Qwen2.5 text decoder shared by all three families (spec §3): pre-norm layers of GQA self-attention
 // (q/k/v with bias, o_proj without, M-RoPE on q and k, the cache holding rotated k) and a SwiGLU MLP, then a final
 // RMSNorm. Module and field names give the classic checkpoint keys: model.embed_tokens / model.layers.{i} / model.norm.
+using LmmR1.Infrastructure;
 using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
@@ -106,16 +107,16 @@ internal sealed class DecoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl, PackedSequences? packed = null)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl, packed);
-        h = h + mlp.forward(postNorm.forward(h));
+        var h = x.Plus(attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl, packed));
+        h = h.Plus(mlp.forward(postNorm.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 
     public Tensor ForwardStatic(Tensor x, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer, AttentionImpl impl)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + attn.ForwardStatic(inputNorm.forward(x), cos, sin, mask, cache, layer, impl);
-        h = h + mlp.forward(postNorm.forward(h));
+        var h = x.Plus(attn.ForwardStatic(inputNorm.forward(x), cos, sin, mask, cache, layer, impl));
+        h = h.Plus(mlp.forward(postNorm.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 }

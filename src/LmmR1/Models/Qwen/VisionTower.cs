@@ -137,8 +137,8 @@ internal sealed class VisionBlock : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Segments segments, AttentionImpl impl)
     {
         using var scope = torch.NewDisposeScope();
-        var h = x + attn.Forward(norm1.forward(x), cos, sin, segments, impl);
-        h = h + mlp.forward(norm2.forward(h));
+        var h = x.Plus(attn.Forward(norm1.forward(x), cos, sin, segments, impl));
+        h = h.Plus(mlp.forward(norm2.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 }
@@ -277,8 +277,8 @@ internal sealed class VisionTower : nn.Module
     {
         if (gridThw.dim() != 2 || gridThw.shape[1] != 3)
             throw new InputException($"{what}_grid_thw must be [n, 3], got [{string.Join(",", gridThw.shape)}]");
-        using var g = gridThw.detach().to(ScalarType.Int64, torch.CPU).contiguous();
-        var flat = g.data<long>().ToArray();
+        long[] flat;
+        using (torch.NewDisposeScope()) flat = gridThw.detach().to(ScalarType.Int64, torch.CPU).contiguous().data<long>().ToArray();
         var grid = new (long, long, long)[flat.Length / 3];
         long rows = 0;
         for (int i = 0; i < grid.Length; i++)
@@ -350,7 +350,7 @@ internal sealed class VisionTower : nn.Module
                             for (long ic = 0; ic < m; ic++) { hpos.Add(br * m + ir); wpos.Add(bc * m + ic); }
         }
         var invFreq = MRope.InverseFrequencies(cfg.HeadDim / 2, cfg.RopeTheta, dev);               // [hd/4]
-        var table = torch.outer(torch.arange(maxHw, ScalarType.Float32, dev), invFreq);          // [maxHW, hd/4]
+        var table = torch.outer(TorchScalars.Arange(maxHw, ScalarType.Float32, dev), invFreq);          // [maxHW, hd/4]
         var hRot = table.index_select(0, torch.tensor(hpos.ToArray(), device: dev));
         var wRot = table.index_select(0, torch.tensor(wpos.ToArray(), device: dev));
         return torch.cat([hRot, wRot], -1).MoveToOuterDisposeScope();

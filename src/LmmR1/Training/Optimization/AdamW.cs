@@ -36,7 +36,10 @@ public sealed class AdamW : IDisposable
         foreach (var (name, p) in parameters)
         {
             if (!p.requires_grad) continue;
-            Tensor? master = p.dtype == ScalarType.Float32 ? null : p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
+            Tensor? master = null;
+            if (p.dtype != ScalarType.Float32)
+                using (NewDisposeScope())   // holds the detach() wrapper until .to() returned, then frees it
+                    master = p.detach().to(ScalarType.Float32).DetachFromDisposeScope();
             slots.Add(new Slot
             {
                 Name = name, Param = p, Master = master,
@@ -59,6 +62,11 @@ public sealed class AdamW : IDisposable
         double bc1 = 1 - Math.Pow(b1, Step), bc2 = 1 - Math.Pow(b2, Step);
         double stepSize = lr / bc1, bc2Sqrt = Math.Sqrt(bc2);
         using var noGrad = no_grad();
+        // The step's numbers as Scalars referenced until the last update returned (a temporary one can be finalized
+        // while libtorch reads it: Infrastructure/TorchScalars). Same values and types as the implicit conversions.
+        using Scalar decayS = (1 - lr * Options.WeightDecay).ToScalar(), b1S = b1.ToScalar(), oneMinusB1 = (1 - b1).ToScalar(),
+            b2S = b2.ToScalar(), oneMinusB2 = (1 - b2).ToScalar(), bc2SqrtS = bc2Sqrt.ToScalar(), epsS = Options.Eps.ToScalar(),
+            minusStepSize = (-stepSize).ToScalar();
         foreach (var s in slots)
         {
             using var scope = NewDisposeScope();
@@ -66,11 +74,11 @@ public sealed class AdamW : IDisposable
             if (g0 is null) continue;
             var g = g0.dtype == ScalarType.Float32 ? g0 : g0.to(ScalarType.Float32);
             var w = s.Master ?? s.Param;
-            if (Options.WeightDecay != 0) w.mul_(1 - lr * Options.WeightDecay);
-            s.ExpAvg.mul_(b1).add_(g, alpha: 1 - b1);
-            s.ExpAvgSq.mul_(b2).addcmul_(g, g, value: 1 - b2);
-            var denom = s.ExpAvgSq.sqrt().div_(bc2Sqrt).add_(Options.Eps);
-            w.addcdiv_(s.ExpAvg, denom, value: -stepSize);
+            if (Options.WeightDecay != 0) w.mul_(decayS);
+            s.ExpAvg.mul_(b1S).add_(g, alpha: oneMinusB1);
+            s.ExpAvgSq.mul_(b2S).addcmul_(g, g, value: oneMinusB2);
+            var denom = s.ExpAvgSq.sqrt().div_(bc2SqrtS).add_(epsS, TorchScalars.One);
+            w.addcdiv_(s.ExpAvg, denom, value: minusStepSize);
             if (s.Master is not null) s.Param.copy_(s.Master);
         }
     }
@@ -88,8 +96,8 @@ public sealed class AdamW : IDisposable
             // One parameter's fp32 temporaries at a time (a scope over the whole loop kept an fp32 copy and its square
             // of every gradient alive until the end: 2 × 4 bytes per trainable parameter, 24.7 GB for the 3B shape).
             using var inner = NewDisposeScope();
-            var sq = g.to(ScalarType.Float32).square().sum();
-            total = (total is null ? sq : total + sq).MoveToOuterDisposeScope();
+            var sq = g.to(ScalarType.Float32).Square().sum();
+            total = (total is null ? sq : total.Plus(sq)).MoveToOuterDisposeScope();
         }
         return total is null ? 0.0 : total.sqrt().item<float>();
     }
@@ -100,7 +108,12 @@ public sealed class AdamW : IDisposable
         double coef = maxNorm / (norm + 1e-6);
         if (coef >= 1 || !double.IsFinite(coef)) return;
         using var noGrad = no_grad();
-        foreach (var p in ps) p.grad?.mul_(coef);
+        using var c = coef.ToScalar();
+        foreach (var p in ps)
+        {
+            using var g = p.grad;       // a fresh wrapper, referenced until mul_ returned
+            g?.mul_(c);
+        }
     }
 
     public void ClipGradients(double norm, double maxNorm) => ClipGradients(slots.Select(s => s.Param), norm, maxNorm);

@@ -6,6 +6,7 @@
 // micro-batch (replay_buffer.make_experience_batch: sequences left-padded, so the last A positions are the action
 // slots); a micro-batch's slice of a rollout-wide tensor is taken explicitly with ActionTensors.Rows.
 using LmmR1.Models.Qwen;
+using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -194,7 +195,7 @@ public static class ActionTensors
     public static Tensor Align(Tensor values, Tensor mask, long width)
     {
         using var scope = torch.NewDisposeScope();
-        var v = values.detach().to(ScalarType.Float32).masked_fill(mask.logical_not(), 0.0);
+        var v = values.detach().to(ScalarType.Float32).FillS(mask.logical_not(), 0.0);
         long pad = width - v.shape[1];
         if (pad > 0) v = torch.cat([torch.zeros([v.shape[0], pad], ScalarType.Float32, v.device), v], 1);
         return v.MoveToOuterDisposeScope();
@@ -208,7 +209,7 @@ public static class ActionTensors
         long a = mask.shape[1];
         var picked = x.index_select(0, rows);
         var cut = picked.narrow(1, picked.shape[1] - a, a);
-        return cut.masked_fill(mask.logical_not(), 0.0).MoveToOuterDisposeScope();
+        return cut.FillS(mask.logical_not(), 0.0).MoveToOuterDisposeScope();
     }
 
     /// <summary>Row r's values at its own action slots → float[R_r] per row (a host copy, for logging).</summary>

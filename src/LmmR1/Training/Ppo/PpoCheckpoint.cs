@@ -73,6 +73,9 @@ public static class PpoCheckpoint
         public required RngState Rng { get; init; }
         public required string PretrainFingerprint { get; init; }
         public string? CriticPretrainFingerprint { get; init; }
+        /// <summary>ModelFingerprint of each --reward_pretrain folder, in order (null in checkpoints written before reward
+        /// models existed: nothing to compare).</summary>
+        public IReadOnlyList<string>? RewardPretrainFingerprints { get; init; }
     }
 
     static readonly JsonSerializerOptions Json = new()
@@ -122,6 +125,7 @@ public static class PpoCheckpoint
                 Torch: RngFile),
             PretrainFingerprint = ModelFingerprint(config.Model.Pretrain!),
             CriticPretrainFingerprint = config.UsesCritic ? ModelFingerprint(config.Model.CriticPretrain!) : null,
+            RewardPretrainFingerprints = [.. config.Reward.RewardPretrain.Select(ModelFingerprint)],
         };
         File.WriteAllText(Path.Combine(dir, StateFile), JsonSerializer.Serialize(saved, Json));
         File.WriteAllText(Path.Combine(dir, ConfigFile), config.ToJson());
@@ -198,6 +202,15 @@ public static class PpoCheckpoint
             throw Refuse("--pretrain", $"'{config.Model.Pretrain}' is not the model the checkpoint's run started from (its config.json or weight files differ)");
         if (config.UsesCritic && saved.CriticPretrainFingerprint is { } cf && ModelFingerprint(config.Model.CriticPretrain!) != cf)
             throw Refuse("--critic_pretrain", $"'{config.Model.CriticPretrain}' is not the critic the checkpoint's run started from");
+        if (saved.RewardPretrainFingerprints is { } rf)
+        {
+            var rms = config.Reward.RewardPretrain;
+            if (rms.Count != rf.Count)
+                throw Refuse("--reward_pretrain", $"the checkpoint's run scored with {rf.Count} reward model(s) and this run names {rms.Count}");
+            for (int k = 0; k < rms.Count; k++)
+                if (ModelFingerprint(rms[k]) != rf[k])
+                    throw Refuse("--reward_pretrain", $"'{rms[k]}' (reward model {k + 1}) is not the reward model the checkpoint's run scored with (its config.json or weight files differ)");
+        }
         if (train.Count != saved.Data.Prompts || DataFingerprint(train) != saved.Data.Fingerprint)
             throw Refuse("--prompt_data", $"the prompts differ from the checkpoint's ({train.Count} prompts now, {saved.Data.Prompts} then; " +
                                           "same files and keys are needed for the same order)");
@@ -208,8 +221,9 @@ public static class PpoCheckpoint
             notes.Add($"note: the LR schedule now spans {plan.SchedulerSteps} optimizer steps (the checkpoint's run planned {saved.Actor.ScheduleSteps}): " +
                       "--max_global_steps / --num_episodes changed, so the learning rate continues on the new schedule");
         foreach (var (path, flag) in new[] { ("optim.actor_learning_rate", "--actor_learning_rate"), ("optim.critic_learning_rate", "--critic_learning_rate"),
-                                              ("algorithm.init_kl_coef", "--init_kl_coef") })
-            if (Get(old, path) != Get(now, path))
+                                              ("algorithm.init_kl_coef", "--init_kl_coef"), ("reward.reward_weights", "--reward_weights"),
+                                              ("reward.normalize_reward", "--normalize_reward") })
+            if (Get(old, path) is var was && was != "(missing)" && was != Get(now, path))
                 notes.Add($"note: {flag} changed from {Get(old, path)} to {Get(now, path)} since the checkpoint" +
                           (flag == "--init_kl_coef" ? " (β continues from the checkpoint's value)" : ""));
         return notes;

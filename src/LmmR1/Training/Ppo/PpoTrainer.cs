@@ -386,9 +386,12 @@ public sealed class PpoTrainer : IDisposable
                 foreach (var group in OptimizerSteps(rollout.Count, step, epoch))
                 {
                     // Step-wide totals (token and sequence counts) for the global loss aggregation modes.
-                    StepTotals? totals = totalsMask is null ? null : StepTotals.Of(
-                        group.Select(rows => totalsMask.index_select(0, torch.tensor(rows, device: totalsMask.device))).ToList(),
-                        accum, config.Rollout.GenerateMaxLen);
+                    StepTotals? totals = null;
+                    if (totalsMask is not null)
+                        using (torch.NewDisposeScope())   // keeps the index and mask temporaries alive until read, then frees them
+                            totals = StepTotals.Of(
+                                group.Select(rows => totalsMask.index_select(0, torch.tensor(rows, device: totalsMask.device))).ToList(),
+                                accum, config.Rollout.GenerateMaxLen);
                     foreach (var rows in group)
                     {
                         using var scope = torch.NewDisposeScope();
@@ -396,7 +399,7 @@ public sealed class PpoTrainer : IDisposable
                         var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals });
                         // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
                         if (!float.IsFinite(loss.item<float>())) poisoned = true;
-                        else (loss / accum).backward();
+                        else loss.DivS((long)accum).backward();
                         QwenVLModel.ReleaseBackwardHandles();
                         pending++;
                         logged.Add(stats.detach().MoveToOuterDisposeScope());
@@ -441,15 +444,14 @@ public sealed class PpoTrainer : IDisposable
         bool global = LossAggregations.IsGlobal(lossOptions.Aggregation);
         var excluded = targets.Excluded;
         // [N, A] bool: the action slots the loss counts (the rollout's, without excluded samples' rows).
-        using var lossMask = excluded is null ? null : rollout.ActionMask.logical_and(
-            torch.tensor(excluded.Select(x => !x).ToArray(), device: rollout.ActionMask.device).unsqueeze(1));
+        using var lossMask = excluded is null ? null : KeptSlots(rollout.ActionMask, excluded);
         var r = Update("actor", ActorOptimizer, rollout, frozen ? v => v.ImageEmbeds : null, mb =>
         {
             var (lp, entropy) = PolicyForward.ActionLogProbsAndEntropy(models.Actor, mb.Inputs, config.Rollout.Temperature, entropyGrad: entropyLoss);
             var zero = torch.zeros([], ScalarType.Float32, lp.device);
             // A micro-batch of excluded samples only contributes nothing (a zero loss that still reaches the graph).
             if (excluded is not null && mb.RowIndexes.All(i => excluded[(int)i]))
-                return new MicroBatchLoss(lp.sum() * 0.0, torch.stack([zero, zero, zero, zero, zero, zero]));
+                return new MicroBatchLoss(lp.sum().MulS(0.0), torch.stack([zero, zero, zero, zero, zero, zero]));
             var mask = lossMask is null ? mb.ActionMask : mb.Take(lossMask).logical_and(mb.ActionMask);
             var policy = PolicyLoss.Compute(lp, mb.Take(targets.OldLogProbs), mb.Take(targets.Advantages), mask, lossOptions, mb.Totals);
             Tensor? klLoss = !a.UseKlLoss ? null
@@ -466,6 +468,14 @@ public sealed class PpoTrainer : IDisposable
         return new ActorMetrics(PolicyLoss: r.Logged[0], ClipFrac: r.Logged[1], ApproxKl: r.Logged[2],
             KlLoss: a.UseKlLoss ? r.Logged[4] : null, EntropyLoss: entropyLoss ? r.Logged[3] : null, Entropy: r.Logged[3],
             ActorLr: r.LearningRate, GradNorm: r.GradNorm, SkippedSteps: r.Skipped) { ClipFracLower = lossOptions.DualClip is null ? null : r.Logged[5] };
+    }
+
+    /// <summary>The action mask without the excluded samples' rows (its temporaries in a scope of their own).</summary>
+    static Tensor KeptSlots(Tensor actionMask, IReadOnlyList<bool> excluded)
+    {
+        using var scope = torch.NewDisposeScope();
+        var kept = torch.tensor(excluded.Select(x => !x).ToArray(), device: actionMask.device).unsqueeze(1);   // [N, 1]
+        return actionMask.logical_and(kept).MoveToOuterDisposeScope();
     }
 
     /// <summary>The critic's update: the clipped value loss with the same batching.</summary>

@@ -119,7 +119,7 @@ public sealed class SequenceRewardModel : IDisposable
         var mask = attentionMask.to(ScalarType.Int64, Backbone.Device);
         long s = mask.shape[1];
         // Upstream: eos_indices = S − 1 − argmax(fliplr(mask)), the last 1 of each row.
-        var last = (s - 1 - mask.fliplr().argmax(1, keepdim: true));                                   // [B, 1]
+        var last = mask.fliplr().argmax(1, keepdim: true).RSubS(s - 1);                                 // [B, 1]
         var output = Backbone.Forward(sequences, mask, pixelValues, imageGridThw, imageEmbeds: imageEmbeds, logitsForLast: 0);
         var hidden = output.Hidden.gather(1, last.unsqueeze(-1).expand(-1, -1, output.Hidden.shape[2])); // [B, 1, H]
         var reward = Score.forward(hidden).reshape(-1).to(ScalarType.Float32);                          // [B]

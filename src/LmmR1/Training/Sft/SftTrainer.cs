@@ -70,7 +70,7 @@ public sealed class SftTrainer : IDisposable
                 using (var scope = torch.NewDisposeScope())
                 {
                     var loss = Loss(batch);
-                    (loss / accum).backward();
+                    loss.DivS((long)accum).backward();
                     QwenVLModel.ReleaseBackwardHandles();
                     lossSum += loss.item<float>();
                 }
