@@ -3,6 +3,7 @@
 // differ only in budgets (steps, prompts, held-out size); the whole run is a function of this record and the seed.
 using LmmR1.Algorithms;
 using LmmR1.Infrastructure;
+using LmmR1.Models.Qwen;
 
 namespace LmmR1.Demo;
 
@@ -68,6 +69,9 @@ public sealed record DemoConfig
     /// <summary>Torch intra-op threads. One: the model is too small to gain from more, one thread makes a CPU run
     /// reproduce its numbers exactly, and two spinning OpenMP threads slowed SFT ~5× on a busy 2-core machine.</summary>
     public int Threads { get; init; } = 1;
+    /// <summary>Attention kernels of every model the demo loads (SFT, RL actor and reference, evaluation): sdpa or eager.
+    /// SDPA: eager was slower on the CPU (seed 1, scalar `default` kernels: SFT and RL steps ~10–25 % longer; bench/demo).</summary>
+    public AttentionImpl Attention { get; init; } = AttentionImpl.Sdpa;
 
     // ---- data
     /// <summary>Multisets of four digits 0–4 held out of the 70 (no order of them is trained on); 0 = hold out digit
@@ -102,8 +106,11 @@ public sealed record DemoConfig
     public static DemoConfig For(bool quick, int seed = 42) => quick
         // FRE gets more steps than MGT: text pass@1 at T=1 rises slowly (seeds 1, 2: +9 after 60 steps), images fast
         // once SFT has taught the vision path (in the 12-epoch sweep, each of the 14 runs whose SFT had learnt the
-        // images had made at least 65 % of MGT's 80-step rise in train accuracy by step 60). Timings: bench/demo.
-        ? new DemoConfig { Seed = seed, Quick = true, Fre = new DemoRlSettings { Steps = 100 }, Mgt = new DemoRlSettings { Steps = 60 } }
+        // images had made at least 65 % of MGT's 80-step rise in train accuracy by step 60). 65 / 45 steps (from
+        // 100 / 60) bring the scalar `default` kernel path under 2 minutes on 2 cores with room to spare: in the
+        // 100 / 60 sweep's train-accuracy curves FRE had made ~75 % of its 100-step rise by step 65 and MGT ~80 % of
+        // its 60-step rise by step 45 (the slowest MGT runs are flat from step 40). Gains and timings: bench/demo.
+        ? new DemoConfig { Seed = seed, Quick = true, Fre = new DemoRlSettings { Steps = 65 }, Mgt = new DemoRlSettings { Steps = 45 } }
         : new DemoConfig
         {
             Seed = seed,

@@ -96,7 +96,7 @@ public static class DemoRunner
         var checkpoints = new List<DemoCheckpointAccuracy>();
         (HeldOutAccuracy Text, HeldOutAccuracy Image) Measure(string name)
         {
-            using var model = QwenVLModel.Load(Model(name), ScalarType.Float32, device);
+            using var model = LoadModel(c, Model(name), device);
             var t = evaluator.Evaluate(model, textEval, ct);
             var i = evaluator.Evaluate(model, imageEval, ct);
             checkpoints.Add(new DemoCheckpointAccuracy(name, t.Pass1, i.Pass1));
@@ -117,7 +117,7 @@ public static class DemoRunner
             "short and sloppy on purpose, to leave headroom for RL");
         var clock = Stopwatch.StartNew();
         IReadOnlyList<double> sftCurve;
-        using (var model = QwenVLModel.Load(Model("init"), ScalarType.Float32, device))
+        using (var model = LoadModel(c, Model("init"), device))
         {
             sftCurve = SftStage.Run(c, model, processor, Model("init"), sftFile, Detail, ct);
             model.SaveHf(Model("sft"));
@@ -155,7 +155,7 @@ public static class DemoRunner
 
         // ---------------------------------------------------------------- blind check, outputs
         double blind;
-        using (var model = QwenVLModel.Load(Model("mgt"), ScalarType.Float32, device))
+        using (var model = LoadModel(c, Model("mgt"), device))
             blind = new DemoEvaluator(processor, reward, c.EvalSamplesPerPrompt, c.Temperature, c.GenerateMaxLen, 1, greedy: false)
                 .Evaluate(model, LoadPrompts(blindFile, "answer", c.Seed), ct).Pass1;
         double chance = images.HeldOut.Average(e => e.Task == DemoTask.Count ? 1.0 / (ShapeScene.GridSide * ShapeScene.GridSide) : 0.5);
@@ -198,6 +198,14 @@ public static class DemoRunner
         {
             throw InputException.At(dir, null, "--output", $"cannot write the demo's files there ({e.Message})");
         }
+    }
+
+    /// <summary>A saved stage in fp32 on <paramref name="device"/>, with the demo's attention kernels.</summary>
+    internal static QwenVLModel LoadModel(DemoConfig c, string dir, Device device)
+    {
+        var model = QwenVLModel.Load(dir, ScalarType.Float32, device);
+        model.Attention = c.Attention;
+        return model;
     }
 
     static PromptDataset LoadPrompts(string file, string labelKey, int seed) =>

@@ -61,8 +61,8 @@ public static class RlStage
         var (config, _) = Config(demo, s, pretrain, promptData, saveDir).Resolve();
         config.Validate();
         var train = PromptDataset.Load(config.Data.Prompts);
-        var actor = QwenVLModel.Load(pretrain, ScalarType.Float32, device);
-        var reference = config.UsesReference ? QwenVLModel.Load(pretrain, ScalarType.Float32, device) : null;
+        var actor = DemoRunner.LoadModel(demo, pretrain, device);
+        var reference = config.UsesReference ? DemoRunner.LoadModel(demo, pretrain, device) : null;
         using var models = PpoModels.Prepare(config, actor, reference, null, referenceFromSameCheckpoint: true, log);
         using var metrics = new MetricsLog(saveDir);
         using var trainer = new PpoTrainer(config, models, processor, train, null, reward, metrics, log);

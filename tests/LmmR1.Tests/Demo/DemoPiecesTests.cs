@@ -148,6 +148,26 @@ public class DemoPiecesTests
     }
 
     [Fact]
+    public void TheConfigsAttentionKernelsReachEveryLoadedModel()
+    {
+        // demo_config.json carries the setting ("attention": "eager" read back), and the demo's loader applies it.
+        string dir = TestPaths.NewTempDir("demo-attention");
+        var c = DemoConfig.For(quick: true) with { Attention = LmmR1.Models.Qwen.AttentionImpl.Eager };
+        string file = Path.Combine(dir, "demo_config.json");
+        File.WriteAllText(file, c.ToJson());
+        Assert.Contains("\"attention\": \"eager\"", File.ReadAllText(file));
+        var back = DemoConfig.FromJsonFile(file);
+        Assert.Equal(LmmR1.Models.Qwen.AttentionImpl.Eager, back.Attention);
+        Assert.Equal(LmmR1.Models.Qwen.AttentionImpl.Sdpa, DemoConfig.For(quick: true).Attention);
+        DemoModel.Write(dir, seed: 1);
+        foreach (var impl in new[] { LmmR1.Models.Qwen.AttentionImpl.Eager, LmmR1.Models.Qwen.AttentionImpl.Sdpa })
+        {
+            using var model = DemoRunner.LoadModel(c with { Attention = impl }, dir, TorchSharp.torch.CPU);
+            Assert.Equal(impl, model.Attention);
+        }
+    }
+
+    [Fact]
     public void ShapeImagesHaveTheirColoursInTheirCellsAndWhiteElsewhere()
     {
         var scene = new ShapeScene([
