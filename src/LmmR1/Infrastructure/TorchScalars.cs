@@ -29,6 +29,9 @@ public static class TorchScalars
     // Tensor ∘ Tensor where TorchSharp would add a temporary alpha.
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
     public static Tensor Plus_(this Tensor a, Tensor b) => a.add_(b, One);
+    /// <summary>a + alpha·b (`a.add(b, alpha)` with a double alpha).</summary>
+    public static Tensor PlusScaled(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add(b, s); }
+    public static Tensor PlusScaled_(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add_(b, s); }
 
     // Tensor ∘ number: each keeps its Scalar referenced until the op returned (the `using` disposes it after).
     // `add(Scalar)` is `add(scalar, 1)` with a temporary alpha too (Tensor.Math.cs): these pass the rooted One.
@@ -48,13 +51,22 @@ public static class TorchScalars
     public static Tensor DivS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.div_(s); }
     public static Tensor PowS(this Tensor a, double v) { using var s = v.ToScalar(); return a.pow(s); }
     public static Tensor PowS(this Tensor a, long v) { using var s = v.ToScalar(); return a.pow(s); }
+    /// <summary>x², TorchSharp's `square()`, which is `pow(2)` with a temporary Scalar (Tensor.Math.cs).</summary>
+    public static Tensor Square(this Tensor a) => a.pow(Two);
     public static Tensor FillS(this Tensor a, Tensor mask, double v) { using var s = v.ToScalar(); return a.masked_fill(mask, s); }
     public static Tensor FillS(this Tensor a, Tensor mask, long v) { using var s = v.ToScalar(); return a.masked_fill(mask, s); }
     public static Tensor FillS_(this Tensor a, Tensor mask, double v) { using var s = v.ToScalar(); return a.masked_fill_(mask, s); }
     public static Tensor FillS_(this Tensor a, Tensor mask, long v) { using var s = v.ToScalar(); return a.masked_fill_(mask, s); }
+    public static Tensor FillAllS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.fill_(s); }
+    public static Tensor FillAllS_(this Tensor a, long v) { using var s = v.ToScalar(); return a.fill_(s); }
+    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, double v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
+    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, bool v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
+    // Bounds keep their type: an integer bound stays an int Scalar, so clamping an int64 index keeps it int64.
     public static Tensor ClampS(this Tensor a, double min, double max) { using var lo = min.ToScalar(); using var hi = max.ToScalar(); return a.clamp(lo, hi); }
     public static Tensor ClampMinS(this Tensor a, double min) { using var s = min.ToScalar(); return a.clamp_min(s); }
+    public static Tensor ClampMinS(this Tensor a, long min) { using var s = min.ToScalar(); return a.clamp_min(s); }
     public static Tensor ClampMaxS(this Tensor a, double max) { using var s = max.ToScalar(); return a.clamp_max(s); }
+    public static Tensor ClampMaxS(this Tensor a, long max) { using var s = max.ToScalar(); return a.clamp_max(s); }
     public static Tensor EqS(this Tensor a, long v) { using var s = v.ToScalar(); return a.eq(s); }
     public static Tensor NeS(this Tensor a, long v) { using var s = v.ToScalar(); return a.ne(s); }
     public static Tensor LtS(this Tensor a, double v) { using var s = v.ToScalar(); return a.lt(s); }
@@ -66,35 +78,15 @@ public static class TorchScalars
     public static Tensor GtS(this Tensor a, long v) { using var s = v.ToScalar(); return a.gt(s); }
     public static Tensor GeS(this Tensor a, long v) { using var s = v.ToScalar(); return a.ge(s); }
 
-    // Added by scal-models (model, generation and CLI code).
-    /// <summary>a + alpha·b (`a.add(b, alpha)` with a double alpha).</summary>
-    public static Tensor PlusScaled(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add(b, s); }
-    public static Tensor PlusScaled_(this Tensor a, Tensor b, double alpha) { using var s = alpha.ToScalar(); return a.add_(b, s); }
-    /// <summary>An integer bound keeps an int Scalar: clamp_max(n) of an int64 index stays int64.</summary>
-    public static Tensor ClampMaxS(this Tensor a, long max) { using var s = max.ToScalar(); return a.clamp_max(s); }
-    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, double v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
-    public static Tensor IndexFillS_(this Tensor a, long dim, Tensor index, bool v) { using var s = v.ToScalar(); return a.index_fill_(dim, index, s); }
-    public static Tensor FillAllS_(this Tensor a, double v) { using var s = v.ToScalar(); return a.fill_(s); }
-    public static Tensor FillAllS_(this Tensor a, long v) { using var s = v.ToScalar(); return a.fill_(s); }
-
+    // Factories that take numbers.
     public static Tensor Arange(long start, long stop, long step, ScalarType dtype, Device device)
     {
         using var a = start.ToScalar(); using var b = stop.ToScalar(); using var c = step.ToScalar();
         return torch.arange(a, b, c, dtype: dtype, device: device);
     }
 
-    // Factories that take numbers.
-    public static Tensor Arange(long stop, ScalarType dtype, Device device)
-    {
-        using var a = 0L.ToScalar(); using var b = stop.ToScalar(); using var c = 1L.ToScalar();
-        return torch.arange(a, b, c, dtype: dtype, device: device);
-    }
-
-    public static Tensor Arange(long start, long stop, ScalarType dtype, Device device)
-    {
-        using var a = start.ToScalar(); using var b = stop.ToScalar(); using var c = 1L.ToScalar();
-        return torch.arange(a, b, c, dtype: dtype, device: device);
-    }
+    public static Tensor Arange(long start, long stop, ScalarType dtype, Device device) => Arange(start, stop, 1, dtype, device);
+    public static Tensor Arange(long stop, ScalarType dtype, Device device) => Arange(0, stop, 1, dtype, device);
 
     public static Tensor Full(long[] shape, double v, ScalarType dtype, Device device)
     {
@@ -107,9 +99,4 @@ public static class TorchScalars
         using var s = v.ToScalar();
         return torch.full(shape, s, dtype: dtype, device: device);
     }
-
-    // Appended by scal-train (training code): an integer bound keeps an int Scalar (no float promotion of int tensors).
-    public static Tensor ClampMinS(this Tensor a, long min) { using var s = min.ToScalar(); return a.clamp_min(s); }
-    /// <summary>x², TorchSharp's `square()`, which is `pow(2)` with a temporary Scalar (Tensor.Math.cs).</summary>
-    public static Tensor Square(this Tensor a) => a.pow(Two);
 }
