@@ -2,8 +2,13 @@
 // prompt once (vision tower included, unless the prompts bring their cached embeddings) into a preallocated KV cache, replicate its rows for the n samples
 // (KvCache.SelectRows), then decode all rows together. The host sees tokens only every CheckEvery steps (one small
 // device→host copy), detects finished samples there and drops them from the batch when enough have finished.
-// Departures from vLLM: no paged attention or continuous batching (a micro-batch runs until its rows finish), and the
-// random draw of (seed, prompt key, sample, step) is fixed (CounterRng), so outputs do not depend on the batching.
+// On CUDA with the native extension the decode runs on captured steps (GraphDecodeStep) padded to row buckets; there,
+// at a check, the live rows move into the step of a smaller bucket when they fit one (GraphDecodeStep.CompactTo).
+// Departures from vLLM: no paged attention or continuous batching (a micro-batch runs until its rows finish; freed
+// rows are not refilled with waiting prompts: a new prompt needs its own prefill and cache positions, while all rows of
+// a static step share one cache index and one step counter, so refilling would need per-row positions and counters in
+// the captured step), and the random draw of (seed, prompt key, sample, step) is fixed (CounterRng), so outputs do not
+// depend on the batching.
 using System.Diagnostics;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
@@ -17,6 +22,9 @@ public sealed class GenerationEngine : IDisposable
     readonly QwenVLModel model;
     // Captured decode steps by (row bucket, capacity bucket, sampler); kept across Generate calls (rollouts).
     readonly Dictionary<GraphDecodeStep.Key, GraphDecodeStep> graphs = [];
+    // Per capacity bucket: the KV cache that every step of that capacity views (sized for the largest row bucket so
+    // far) and the graph whose memory pool their captures share.
+    readonly Dictionary<int, (StaticKvCache Kv, CudaGraph? Pool)> arenas = [];
 
     public GenerationEngine(QwenVLModel model, GenerationEngineOptions? options = null)
     {
@@ -35,6 +43,33 @@ public sealed class GenerationEngine : IDisposable
     {
         foreach (var g in graphs.Values) g.Dispose();
         graphs.Clear();
+        foreach (var a in arenas.Values) a.Kv.Dispose();
+        arenas.Clear();
+    }
+
+    /// <summary>The step for <paramref name="key"/>, captured on first use. A row bucket larger than its capacity's arena
+    /// replaces the arena (the steps on the old one are released and captured again when next used).</summary>
+    GraphDecodeStep Step(NativeExtension? native, GraphDecodeStep.Key key, SamplingParams sp, (List<long> Early, List<long> Always) bans,
+                         long warmupPosition, GraphDecodeStep? running, GenerationStats stats)
+    {
+        if (graphs.TryGetValue(key, out var g)) return g;
+        if (!arenas.TryGetValue(key.Capacity, out var arena) || arena.Kv.Rows < key.Rows)
+        {
+            if (running is not null) throw new InvalidOperationException("a running batch cannot grow its KV arena");
+            foreach (var k in graphs.Keys.Where(k => k.Capacity == key.Capacity).ToList())
+            {
+                graphs[k].Dispose();
+                graphs.Remove(k);
+            }
+            arena.Kv?.Dispose();
+            arena = (new StaticKvCache(model.Config.Text, key.Rows, key.Capacity, model.DType, model.Device), null);
+        }
+        g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always, arena.Kv, arena.Pool, warmupPosition);
+        arenas[key.Capacity] = (arena.Kv, arena.Pool ?? g.Pool);
+        graphs[key] = g;
+        stats.GraphCaptures++;
+        stats.GraphCaptureSeconds += g.CaptureSeconds;
+        return g;
     }
 
     public void Dispose() => ReleaseGraphs();
@@ -310,8 +345,10 @@ public sealed class GenerationEngine : IDisposable
     /// <summary>
     /// The decode loop on a captured step (see GraphDecodeStep): step 0 is sampled eagerly from the prefill logits, then
     /// every step is one graph replay; every CheckEvery steps the host reads the new columns of the output buffers (the
-    /// only sync) and finishes rows exactly as the eager loop does. No compaction: finished rows keep decoding until all
-    /// rows of the batch finished (their extra tokens are discarded).
+    /// only sync) and finishes rows exactly as the eager loop does. Compaction: at a check, when the live rows fit a
+    /// smaller row bucket by GraphDecodeStep.CompactTo (Options.CompactFraction), they move into that bucket's step
+    /// (captured on first use, mid-batch, on the same KV arena); finished rows otherwise keep decoding (their extra
+    /// tokens are discarded).
     /// </summary>
     void DecodeGraph(NativeExtension? native, List<Row> rows, KvCache cache, Tensor sourceRows, Tensor firstLogits, SamplingParams sp,
                      Tensor? bannedFirst, (List<long> Early, List<long> Always) bans, StopChecker checker, GenerationOutput?[] outputs,
@@ -319,13 +356,7 @@ public sealed class GenerationEngine : IDisposable
     {
         var clock = Stopwatch.StartNew();
         var key = GraphDecodeStep.KeyFor(rows.Count, cache.Capacity, sp, bans.Early, bans.Always);
-        if (!graphs.TryGetValue(key, out var g))
-        {
-            g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always);
-            graphs[key] = g;
-            stats.GraphCaptures++;
-            stats.GraphCaptureSeconds += g.CaptureSeconds;
-        }
+        var g = Step(native, key, sp, bans, 0, null, stats);
         stats.GraphRows = Math.Max(stats.GraphRows, key.Rows);
         using (var scope = torch.NewDisposeScope())
         {
@@ -338,24 +369,36 @@ public sealed class GenerationEngine : IDisposable
         stats.PrefillSeconds += clock.Elapsed.TotalSeconds;   // capture (first use only) and the cache copy
         clock.Restart();
 
+        var live = rows;                                       // row i of the step holds live[i]
         int s0 = 0;
         while (s0 < sp.MaxNewTokens)
         {
             int len = Math.Min(Options.CheckEvery, sp.MaxNewTokens - s0);
             for (int s = Math.Max(1, s0); s < s0 + len; s++) g.Run(s);
             stats.DecodeSteps += len;
-            stats.RowSteps += (long)len * key.Rows;
+            stats.RowSteps += (long)len * g.Id.Rows;
             cancel.ThrowIfCancellationRequested();
             stats.Checks++;
             long[] toks; float[] lps;
             using (var scope = torch.NewDisposeScope())
             {
-                toks = g.OutTokens.narrow(0, 0, rows.Count).narrow(1, s0, len).contiguous().cpu().data<long>().ToArray();     // [B, len]
-                lps = g.OutLogProbs.narrow(0, 0, rows.Count).narrow(1, s0, len).contiguous().cpu().data<float>().ToArray();
+                toks = g.OutTokens.narrow(0, 0, live.Count).narrow(1, s0, len).contiguous().cpu().data<long>().ToArray();     // [B, len]
+                lps = g.OutLogProbs.narrow(0, 0, live.Count).narrow(1, s0, len).contiguous().cpu().data<float>().ToArray();
             }
-            int finished = AddChunk(rows, toks, lps, len, checker, sp, outputs, stats, run);
+            int finished = AddChunk(live, toks, lps, len, checker, sp, outputs, stats, run);
             s0 += len;
-            if (finished == rows.Count) break;
+            if (finished == live.Count) break;
+            // The warm-ups of a step captured now write the next two cache indices: both must lie inside the bucket.
+            if (s0 < sp.MaxNewTokens && g.Filled + GraphDecodeStep.Warmups <= g.Id.Capacity
+                && GraphDecodeStep.CompactTo(live.Count - finished, g.Id.Rows, Options.CompactFraction) is int to)
+            {
+                var keep = Enumerable.Range(0, live.Count).Where(r => !live[r].Finished).Select(r => (long)r).ToArray();
+                var next = Step(native, g.Id with { Rows = to }, sp, bans, g.Filled, g, stats);
+                using (var keepT = torch.tensor(keep, device: model.Device)) next.LoadFrom(g, keepT);
+                g = next;
+                live = keep.Select(r => live[(int)r]).ToList();
+                stats.Compactions++;
+            }
         }
         if (rows.Any(r => !r.Finished)) throw new InvalidOperationException("generation ended with unfinished rows");
         stats.DecodeSeconds += clock.Elapsed.TotalSeconds;

@@ -6,8 +6,18 @@
 // place. One decode step is then one graph replay and nothing on the host. Two graphs share one memory pool: with the
 // "early" banned set (stop tokens, before min_new_tokens) and with the "always" set. The graphs read the parameters
 // by address, so they stay valid while the trainer updates weights in place (optimizer steps, copy_ from masters).
-// Departs from the eager loop: rows are padded to the bucket and never compacted (finished rows decode on until the
-// batch ends), and attention reads the whole capacity bucket under a mask rather than only the filled prefix.
+// Row compaction (LoadFrom): at a host check the engine moves the live rows of a running step into the step of a
+// smaller row bucket of the same capacity and sampler: KV rows up to the filled position, validity, M-RoPE offsets,
+// next input token, the cache position, the step counter and each row's RNG prefix, so every row keeps its own random
+// stream and the same tokens. Memory: the steps of one capacity bucket do not own their keys/values; they view the
+// first rows of one shared StaticKvCache sized for the largest row bucket used at that capacity (the engine's arena),
+// so a whole chain of buckets 512 → 384 → … → 1 costs one 512-row KV cache plus, per bucket R, R × capacity × 13 bytes
+// (validity, output tokens and log-probs) and the graphs' temporaries, which all steps of a capacity take from one
+// shared graph memory pool (they never run at the same time and keep nothing in it between replays). Capture runs
+// warm-up steps that write; on a shared arena they are pointed at the running batch's next cache index (written
+// before it is read), never at filled positions. Departs from the eager loop: rows are padded to the bucket (finished
+// rows decode on until the next compaction or the batch's end), and attention reads the whole capacity bucket under
+// a mask rather than only the filled prefix.
 using System.Diagnostics;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
@@ -29,7 +39,14 @@ internal sealed class GraphDecodeStep : IDisposable
     readonly Tensor step;           // [1] int64: index of the token the next replay samples
     readonly CudaGraph? early, late;
 
+    /// <summary>Warm-up runs before each capture (and, without graphs, at construction: the same writes).</summary>
+    public const int Warmups = 2;
+
     public StaticKvCache Cache { get; }
+    /// <summary>Host copy of Cache.Position: cache indices 0 … Filled−1 hold the running batch's tokens.</summary>
+    public long Filled { get; private set; }
+    /// <summary>A graph whose memory pool later captures may share (null without graphs).</summary>
+    public CudaGraph? Pool => late;
     /// <summary>[R, Capacity] int64 / float32: token and log-prob of step s in column s.</summary>
     public Tensor OutTokens { get; }
     public Tensor OutLogProbs { get; }
@@ -51,8 +68,26 @@ internal sealed class GraphDecodeStep : IDisposable
         new(RowBucket(rows), CapacityBucket(capacity), sp.Temperature, sp.TopP, sp.TopK, sp.MinP,
             string.Join(',', early.Distinct().Order()), string.Join(',', always.Distinct().Order()), sp.MinNewTokens > 1);
 
+    /// <summary>
+    /// The compaction rule: at a check with <paramref name="live"/> unfinished rows in a step of <paramref name="bucket"/>
+    /// rows, move them to the bucket RowBucket(live) when that is smaller and saves at least <paramref name="fraction"/>
+    /// of the step's rows (1 − new/old ≥ fraction; every smaller bucket saves ≥ 1/4, so the default 0.25 compacts
+    /// whenever the live rows fit a smaller bucket, and a fraction above 1 never does). Returns the new bucket or null.
+    /// </summary>
+    public static int? CompactTo(int live, int bucket, double fraction)
+    {
+        if (live <= 0) return null;
+        int to = RowBucket(live);
+        return to < bucket && 1.0 - (double)to / bucket >= fraction ? to : null;
+    }
+
     /// <param name="native">The extension to capture with, or null: the step then runs eagerly on every call (same maths).</param>
-    public GraphDecodeStep(NativeExtension? native, QwenVLModel model, Key key, SamplingParams sp, IReadOnlyList<long> earlyIds, IReadOnlyList<long> alwaysIds)
+    /// <param name="storage">The KV arena of this capacity (≥ key.Rows rows); the step's cache views its first rows.</param>
+    /// <param name="sharePool">A graph of another step on the same arena whose memory pool the captures join.</param>
+    /// <param name="warmupPosition">Cache index the warm-up steps write (and the next one): the running batch's next
+    /// index when a step is created mid-batch on a shared arena, so no filled position is touched.</param>
+    public GraphDecodeStep(NativeExtension? native, QwenVLModel model, Key key, SamplingParams sp, IReadOnlyList<long> earlyIds, IReadOnlyList<long> alwaysIds,
+                           StaticKvCache storage, CudaGraph? sharePool = null, long warmupPosition = 0)
     {
         this.model = model;
         this.sp = sp;
@@ -60,7 +95,11 @@ internal sealed class GraphDecodeStep : IDisposable
         var dev = model.Device;
         int rows = key.Rows, cap = key.Capacity;
         var clock = Stopwatch.StartNew();
-        Cache = new StaticKvCache(model.Config.Text, rows, cap, model.DType, dev);
+        if (storage.Capacity != cap || storage.Rows < rows)
+            throw new ArgumentException($"KV arena {storage.Rows}×{storage.Capacity} cannot hold bucket {rows}×{cap}");
+        if (warmupPosition < 0 || warmupPosition + Warmups > cap)
+            throw new ArgumentException($"warm-up position {warmupPosition} leaves no room for {Warmups} warm-up steps in capacity {cap}");
+        Cache = new StaticKvCache(storage, rows);
         OutTokens = torch.zeros([rows, cap], ScalarType.Int64, dev).DetachFromDisposeScope();
         OutLogProbs = torch.zeros([rows, cap], ScalarType.Float32, dev).DetachFromDisposeScope();
         rowPrefix = torch.zeros([rows], ScalarType.Int64, dev).DetachFromDisposeScope();
@@ -68,12 +107,23 @@ internal sealed class GraphDecodeStep : IDisposable
         bannedEarly = Ban(earlyIds, dev);
         bannedAlways = Ban(alwaysIds, dev);
         int device = dev.index < 0 ? 0 : dev.index;
-        if (native is not null)
+        using (torch.no_grad())
         {
-            using var noGrad = torch.no_grad();
-            late = CudaGraph.Capture(native, device, () => Body(bannedAlways));
-            if (key.TwoPhases) early = CudaGraph.Capture(native, device, () => Body(bannedEarly), sharePoolWith: late);
-            torch.cuda.synchronize(dev);
+            Cache.Position.FillAllS_(warmupPosition);
+            if (native is not null)
+            {
+                late = CudaGraph.Capture(native, device, () => Body(bannedAlways), Warmups, sharePoolWith: sharePool);
+                Cache.Position.FillAllS_(warmupPosition);
+                if (key.TwoPhases) early = CudaGraph.Capture(native, device, () => Body(bannedEarly), Warmups, sharePoolWith: late);
+                torch.cuda.synchronize(dev);
+            }
+            else
+            {
+                // Without graphs: the warm-ups' writes all the same, so CPU tests see what a capture does to a shared arena.
+                for (int i = 0; i < Warmups; i++) Body(bannedAlways);
+                Cache.Position.FillAllS_(warmupPosition);
+                if (key.TwoPhases) for (int i = 0; i < Warmups; i++) Body(bannedEarly);
+            }
         }
         CaptureSeconds = clock.Elapsed.TotalSeconds;
     }
@@ -113,6 +163,26 @@ internal sealed class GraphDecodeStep : IDisposable
             rowPrefix.copy_(torch.tensor(pre, device: model.Device));
             step.fill_(TorchScalars.One);
         }
+        Filled = prefilled.Length;
+    }
+
+    /// <summary>Compaction: takes the rows <paramref name="keep"/> ([L] int64, ascending) of the running step
+    /// <paramref name="src"/> (same capacity and sampler, larger bucket) as rows 0 … L−1, with their cache, next tokens,
+    /// RNG prefixes and the step counter, so the next Run continues every row exactly where src left it.</summary>
+    public void LoadFrom(GraphDecodeStep src, Tensor keep)
+    {
+        using var scope = torch.NewDisposeScope();
+        long live = keep.shape[0];
+        if (src.Id with { Rows = Id.Rows } != Id) throw new ArgumentException("compaction needs steps of the same capacity and sampler");
+        Cache.LoadRows(src.Cache, keep, src.Filled);
+        using (torch.no_grad())
+        {
+            var idx = keep.to(ScalarType.Int64, rowPrefix.device);
+            rowPrefix.zero_();
+            rowPrefix.narrow(0, 0, live).copy_(src.rowPrefix.index_select(0, idx));
+            step.copy_(src.step);
+        }
+        Filled = src.Filled;
     }
 
     /// <summary>Queues decode step s (≥ 1): one graph launch.</summary>
@@ -125,6 +195,7 @@ internal sealed class GraphDecodeStep : IDisposable
             Body(isEarly ? bannedEarly : bannedAlways);
         }
         else (isEarly ? early! : late).Replay();
+        Filled++;
     }
 
     public void Dispose()

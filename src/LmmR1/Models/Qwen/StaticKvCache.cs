@@ -3,7 +3,8 @@
 // ([B, C] bool), the per-row M-RoPE offsets ([B] int64) and the next input token ([B, 1]). Nothing here changes shape or
 // address after creation, so a decode step reading and writing only these tensors can be captured once and replayed.
 // Departs from KvCache: attention reads the whole capacity under a mask (padding and not-yet-written positions are
-// masked), not only the filled prefix.
+// masked), not only the filled prefix. A cache can view the first rows of another one's keys/values (the row buckets of
+// one capacity share one allocation, see GraphDecodeStep) while keeping its own validity, offsets, position and tokens.
 using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -43,6 +44,26 @@ public sealed class StaticKvCache : IDisposable
         InputTokens = torch.zeros([rows, 1], ScalarType.Int64, device).DetachFromDisposeScope();
     }
 
+    /// <summary>A cache of <paramref name="rows"/> rows whose keys/values are the first rows of <paramref name="storage"/>'s
+    /// (views: same memory, no copy); validity, offsets, position and input tokens are its own (zeros).</summary>
+    public StaticKvCache(StaticKvCache storage, int rows)
+    {
+        if (rows <= 0 || rows > storage.Rows) throw new ArgumentException($"a view needs 1..{storage.Rows} rows (got {rows})");
+        Rows = rows; Capacity = storage.Capacity;
+        SharesStorage = true;
+        keys = storage.keys.Select(k => k.narrow(0, 0, rows).DetachFromDisposeScope()).ToArray();
+        values = storage.values.Select(v => v.narrow(0, 0, rows).DetachFromDisposeScope()).ToArray();
+        var dev = storage.KeyValid.device;
+        KeyValid = torch.zeros([rows, Capacity], ScalarType.Bool, dev).DetachFromDisposeScope();
+        Position = torch.zeros([1], ScalarType.Int64, dev).DetachFromDisposeScope();
+        PositionOffsets = torch.zeros([rows], ScalarType.Int64, dev).DetachFromDisposeScope();
+        InputTokens = torch.zeros([rows, 1], ScalarType.Int64, dev).DetachFromDisposeScope();
+    }
+
+    /// <summary>Whether the keys/values are views of another cache's (see the second constructor).</summary>
+    public bool SharesStorage { get; }
+
+    /// <summary>Bytes of the keys/values this cache addresses (for a view: memory it shares, not its own).</summary>
     public long Bytes => keys.Sum(k => k.numel() * k.ElementSize) * 2;
 
     /// <summary>Writes one token's rotated keys/values [B, kvH, 1, D] at Position; returns the whole layer cache.</summary>
@@ -78,6 +99,41 @@ public sealed class StaticKvCache : IDisposable
             PositionOffsets.zero_();
             if (src.PositionOffsets is not null) PositionOffsets.narrow(0, 0, live).copy_(src.PositionOffsets.index_select(0, idx));
             Position.FillAllS_(len);
+        }
+    }
+
+    /// <summary>
+    /// Takes row keep[r] of <paramref name="src"/> (same capacity) as row r: its keys/values at cache indices 0 … filled−1,
+    /// validity, offsets and input token, and src's Position. Rows beyond keep.Length become empty. Safe when both views
+    /// share one storage (each layer's rows are gathered into a temporary before they are written).
+    /// </summary>
+    public void LoadRows(StaticKvCache src, Tensor keep, long filled)
+    {
+        using var scope = torch.NewDisposeScope();
+        long live = keep.shape[0];
+        if (src.Capacity != Capacity) throw new ArgumentException($"capacities differ ({src.Capacity} vs {Capacity})");
+        if (live > Rows) throw new ArgumentException($"{live} rows do not fit the static cache's {Rows}");
+        if (filled < 0 || filled > Capacity) throw new ArgumentException($"{filled} filled positions exceed capacity {Capacity}");
+        var idx = keep.to(ScalarType.Int64, KeyValid.device);
+        using (torch.no_grad())
+        {
+            if (filled > 0)
+                for (int i = 0; i < keys.Length; i++)
+                {
+                    var k = src.keys[i].narrow(2, 0, filled).index_select(0, idx);
+                    keys[i].narrow(0, 0, live).narrow(2, 0, filled).copy_(k);
+                    k.Dispose();
+                    var v = src.values[i].narrow(2, 0, filled).index_select(0, idx);
+                    values[i].narrow(0, 0, live).narrow(2, 0, filled).copy_(v);
+                    v.Dispose();
+                }
+            KeyValid.zero_();
+            KeyValid.narrow(0, 0, live).copy_(src.KeyValid.index_select(0, idx));
+            PositionOffsets.zero_();
+            PositionOffsets.narrow(0, 0, live).copy_(src.PositionOffsets.index_select(0, idx));
+            InputTokens.zero_();
+            InputTokens.narrow(0, 0, live).copy_(src.InputTokens.index_select(0, idx));
+            Position.copy_(src.Position);
         }
     }
 
