@@ -12,6 +12,10 @@
 #     dotnet publish src/LmmR1.Cli -c Release -r linux-x64 --self-contained -p:TorchBackend=system -o out/gpu
 #   (or `tar -cJf out/gpu.tar.xz -C out gpu` of it). Env: OUT (default ./bench-out), CKPT (default /tmp/qwen25vl-3b-random),
 #   SKIP_HF=1, SKIP_VARIANTS=1, SKIP_EAGER=1 (no --no-cuda-graphs run), SKIP_ANCHOR=1, ANCHOR_CASES (graph_anchor.py args), HF_MODE (hf_baseline.py's mode, default gen+rollout); for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
+#   Variable lengths ending in stop tokens with and without row compaction (issue 12 item 3): on by default after the
+#   variants (SKIP_COMPACTION=1 skips them); ONLY=compaction runs just those cases (plus checkpoint and native build).
+#   COMPACT_CASES (default 64x8:512:text), COMPACT_LEN (forced log-normal lengths MEDIAN:SIGMA, default 128:0.7),
+#   COMPACT_STOPS (stop share of the vocabulary, default 0.0039; empty = skip), SKIP_COMPACT_EAGER=1 (no eager reference).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=${1:-out/gpu}
@@ -23,6 +27,11 @@ CASES=${CASES:-64x8:512:image448,64x8:512:text,64x1:512:text}
 # graph_anchor.py ROWS:CAPACITY:FILLED at our capacity buckets (prompt + 512 rounded up to 64) and mean fill.
 ANCHOR_CASES=${ANCHOR_CASES:-512:960:642 512:640:384 64:640:384}
 VARIANT_CASE=${VARIANT_CASE:-64x8:512}
+ONLY=${ONLY:-}
+if [[ -n "$ONLY" && "$ONLY" != compaction ]]; then echo "error: ONLY must be 'compaction' or unset, got '$ONLY'" >&2; exit 2; fi
+COMPACT_CASES=${COMPACT_CASES:-64x8:512:text}
+COMPACT_LEN=${COMPACT_LEN-128:0.7}
+COMPACT_STOPS=${COMPACT_STOPS-0.0039}
 mkdir -p "$OUT"
 RES=$OUT/generation.jsonl
 
@@ -55,6 +64,7 @@ if [[ "$DEVICE" == cuda* ]]; then
 fi
 
 # Main cases on one loaded model: the rollout shapes (64 prompts x 8 samples) and HF's own 64-row shapes.
+if [[ -z "$ONLY" ]]; then
 step ours "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --output "$RES"
 if [[ "${SKIP_EAGER:-0}" != 1 ]]; then
   step ours_eager "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --no-cuda-graphs --output "$RES"
@@ -71,13 +81,37 @@ if [[ "${SKIP_VARIANTS:-0}" != 1 ]]; then
       --stop-fraction 0.0039 --compact-fraction "$cf" --output "$RES"
   done
 fi
+fi  # ONLY
 
-if [[ "${SKIP_ANCHOR:-0}" != 1 && "$DEVICE" == cuda* ]]; then
+# Variable lengths ending in stop tokens at 512 rows: forced log-normal lengths (each sample ends in a stop token; the
+# longest run to 512) and a share of the vocabulary as real stop tokens (geometric lengths). CUDA graphs with row
+# compaction into smaller buckets (0.25 = the default: whenever the live rows fit a smaller bucket) and without (2 =
+# never), and the eager loop with its own compaction (0.25) as a reference. Same prompts, seed and lengths in all.
+if [[ "${SKIP_COMPACTION:-0}" != 1 ]]; then
+  lengths=()
+  [[ -n "$COMPACT_LEN" ]] && lengths+=("--synthetic-response-len $COMPACT_LEN")
+  [[ -n "$COMPACT_STOPS" ]] && lengths+=("--stop-fraction $COMPACT_STOPS")
+  for len in "${lengths[@]}"; do
+    tag=$(echo "$len" | tr -c 'a-z0-9.\n' '_')
+    for cf in 0.25 2; do
+      # shellcheck disable=SC2086  # $len is two words: the flag and its value
+      step "compaction${tag}cf$cf" "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$COMPACT_CASES" \
+        $len --compact-fraction "$cf" --output "$RES"
+    done
+    if [[ "${SKIP_COMPACT_EAGER:-0}" != 1 ]]; then
+      # shellcheck disable=SC2086
+      step "compaction${tag}eager" "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$COMPACT_CASES" \
+        $len --compact-fraction 0.25 --no-cuda-graphs --output "$RES"
+    fi
+  done
+fi
+
+if [[ -z "$ONLY" && "${SKIP_ANCHOR:-0}" != 1 && "$DEVICE" == cuda* ]]; then
   ANCHOR=${ANCHOR:-$HERE/graph_anchor.py}
   step anchor bash -c "set -o pipefail; python3 '$ANCHOR' $ANCHOR_CASES 2> '$OUT/anchor.log' | tee -a '$RES'"
 fi
 
-if [[ "${SKIP_HF:-0}" != 1 ]]; then
+if [[ -z "$ONLY" && "${SKIP_HF:-0}" != 1 ]]; then
   # hf_baseline.py prints its JSON lines on stdout; keep them in $RES too.
   step hf bash -c "set -o pipefail; python3 '$HERE/hf_baseline.py' ${HF_MODE:-gen+rollout} 2> '$OUT/hf.log' | tee -a '$RES'"
 fi

@@ -1,6 +1,7 @@
 // `lmmr1 bench generate`: rollout throughput on synthetic prompts (random token ids, optionally one random image per
 // prompt) with stop tokens disabled, so every sample makes exactly --new-tokens tokens (like hf_baseline.py's
-// min_new_tokens). Prints one JSON line: tokens/s, ms per decode step, prefill time, peak device memory, and the
+// min_new_tokens), unless --stop-fraction (a share of the vocabulary stops) or --synthetic-response-len (log-normal
+// forced lengths ending in a stop token, SyntheticLengths) makes the lengths vary. Prints one JSON line: tokens/s, ms per decode step, prefill time, peak device memory, and the
 // per-step floors (weights + KV cache bytes ÷ HBM bandwidth; 2·params·rows FLOPs ÷ peak bf16 FLOP/s) vs measured.
 using System.CommandLine;
 using System.Diagnostics;
@@ -36,6 +37,8 @@ public static class BenchGenerateCommand
         /// exercises row dropping (on random weights a sample stops with about this probability per step).</summary>
         public double StopFraction { get; init; }
         public double CompactFraction { get; init; } = 0.25;
+        /// <summary>"MEDIAN:SIGMA" of forced log-normal response lengths ending in a stop token (SyntheticLengths); null = off.</summary>
+        public string? ResponseLengths { get; init; }
         public int WarmupTokens { get; init; } = 16;
         public double BandwidthTBs { get; init; } = 3.35;
         public double PeakTflops { get; init; } = 989;
@@ -46,6 +49,8 @@ public static class BenchGenerateCommand
         public string? Cases { get; init; }
         /// <summary>Decode with captured CUDA graphs (the default on CUDA when the native extension is available).</summary>
         public bool CudaGraphs { get; init; } = true;
+        /// <summary>Run the graph path's static step eagerly (any device; GenerationEngineOptions.StaticStepWithoutGraph).</summary>
+        public bool StaticStep { get; init; }
     }
 
     public static Command Create()
@@ -72,6 +77,10 @@ public static class BenchGenerateCommand
             DefaultValueFactory = _ => 0,
         };
         var compact = new Option<double>("--compact-fraction") { Description = "Drop finished rows when at least this share of the batch finished (> 1 = never)", DefaultValueFactory = _ => 0.25 };
+        var responseLen = new Option<string?>("--synthetic-response-len")
+        {
+            Description = "MEDIAN:SIGMA of forced log-normal response lengths (e.g. 128:0.7), each ending in a stop token; longer ones end at --new-tokens",
+        };
         var warmup = new Option<int>("--warmup-tokens") { Description = "Tokens of the warm-up run (0 = none)", DefaultValueFactory = _ => 16 };
         var bandwidth = new Option<double>("--bandwidth-tbs") { Description = "HBM bandwidth for the floor (H100 SXM: 3.35)", DefaultValueFactory = _ => 3.35 };
         var tflops = new Option<double>("--peak-tflops") { Description = "Dense bf16 peak for the compute floor (H100 SXM: 989)", DefaultValueFactory = _ => 989 };
@@ -83,12 +92,13 @@ public static class BenchGenerateCommand
                           "text | imageSIDE); overrides --prompts/--samples/--new-tokens/--image/--text-only",
         };
         var noGraphs = new Option<bool>("--no-cuda-graphs") { Description = "Decode with the eager loop instead of captured CUDA graphs" };
+        var staticStep = new Option<bool>("--static-step-without-graph") { Description = "Decode with the graph path's static step run eagerly (any device: a CPU dry run of the graph path)" };
         var threads = new Option<int>("--threads") { Description = "CPU threads of libtorch (0 = its default)", DefaultValueFactory = _ => 0 };
 
         var cmd = new Command("generate", "Measure generation throughput on synthetic prompts (prints JSON)")
         {
             model, prompts, samples, newTokens, promptLen, image, textOnly, device, dtype, checkEvery, noShare, temperature, topP, topK,
-            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, noGraphs,
+            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, noGraphs, responseLen, staticStep,
         };
         cmd.SetAction(pr =>
         {
@@ -98,10 +108,10 @@ public static class BenchGenerateCommand
                 PromptLength = pr.GetValue(promptLen), ImageSide = pr.GetValue(image), TextOnly = pr.GetValue(textOnly),
                 Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, CheckEvery = pr.GetValue(checkEvery), SharePrefix = !pr.GetValue(noShare),
                 Temperature = pr.GetValue(temperature), TopP = pr.GetValue(topP), TopK = pr.GetValue(topK), MaxRows = pr.GetValue(maxRows),
-                StopFraction = pr.GetValue(stopFraction), CompactFraction = pr.GetValue(compact),
+                StopFraction = pr.GetValue(stopFraction), CompactFraction = pr.GetValue(compact), ResponseLengths = pr.GetValue(responseLen),
                 WarmupTokens = pr.GetValue(warmup), BandwidthTBs = pr.GetValue(bandwidth), PeakTflops = pr.GetValue(tflops),
                 Output = pr.GetValue(output), Attention = pr.GetValue(attention)!, Threads = pr.GetValue(threads),
-                Cases = pr.GetValue(cases), CudaGraphs = !pr.GetValue(noGraphs),
+                Cases = pr.GetValue(cases), CudaGraphs = !pr.GetValue(noGraphs), StaticStep = pr.GetValue(staticStep),
             };
             Run(s, Console.WriteLine);
             return 0;
@@ -141,6 +151,7 @@ public static class BenchGenerateCommand
                 throw new InputException("--prompts, --samples, --new-tokens and --prompt-len must be ≥ 1");
             if (!s.TextOnly && s.ImageSide > 0 && s.ImageSide % 28 != 0) throw new InputException($"--image: {s.ImageSide} is not a multiple of 28");
         }
+        if (settings.ResponseLengths is { } rl) SyntheticLengths.Parse(rl, "--synthetic-response-len");
         if (settings.Threads > 0) torch.set_num_threads(settings.Threads);
         var device = ModelCommands.ParseDevice(settings.Device);
         var dtype = ModelCommands.ParseDType(settings.DType);
@@ -172,6 +183,7 @@ public static class BenchGenerateCommand
             MaxRowsPerBatch = s.MaxRows > 0 ? s.MaxRows : rows,
             MaxTokensPerBatch = 0,
             CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction, CudaGraphs = s.CudaGraphs,
+            StaticStepWithoutGraph = s.StaticStep,
         };
         var sampling = new SamplingParams
         {
@@ -182,6 +194,14 @@ public static class BenchGenerateCommand
                 ? Enumerable.Range(0, Math.Min(150000, cfg.Text.VocabSize)).Where(i => i % Math.Max(1, (int)Math.Round(1 / s.StopFraction)) == 0).ToList()
                 : [],
         };
+        if (s.ResponseLengths is { } spec)
+        {
+            // The forced stop: the first EOS id of the config, else the last text id (below the specials).
+            var (median, sigma) = SyntheticLengths.Parse(spec, "--synthetic-response-len");
+            int stop = cfg.Tokens.EosTokenIds.Length > 0 && cfg.Tokens.EosTokenIds[0] < cfg.Text.VocabSize
+                ? (int)cfg.Tokens.EosTokenIds[0] : Math.Min(150000, cfg.Text.VocabSize) - 1;
+            sampling = sampling with { SyntheticLengths = new SyntheticLengths(median, sigma, stop) };
+        }
         using var engine = new GenerationEngine(model, options);
         var clock = Stopwatch.StartNew();
         if (s.WarmupTokens > 0)
@@ -190,12 +210,14 @@ public static class BenchGenerateCommand
         // the measured call below then replays it, as every later rollout of a training run does.
         var native = device.type == DeviceType.CUDA ? NativeExtension.TryGet() : null;
         double firstCallS = -1, captureS = 0;
+        int firstCaptures = 0;
         if (engine.Options.CudaGraphs && native is not null)
         {
             clock.Restart();
             engine.Generate(prompts, sampling);
             firstCallS = clock.Elapsed.TotalSeconds;
             captureS = engine.LastStats.GraphCaptureSeconds;
+            firstCaptures = engine.LastStats.GraphCaptures;
         }
         mem?.Reset();
         int devIndex = device.index < 0 ? 0 : device.index;
@@ -206,7 +228,8 @@ public static class BenchGenerateCommand
         var st = engine.LastStats;
         var torchMem = native?.MemoryStats(devIndex);
         long made = outs.Sum(o => (long)o.ResponseLength);
-        if (s.StopFraction == 0 && made != (long)rows * s.NewTokens) throw new InvalidOperationException($"expected {rows * s.NewTokens} tokens, got {made}");
+        bool fixedLength = s.StopFraction == 0 && s.ResponseLengths is null;
+        if (fixedLength && made != (long)rows * s.NewTokens) throw new InvalidOperationException($"expected {rows * s.NewTokens} tokens, got {made}");
 
         // Floors per decode step: every language-model weight is read once (the tied embedding serves as lm_head), plus
         // the KV cache of all rows at the mean decode length.
@@ -238,9 +261,10 @@ public static class BenchGenerateCommand
             ["ms_per_step"] = Math.Round(msPerStep, 3),
             ["ms_per_step_incl_prefill"] = Math.Round(seconds * 1e3 / s.NewTokens, 3),
             ["decode_steps"] = st.DecodeSteps,
-            ["stop_fraction"] = s.StopFraction, ["compact_fraction"] = s.CompactFraction,
+            ["stop_fraction"] = s.StopFraction, ["synthetic_response_len"] = s.ResponseLengths, ["compact_fraction"] = s.CompactFraction,
             ["mean_response_tokens"] = Math.Round((double)made / rows, 1),
             ["row_steps"] = st.RowSteps, ["compactions"] = st.Compactions,
+            ["ms_per_row_step"] = st.RowSteps > 0 ? Math.Round(st.DecodeSeconds * 1e3 / st.RowSteps, 5) : null,
             ["checks"] = st.Checks,
             ["weights_gib"] = Math.Round(weightBytes / 1073741824.0, 2),
             ["kv_cache_gib"] = Math.Round((double)rows * (promptTokens + s.NewTokens) * kvPerToken / 1073741824.0, 2),
@@ -250,8 +274,9 @@ public static class BenchGenerateCommand
             ["measured_over_floor"] = Math.Round(msPerStep / Math.Max(floorMs, computeMs), 2),
             ["peak_device_used_gib"] = mem is null || mem.Peak < 0 ? null : Math.Round(mem.Peak / 1073741824.0, 2),
             ["device_used_before_load_gib"] = memBefore < 0 ? null : Math.Round(memBefore / 1073741824.0, 2),
-            ["cuda_graphs"] = st.GraphRows > 0, ["graph_rows"] = st.GraphRows, ["graph_capacity"] = st.GraphRows > 0 ? GraphDecodeStep.CapacityBucket(st.MaxCapacity) : null,
+            ["cuda_graphs"] = st.GraphRows > 0 && !s.StaticStep, ["static_step_without_graph"] = s.StaticStep, ["graph_rows"] = st.GraphRows, ["graph_capacity"] = st.GraphRows > 0 ? GraphDecodeStep.CapacityBucket(st.MaxCapacity) : null,
             ["first_call_s"] = firstCallS < 0 ? null : Math.Round(firstCallS, 3), ["capture_s"] = st.GraphRows > 0 || captureS > 0 ? Math.Round(captureS, 3) : null,
+            ["first_call_graph_captures"] = firstCallS < 0 ? null : firstCaptures,
             ["torch_peak_allocated_gib"] = torchMem is { } tm ? Math.Round(tm.PeakAllocated / 1073741824.0, 2) : null,
             ["torch_peak_reserved_gib"] = torchMem is { } tr ? Math.Round(tr.PeakReserved / 1073741824.0, 2) : null,
             ["native_unavailable"] = device.type == DeviceType.CUDA ? NativeExtension.UnavailableReason : null,

@@ -92,7 +92,8 @@ public static class BenchGraphCheckCommand
                         ["what"] = "graph_check", ["model"] = cfg.ModelType, ["layers"] = cfg.Text.NumLayers, ["dtype"] = dtypeName, ["lora_rank"] = loraRank,
                         ["case"] = $"{s.Prompts}x{s.Samples}:{s.NewTokens}:{(images ? "image" + s.ImageSide : "text")}",
                         ["sampler"] = name, ["phase"] = phase, ["graphs_used"] = st.GraphRows > 0,
-                        ["graphs_captured_this_call"] = st.GraphCaptures, ["graphs_reused"] = st.GraphRows > 0 && st.GraphCaptures == 0 && capturedBefore > 0,
+                        ["graphs_captured_this_call"] = st.GraphCaptures, ["compactions"] = st.Compactions, ["row_steps"] = st.RowSteps,
+                        ["static_compactions"] = bEngine.LastStats.Compactions, ["graphs_reused"] = st.GraphRows > 0 && st.GraphCaptures == 0 && capturedBefore > 0,
                         ["native"] = NativeExtension.TryGet()?.Path, ["native_unavailable"] = NativeExtension.UnavailableReason,
                     } : null);
                 }

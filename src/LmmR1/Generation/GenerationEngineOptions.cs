@@ -19,7 +19,9 @@ public sealed record GenerationEngineOptions
     /// i.e. one sync). Finished rows keep decoding until the next check; their extra tokens are discarded.</summary>
     public int CheckEvery { get; init; } = 4;
     /// <summary>At a check, drop finished rows (copying the KV cache once) when they are at least this fraction of the
-    /// running batch. 0 = whenever any row finished; above 1 = never.</summary>
+    /// running batch. 0 = whenever any row finished; above 1 = never. CUDA-graph path (rows padded to buckets): move the
+    /// live rows into a smaller row bucket when they fit one that saves at least this fraction of the step's rows
+    /// (GraphDecodeStep.CompactTo; every smaller bucket saves ≥ 1/4, so 0 and 0.25 behave alike there).</summary>
     public double CompactFraction { get; init; } = 0.25;
     /// <summary>Prefill each prompt once and copy its KV rows to its samples (true), or prefill one copy of the prompt per
     /// sample (false: the plain way, for comparisons).</summary>
