@@ -15,9 +15,13 @@
 // (validity, output tokens and log-probs) and the graphs' temporaries, which all steps of a capacity take from one
 // shared graph memory pool (they never run at the same time and keep nothing in it between replays). Capture runs
 // warm-up steps that write; on a shared arena they are pointed at the running batch's next cache index (written
-// before it is read), never at filled positions. Departs from the eager loop: rows are padded to the bucket (finished
-// rows decode on until the next compaction or the batch's end), and attention reads the whole capacity bucket under
-// a mask rather than only the filled prefix.
+// before it is read), never at filled positions. Freed rows are not refilled with waiting prompts: a new prompt needs
+// a prefill of its own and a cache layout starting at its own index, while every row of a step shares one cache
+// position and one step counter (left padding aligns them), and a prompt joining at index p would have only
+// capacity − p positions left; refilling needs per-row positions, step counters and RNG steps inside the captured
+// step (not done). Departs from the eager loop: rows are padded to the bucket (finished rows decode on until the next
+// compaction or the batch's end), and attention reads the whole capacity bucket under a mask rather than only the
+// filled prefix.
 using System.Diagnostics;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
