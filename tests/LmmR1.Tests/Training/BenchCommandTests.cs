@@ -75,6 +75,50 @@ public class BenchCommandTests(TinyModelFolder model) : IClassFixture<TinyModelF
         }
     }
 
+    [Fact]
+    public void BenchGenerateWithForcedLengthsCompactsOnTheStaticStep()
+    {
+        // 4 prompts × 8 samples, forced log-normal lengths (median 10) capped at 48: the graph path's static step run
+        // eagerly, compacting (0.25) and not (2). Tokens made = Σ min(forced length, 48) over the samples (seed 1, key =
+        // prompt index, as the bench sets them) in both; not compacting decodes the whole 32-row bucket every step.
+        int Expected() => Enumerable.Range(0, 4).SelectMany(p => Enumerable.Range(0, 8).Select(s =>
+            Math.Min(48, new SyntheticLengths(10, 0.8, 0).LengthFor(1, p, s)))).Sum();
+        var lines = new List<JsonElement>();
+        foreach (string cf in new[] { "0.25", "2" })
+        {
+            var (code, stdout, err) = Run("bench", "generate", "--model", model.Dir, "--device", "cpu", "--dtype", "float32",
+                "--cases", "4x8:48:text", "--prompt-len", "8", "--synthetic-response-len", "10:0.8", "--compact-fraction", cf,
+                "--static-step-without-graph", "--warmup-tokens", "0");
+            Assert.True(code == 0, err);
+            lines.Add(Assert.Single(JsonLines(stdout)));
+        }
+        foreach (var l in lines)
+        {
+            Assert.Equal(Expected() / 32.0, l.GetProperty("mean_response_tokens").GetDouble(), 0.051);
+            Assert.True(l.GetProperty("static_step_without_graph").GetBoolean());
+            Assert.Equal(32, l.GetProperty("graph_rows").GetInt32());
+        }
+        var (on, off) = (lines[0], lines[1]);
+        Assert.True(on.GetProperty("compactions").GetInt32() > 0);
+        Assert.Equal(0, off.GetProperty("compactions").GetInt32());
+        Assert.Equal(off.GetProperty("decode_steps").GetInt64() * 32, off.GetProperty("row_steps").GetInt64());
+        Assert.True(on.GetProperty("row_steps").GetInt64() < off.GetProperty("row_steps").GetInt64());
+        Assert.Equal(off.GetProperty("decode_steps").GetInt64(), on.GetProperty("decode_steps").GetInt64());
+    }
+
+    [Theory]
+    [InlineData("12")]
+    [InlineData("0:1")]
+    [InlineData("10:-1")]
+    public void BenchGenerateRejectsBadForcedLengths(string spec)
+    {
+        var (code, _, err) = Run("bench", "generate", "--model", model.Dir, "--device", "cpu", "--synthetic-response-len", spec);
+        Assert.Equal(1, code);
+        Assert.Contains("error:", err);
+        Assert.Contains("--synthetic-response-len", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
     [Theory]
     [InlineData("--bench_steps", "0", "--bench_steps")]
     [InlineData("--synthetic_response_len", "12", "--synthetic_response_len")]
