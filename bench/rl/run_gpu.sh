@@ -5,7 +5,9 @@
 #   train_noopt  the same without the optimizer (fwd+bwd only, NOOPT_CASES)
 #   hftrain transformers fwd+bwd on 4x1024 and 8x2048+ckpt (hf_baseline.py train, same GPU)
 #   rl_rb   lmmr1 bench rl-step: reinforce_baseline + reference (KL 0.001 in the reward)
-#   rl_gn   lmmr1 bench rl-step: group_norm + reference (GRPO: --use_kl_loss, k3)
+#   rl_gn   lmmr1 bench rl-step: group_norm + reference (GRPO: --use_kl_loss, k3); the one train batch's old log-probs
+#           come from the update's own forward (no "logprobs" phase: OldLogProbPlan)
+#   rl_gn_recompute  rl_gn with --recompute_old_log_prob (the separate old-log-prob pass, the path before it)
 #   r1v     the R1-V-style transformers loop (bench/rl/r1v_loop.py)
 #   rl_rb_keep  rl_rb with --rollout_keep_cuda_graphs (memory with the graphs kept)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
@@ -59,6 +61,7 @@ part_r1v() {
 }
 part_rl_rb() { rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001; }
 part_rl_gn() { rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3; }
+part_rl_gn_recompute() { rl rl_gn_recompute --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 --recompute_old_log_prob; }
 part_rl_rb_keep() { STEPS=${KEEP_STEPS:-$STEPS} RL_TIMEOUT=${KEEP_TIMEOUT:-${RL_TIMEOUT:-400}} rl rl_rb_keep --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --rollout_keep_cuda_graphs; }
 # The parts run in the order PARTS names them.
 for p in ${PARTS//,/ }; do "part_$p"; done
@@ -75,7 +78,7 @@ for l in open(sys.argv[1]):
     elif w in ("lmmr1_rl_step", "r1v_rl_step"):
         ph = " ".join(f"{k}={v}" for k, v in d["phases_s"].items())
         print(f"{w:14s} {d.get('estimator', 'grpo-trl')} step {d['step']}: {d['step_s']}s tokens {d['tokens']} -> {d['tokens_per_s_per_gpu']} tok/s/gpu; "
-              f"resp {d['mean_response_len']} trunc {d['truncated']}; {ph} other={d['other_s']}; peaks {d.get('torch_peak_allocated_gib_by_phase') or d.get('peak_allocated_gib_by_phase')}")
+              f"resp {d['mean_response_len']} trunc {d['truncated']}; old log-probs from the update {d.get('old_logprobs_from_update')}; {ph} other={d['other_s']}; peaks {d.get('torch_peak_allocated_gib_by_phase') or d.get('peak_allocated_gib_by_phase')}")
     elif w not in ("model",): print(d)
 PY
 el done

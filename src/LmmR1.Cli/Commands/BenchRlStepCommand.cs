@@ -157,6 +157,9 @@ public static class BenchRlStepCommand
                 ["generate_max_len"] = config.Rollout.GenerateMaxLen, ["synthetic_response_len"] = b.ResponseLengths,
                 ["train_batch_size"] = config.Optim.TrainBatchSize, ["micro_train_batch_size"] = config.Optim.MicroTrainBatchSize,
                 ["micro_rollout_batch_size"] = config.Rollout.MicroRolloutBatchSize,
+                // OldLogProbPlan: samples whose old log-probs came from the update's forward (the "logprobs" phase ran
+                // for the rest; none with --recompute_old_log_prob).
+                ["old_logprobs_from_update"] = m.OldLogProbsFromUpdate, ["recompute_old_log_prob"] = config.Optim.RecomputeOldLogProb,
                 ["step_s"] = Math.Round(m.StepSeconds, 3),
                 ["phases_s"] = m.Seconds.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 3)),
                 ["other_s"] = Math.Round(m.StepSeconds - phaseSum, 3),

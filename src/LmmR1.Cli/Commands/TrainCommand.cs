@@ -102,6 +102,7 @@ public static class TrainCommand
         public readonly Option<int> TrainBatchSize, MicroTrainBatchSize, MaxEpochs, NumEpisodes;
         public readonly Option<long?> MaxGlobalSteps;
         public readonly Option<double> ActorLr, CriticLr, WarmupRatio, L2, MaxNorm;
+        public readonly Option<bool> RecomputeOldLogProb;
         public readonly Option<double[]> AdamBetas;
         // run
         public readonly Option<int> Seed, MaxCkptNum, MaxNonFiniteSteps, LogSamples;
@@ -203,6 +204,8 @@ public static class TrainCommand
             AdamBetas.DefaultValueFactory = _ => [0.9, 0.95];
             L2 = Add("--l2", "Weight decay", 0.0);
             MaxNorm = Add("--max_norm", "Gradient clipping norm", 1.0);
+            RecomputeOldLogProb = Add<bool>("--recompute_old_log_prob", "Always compute the old log-probs in a separate actor forward before the update " +
+                "(OpenRLHF's way), also where the update's own first optimizer step gives them exactly (ours; a verl fork's actor.recompute_old_log_prob)");
 
             Seed = Add("--seed", "Seed of everything random", 42);
             SavePath = Add("--save_path", "Final model folder (also metrics.jsonl and the resolved config)", "./ckpt");
@@ -374,6 +377,7 @@ public static class TrainCommand
                     Beta2 = betas[1],
                     L2 = pr.GetValue(L2),
                     MaxNorm = pr.GetValue(MaxNorm),
+                    RecomputeOldLogProb = pr.GetValue(RecomputeOldLogProb),
                 },
                 Run = new RunSettings
                 {

@@ -58,6 +58,9 @@ public sealed record DemoRlSettings
     public bool Dapo { get; init; }
     /// <summary>--freeze_prefix.</summary>
     public IReadOnlyList<string> FreezePrefix { get; init; } = [];
+    /// <summary>--recompute_old_log_prob: the separate old-log-prob forward before each update, although the stage's one
+    /// train batch per rollout gets them from the update's own forward (OldLogProbPlan); for timing comparisons.</summary>
+    public bool RecomputeOldLogProb { get; init; }
 }
 
 public sealed record DemoConfig

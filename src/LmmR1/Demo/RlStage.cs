@@ -48,6 +48,7 @@ public static class RlStage
             ActorLearningRate = s.LearningRate,
             LrWarmupRatio = s.WarmupRatio,
             MaxGlobalSteps = s.Steps,
+            RecomputeOldLogProb = s.RecomputeOldLogProb,
         },
         Run = new RunSettings { Seed = demo.Seed, SavePath = saveDir, CkptPath = Path.Combine(saveDir, "checkpoints") },
     };

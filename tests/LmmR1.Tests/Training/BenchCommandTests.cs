@@ -159,8 +159,12 @@ public class BenchCommandTests(TinyModelFolder model) : IClassFixture<TinyModelF
             Assert.Equal(s + 1, l.GetProperty("step").GetInt32());
             Assert.Equal(8, l.GetProperty("samples").GetInt32());
             var phases = l.GetProperty("phases_s").EnumerateObject().Select(p => p.Name).ToList();
-            string[] expected = ["generate", "reward", "logprobs", "reference", "advantages", "update"];
-            Assert.Equal(expected, phases.Take(6));
+            // --use_kl_loss and one train batch: the old log-probs come from the update's forward, no "logprobs" phase.
+            string[] expected = ["generate", "reward", "reference", "advantages", "update"];
+            Assert.Equal(expected, phases.Take(5));
+            Assert.DoesNotContain("logprobs", phases);
+            Assert.Equal(8, l.GetProperty("old_logprobs_from_update").GetInt32());
+            Assert.False(l.GetProperty("recompute_old_log_prob").GetBoolean());
             Assert.DoesNotContain("release_graphs", phases);     // CPU: no CUDA graphs to free
             double tokens = l.GetProperty("tokens").GetDouble(), resp = l.GetProperty("response_tokens").GetDouble();
             Assert.Equal(resp, l.GetProperty("mean_response_len").GetDouble() * 8, 0.5);

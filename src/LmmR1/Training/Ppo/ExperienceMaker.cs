@@ -2,7 +2,8 @@
 // its typed result (the trainer's step calls them in order): Generate samples n responses per prompt with the
 // actor's own weights (GenerationEngine; vLLM upstream); Score runs the reward model on the detokenized
 // prompt+response with special tokens; ActorLogProbs recomputes the old log-probs with a training-mode forward of
-// the actor (the ratio's denominator must come from the same forward the update uses, not the sampler);
+// the actor (the ratio's denominator must come from the same forward the update uses, not the sampler) for the
+// samples whose old log-probs the update's own forward does not give (OldLogProbPlan);
 // ReferenceLogProbs and Values run the reference and the critic — all without grad in micro-batches of
 // --micro_rollout_batch_size, each returning a rollout-wide [N, A] tensor; Advantages turns rewards, KL and values
 // into advantages and returns over the whole rollout (AdvantagePipeline). Departure: each prompt's images go through
@@ -291,15 +292,25 @@ public sealed class ExperienceMaker
     // ---------------------------------------------------------------- log-probs, reference, values
 
     /// <summary>Old log-probs [N, A]: the actor's training-mode forward without grad, what the PPO ratio compares
-    /// against. Reuses the actor's image embeddings cached at generation (no update has run since).</summary>
-    public Tensor ActorLogProbs(Rollout rollout)
+    /// against. Reuses the actor's image embeddings cached at generation (no update has run since). With
+    /// <paramref name="rows"/> only those rows are computed (the rest, 0, come from the update's forward: OldLogProbPlan).</summary>
+    public Tensor ActorLogProbs(Rollout rollout, IReadOnlyList<int>? rows = null)
     {
         CacheVision(rollout.Visions);
-        return PerMicroBatch(rollout, v => v.ImageEmbeds, e =>
+        Tensor Forward(Experience e)
         {
             Stats.ActorForwards++;
             return PolicyForward.ActionLogProbs(models.Actor, e, config.Rollout.Temperature);
-        });
+        }
+        if (rows is null) return PerMicroBatch(rollout, v => v.ImageEmbeds, Forward);
+        using var scope = torch.NewDisposeScope();
+        var full = torch.zeros(rollout.ActionMask.shape, ScalarType.Float32, Device);
+        if (rows.Count > 0)
+        {
+            var part = PerMicroBatch(rows.Select(i => rollout.Items[i]).ToList(), rollout.ActionMask.shape[1], v => v.ImageEmbeds, Forward);
+            full.index_copy_(0, torch.tensor(rows.Select(i => (long)i).ToArray(), device: Device), part);
+        }
+        return full.MoveToOuterDisposeScope();
     }
 
     /// <summary>Reference log-probs [N, A] (the frozen initial policy): the actor's cached image embeddings when its
@@ -336,17 +347,20 @@ public sealed class ExperienceMaker
     }
 
     /// <summary>A no-grad forward over the rollout in micro-batches of --micro_rollout_batch_size → [N, A] right-aligned.</summary>
-    Tensor PerMicroBatch(Rollout rollout, Func<VisionInput, Tensor?> embeds, Func<Experience, Tensor> forward)
+    Tensor PerMicroBatch(Rollout rollout, Func<VisionInput, Tensor?> embeds, Func<Experience, Tensor> forward) =>
+        PerMicroBatch(rollout.Items, rollout.ActionMask.shape[1], embeds, forward);
+
+    /// <summary>The same over <paramref name="items"/> → [items, width] right-aligned.</summary>
+    Tensor PerMicroBatch(IReadOnlyList<ExperienceItem> items, long width, Func<VisionInput, Tensor?> embeds, Func<Experience, Tensor> forward)
     {
         using var noGrad = torch.no_grad();
         int micro = config.Rollout.MicroRolloutBatchSize;
-        long width = rollout.ActionMask.shape[1];
         var parts = new List<Tensor>();
         using var outer = torch.NewDisposeScope();
-        for (int start = 0; start < rollout.Items.Count; start += micro)
+        for (int start = 0; start < items.Count; start += micro)
         {
             using var scope = torch.NewDisposeScope();
-            using var e = Experience.Collate(rollout.Items.Skip(start).Take(micro).ToList(), Device, Pad, embeds, config.Model.PackingSamples);
+            using var e = Experience.Collate(items.Skip(start).Take(micro).ToList(), Device, Pad, embeds, config.Model.PackingSamples);
             parts.Add(ActionTensors.Align(forward(e), e.ActionMask, width).MoveToOuterDisposeScope());
         }
         return torch.cat(parts, 0).MoveToOuterDisposeScope();
@@ -398,15 +412,17 @@ public sealed class ExperienceMaker
 
     /// <summary>Per-token KL for the reward (k-estimator of old vs reference log-probs; zeros without a reference or
     /// with --use_kl_loss) → group shaping → token rewards (clip, −β·KL) → GAE or return-to-go → whitening, over the
-    /// whole rollout as one [N, A] batch.</summary>
-    public RolloutAdvantages Advantages(Rollout rollout, IReadOnlyList<RewardResult> scores, Tensor oldLogProbs, Tensor? referenceLogProbs,
+    /// whole rollout as one [N, A] batch. <paramref name="oldLogProbs"/> is read only for the KL in the reward (null:
+    /// they come from the update's forward, which is not allowed then: OldLogProbPlan).</summary>
+    public RolloutAdvantages Advantages(Rollout rollout, IReadOnlyList<RewardResult> scores, Tensor? oldLogProbs, Tensor? referenceLogProbs,
                                         Tensor? values, double klCoef)
     {
         using var scope = torch.NewDisposeScope();
         var mask = rollout.ActionMask;
         var rewards = torch.tensor(scores.Select(s => (float)s.Reward).ToArray(), device: Device);                    // [N]
         var kl = referenceLogProbs is not null && !config.Algorithm.UseKlLoss
-            ? Kl.Approx(oldLogProbs, referenceLogProbs, config.Algorithm.KlEstimator, mask)                            // [N, A]
+            ? Kl.Approx(oldLogProbs ?? throw new InvalidOperationException("the KL in the reward needs the old log-probs before the update"),
+                        referenceLogProbs, config.Algorithm.KlEstimator, mask)                                           // [N, A]
             : torch.zeros(mask.shape, ScalarType.Float32, mask.device);
         var result = AdvantagePipeline.Compute([new RolloutRewards(rewards, kl, mask, values)], advantage, klCoef)[0];
         return new RolloutAdvantages(kl.MoveToOuterDisposeScope(), result.Advantages.MoveToOuterDisposeScope(),

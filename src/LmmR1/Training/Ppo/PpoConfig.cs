@@ -185,6 +185,10 @@ public sealed record OptimSettings
     /// <summary>--l2: decoupled weight decay (not on biases and norm weights, as OpenRLHF groups them).</summary>
     public double L2 { get; init; }
     public double MaxNorm { get; init; } = 1.0;
+    /// <summary>--recompute_old_log_prob (ours; a verl fork's actor.recompute_old_log_prob): always compute the old
+    /// log-probs in a separate actor forward before the update, as OpenRLHF does, also for the samples whose old
+    /// log-probs the update's own forward gives exactly (OldLogProbPlan). Same numbers up to rounding; for comparisons.</summary>
+    public bool RecomputeOldLogProb { get; init; }
 }
 
 /// <summary>Seeds, outputs, logging, evaluation and checkpoint cadence.</summary>

@@ -66,6 +66,9 @@ public sealed record PpoStepMetrics(RolloutMetrics Rollout, ActorMetrics? Actor,
     /// <summary>Samples cut at --generate_max_len without a stop token (counted whether or not
     /// --mask_truncated_completions leaves them out of the loss).</summary>
     public int Truncated { get; init; }
+    /// <summary>Samples whose old log-probs came from the update's own forward instead of the separate pass
+    /// (OldLogProbPlan; not logged to metrics.jsonl).</summary>
+    public int OldLogProbsFromUpdate { get; init; }
 
     /// <summary>What train/kl logs and the KL controller reads (ppo_trainer.fit's status["kl"]): the actor's KL loss
     /// with --use_kl_loss, else the rollout's KL.</summary>

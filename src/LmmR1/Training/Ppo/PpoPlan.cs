@@ -74,6 +74,7 @@ public sealed record PpoPlan
         sb.AppendLine($"  samples generated       {SamplesPerRollout * MaxGlobalSteps}");
         sb.AppendLine($"  training per step       {o.MaxEpochs} epoch(s) × {MicroBatchesPerEpoch} micro-batches of {o.MicroTrainBatchSize}, " +
                       $"{AccumulationSteps} per optimizer step → {OptimizerStepsPerRollout} optimizer step(s)" + (c.UsesCritic ? " each for actor and critic" : ""));
+        sb.AppendLine($"  old log-probs           {OldLogProbPlan.DescribeConfig(c)}");
         if (c.Model.PackingSamples)
             sb.AppendLine("  packing                 log-prob, reference, value and update passes without padding (--packing_samples)");
         sb.AppendLine($"  optimizer steps         {OptimizerStepsPerRollout * MaxGlobalSteps} in total; LR schedule over {SchedulerSteps} steps, {WarmupSteps} warmup, " +

@@ -2,7 +2,8 @@
 // ppo_critic .ppo_train). One global step = one rollout of rollout_batch_size prompts × n samples, read top to bottom
 // in TrainStep (as verl's RayPPOTrainer.fit): generate → reward → old log-probs → reference → values → advantages →
 // update (critic, then actor unless frozen) → KL control → log → eval → save, each phase timed and each returning a
-// typed result the next phases take. The update (one routine for actor and critic) makes max_epochs shuffled passes
+// typed result the next phases take. The old log-probs of the samples of the update's first optimizer step come from
+// that step's own forward when nothing needs them earlier (OldLogProbPlan): the separate pass covers only the others. The update (one routine for actor and critic) makes max_epochs shuffled passes
 // over the rollout in micro-batches of micro_train_batch_size, accumulating gradients (loss / accumulation steps, as
 // DeepSpeed scales them) over train_batch_size samples per optimizer step; the LR schedule advances per optimizer
 // step. An optimizer step whose loss or gradient is not finite is skipped (weights and AdamW state untouched) and
@@ -32,6 +33,9 @@ public sealed record ActorTargets(Tensor OldLogProbs, Tensor Advantages, Tensor?
 {
     /// <summary>Per sample: left out of the actor's loss (--mask_truncated_completions: truncated samples); null: none.</summary>
     public IReadOnlyList<bool>? Excluded { get; init; }
+    /// <summary>Per sample: its old log-probs come from the update's own forward in the first optimizer step of epoch 0
+    /// (OldLogProbPlan), which writes them into <see cref="OldLogProbs"/>'s rows (not read before); null: none.</summary>
+    public IReadOnlyList<bool>? FromUpdate { get; init; }
 }
 
 /// <summary>What the critic's loss reads, rollout-wide [N, A]: the values at rollout time and the returns.</summary>
@@ -189,23 +193,30 @@ public sealed class PpoTrainer : IDisposable
             using (timer.Phase("release_graphs")) maker.ReleaseRolloutGraphs();
         var truncated = Truncated(rollout);
         var (scores, overlong) = OverlongShaped(rollout, filtered.Scores);
-        using var oldLogProbs = timer.Time("logprobs", () => maker.ActorLogProbs(rollout));
+        bool trainActor = step > config.Algorithm.FreezingActorSteps;
+        // Old log-probs: the separate no-grad pass for the samples the update's first optimizer step does not provide.
+        var oldPlan = OldLogProbPlan.Create(config, trainActor, rollout.Count, OptimizerSteps(rollout.Count, step, 0).FirstOrDefault() ?? []);
+        LogOldLogProbPlan(oldPlan);
+        bool someFromUpdate = oldPlan.FromUpdateCount > 0;
+        using var oldLogProbs = oldPlan.SkipsSeparatePass
+            ? torch.zeros(rollout.ActionMask.shape, ScalarType.Float32, rollout.ActionMask.device)
+            : timer.Time("logprobs", () => maker.ActorLogProbs(rollout, someFromUpdate ? oldPlan.SeparateRows : null));
         using var referenceLogProbs = models.Reference is { } reference ? timer.Time("reference", () => maker.ReferenceLogProbs(reference, rollout)) : null;
         using var values = models.Critic is { } critic ? timer.Time("values", () => maker.Values(critic, rollout)) : null;
-        using var advantages = timer.Time("advantages", () => maker.Advantages(rollout, scores, oldLogProbs, referenceLogProbs, values, kl.Value));
+        using var advantages = timer.Time("advantages", () => maker.Advantages(rollout, scores, someFromUpdate ? null : oldLogProbs, referenceLogProbs, values, kl.Value));
 
         CriticMetrics? criticMetrics = null;
         ActorMetrics? actorMetrics = null;
         using (timer.Phase("update"))
         {
-            bool trainActor = step > config.Algorithm.FreezingActorSteps;
             var progress = new UpdateProgress(this, step, UpdateMicroBatches(rollout.Count) * ((values is null ? 0 : 1) + (trainActor ? 1 : 0)));
             if (models.Critic is { } c && values is not null)
                 criticMetrics = UpdateCritic(c, rollout, new CriticTargets(values, advantages.Returns), step, progress);
             if (trainActor)
                 actorMetrics = UpdateActor(rollout, new ActorTargets(oldLogProbs, advantages.Advantages,
                     config.Algorithm.UseKlLoss ? referenceLogProbs : null)
-                    { Excluded = config.Reward.MaskTruncatedCompletions ? truncated : null }, step, progress);
+                    { Excluded = config.Reward.MaskTruncatedCompletions ? truncated : null, FromUpdate = someFromUpdate ? oldPlan.FromUpdate : null },
+                    step, progress);
         }
         RunHooks.Reach("after-update", step);
         var rolloutMetrics = RolloutMetrics.Of(rollout, scores, oldLogProbs, advantages);
@@ -216,7 +227,7 @@ public sealed class PpoTrainer : IDisposable
         Advance(prompts.Count, rollout.Count, filtered.Metrics);
         var stepMetrics = new PpoStepMetrics(rolloutMetrics, actorMetrics, criticMetrics, kl.Value, timer.Seconds.ToDictionary(), clock.Elapsed.TotalSeconds)
         {
-            Filter = filtered.Metrics, Overlong = overlong, Truncated = truncated.Count(t => t),
+            Filter = filtered.Metrics, Overlong = overlong, Truncated = truncated.Count(t => t), OldLogProbsFromUpdate = oldPlan.FromUpdateCount,
         };
         var samples = LoggedSamples(rollout, scores);
         LogStep(step, stepMetrics, samples, timer);
@@ -236,6 +247,17 @@ public sealed class PpoTrainer : IDisposable
             tokenizer.Decode(first.PromptIds.Concat(first.ResponseIds).Select(t => (int)t), skipSpecialTokens: true), scores[0].Reward) { Samples = samples };
         StepCompleted?.Invoke(report);
         return report;
+    }
+
+    string? loggedOldLogProbPlan;
+
+    /// <summary>Logs which way the old log-probs are computed: at the first step and whenever it changes.</summary>
+    void LogOldLogProbPlan(OldLogProbPlan plan)
+    {
+        string line = plan.Describe();
+        if (line == loggedOldLogProbPlan) return;
+        loggedOldLogProbPlan = line;
+        log(line);
     }
 
     void Advance(int prompts, int samples, FilterMetrics? filter)
@@ -325,11 +347,21 @@ public sealed class PpoTrainer : IDisposable
         public Experience Inputs => inputs;
         /// <summary>This micro-batch's rows in the rollout.</summary>
         public long[] RowIndexes => rowIndexes;
+        /// <summary>In the first optimizer step of epoch 0: no optimizer step has run since the rollout.</summary>
+        public bool BeforeAnyStep { get; init; }
         /// <summary>Totals over the optimizer step this micro-batch belongs to (the global loss aggregation modes).</summary>
         public StepTotals? Totals { get; init; }
         public Tensor ActionMask => inputs.ActionMask;
         /// <summary>This micro-batch's rows of a rollout-wide [N, A] tensor, cut to its own action slots.</summary>
         public Tensor Take(Tensor rolloutWide) => ActionTensors.Rows(rolloutWide, rows, inputs.ActionMask);
+        /// <summary>Writes <paramref name="values"/> [B, a] (detached, 0 outside the action slots) into this
+        /// micro-batch's rows of a rollout-wide [N, A] tensor.</summary>
+        public void Put(Tensor rolloutWide, Tensor values)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            rolloutWide.index_copy_(0, rows, ActionTensors.Align(values, inputs.ActionMask, rolloutWide.shape[1]));
+        }
     }
 
     /// <summary>A micro-batch's loss (0-d, differentiable) and its logged diagnostics (1-d, detached fp32).</summary>
@@ -383,7 +415,7 @@ public sealed class PpoTrainer : IDisposable
         {
             var device = models.Actor.Device;
             for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
-                foreach (var group in OptimizerSteps(rollout.Count, step, epoch))
+                foreach (var (group, index) in OptimizerSteps(rollout.Count, step, epoch).Select((g, i) => (g, i)))
                 {
                     // Step-wide totals (token and sequence counts) for the global loss aggregation modes.
                     StepTotals? totals = null;
@@ -396,7 +428,10 @@ public sealed class PpoTrainer : IDisposable
                     {
                         using var scope = torch.NewDisposeScope();
                         using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds, config.Model.PackingSamples);
-                        var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows) { Totals = totals });
+                        var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows)
+                        {
+                            Totals = totals, BeforeAnyStep = epoch == 0 && index == 0,
+                        });
                         // A non-finite loss poisons the accumulated gradients: its optimizer step is skipped (no backward needed).
                         if (!float.IsFinite(loss.item<float>())) poisoned = true;
                         else loss.DivS((long)accum).backward();
@@ -445,15 +480,29 @@ public sealed class PpoTrainer : IDisposable
         var excluded = targets.Excluded;
         // [N, A] bool: the action slots the loss counts (the rollout's, without excluded samples' rows).
         using var lossMask = excluded is null ? null : KeptSlots(rollout.ActionMask, excluded);
+        var fromUpdate = targets.FromUpdate;
+        int taken = 0;
         var r = Update("actor", ActorOptimizer, rollout, frozen ? v => v.ImageEmbeds : null, mb =>
         {
             var (lp, entropy) = PolicyForward.ActionLogProbsAndEntropy(models.Actor, mb.Inputs, config.Rollout.Temperature, entropyGrad: entropyLoss);
+            // On-policy (OldLogProbPlan): before any optimizer step this forward is the old policy's, so its log-probs,
+            // detached, are the old log-probs; later steps and epochs read them from the rollout-wide tensor.
+            Tensor old;
+            if (fromUpdate is not null && mb.BeforeAnyStep)
+            {
+                if (!mb.RowIndexes.All(i => fromUpdate[(int)i]))
+                    throw new InvalidOperationException("old log-probs from the update: the planned rows must be the first optimizer step's");
+                old = lp.detach();
+                mb.Put(targets.OldLogProbs, old);
+                taken += mb.RowIndexes.Length;
+            }
+            else old = mb.Take(targets.OldLogProbs);
             var zero = torch.zeros([], ScalarType.Float32, lp.device);
             // A micro-batch of excluded samples only contributes nothing (a zero loss that still reaches the graph).
             if (excluded is not null && mb.RowIndexes.All(i => excluded[(int)i]))
                 return new MicroBatchLoss(lp.sum().MulS(0.0), torch.stack([zero, zero, zero, zero, zero, zero]));
             var mask = lossMask is null ? mb.ActionMask : mb.Take(lossMask).logical_and(mb.ActionMask);
-            var policy = PolicyLoss.Compute(lp, mb.Take(targets.OldLogProbs), mb.Take(targets.Advantages), mask, lossOptions, mb.Totals);
+            var policy = PolicyLoss.Compute(lp, old, mb.Take(targets.Advantages), mask, lossOptions, mb.Totals);
             Tensor? klLoss = !a.UseKlLoss ? null
                 : targets.ReferenceLogProbs is { } reference ? Kl.Loss(lp, mb.Take(reference), mask, a.KlEstimator)
                 : zero;
@@ -465,6 +514,8 @@ public sealed class PpoTrainer : IDisposable
         }, State.ActorNonFiniteInARow, step, progress ?? new UpdateProgress(this, step, 0), BeforeActorStep,
             totalsMask: global ? lossMask ?? rollout.ActionMask : null);
         State.ActorNonFiniteInARow = r.NonFiniteInARow;
+        if (fromUpdate is not null && taken != fromUpdate.Count(x => x))
+            throw new InvalidOperationException($"old log-probs from the update: {taken} rows written, {fromUpdate.Count(x => x)} planned");
         return new ActorMetrics(PolicyLoss: r.Logged[0], ClipFrac: r.Logged[1], ApproxKl: r.Logged[2],
             KlLoss: a.UseKlLoss ? r.Logged[4] : null, EntropyLoss: entropyLoss ? r.Logged[3] : null, Entropy: r.Logged[3],
             ActorLr: r.LearningRate, GradNorm: r.GradNorm, SkippedSteps: r.Skipped) { ClipFracLower = lossOptions.DualClip is null ? null : r.Logged[5] };
