@@ -39,7 +39,12 @@ for m in qwen2vl-tiny qwen25vl-tiny; do
 done
 if [[ "${SKIP_3B:-0}" != 1 ]]; then
   [[ -f "$CKPT/config.json" ]] || "$L" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT" > "$OUT/synth.log" 2>&1
-  step 3b-flash "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B:-8}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --output "$RES"
+  # fp32 with per-segment attention: the packing itself (per-sample M-RoPE positions, images, segment bounds) at the 3B
+  # shape under fp32's tight caps; the bf16 cases then add the flash varlen kernel at bf16's noise.
+  step 3b-fp32 "$L" bench packing-check --model "$CKPT" --device cuda --dtype float32 --rows 4 --image 448 --prompt-len 32-256 --response-len 1-256 --kernel per-segment --gradient-checkpointing --output "$RES"
+  # Without gradient checkpointing 8 rows of up to 768 tokens do not fit 80 GB (batched, packed and the per-row floor
+  # each keep a full graph of activations): 4 rows.
+  step 3b-flash "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B_NOCKPT:-4}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --output "$RES"
   step 3b-flash-ckpt "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B:-8}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --gradient-checkpointing --output "$RES"
 fi
 cat "$SUM"

@@ -16,7 +16,7 @@ around `lmmr1 debug forward --adapter`:
                (PEFT's LoRA forward without dropout, use_rslora false), module names tried in both key layouts
                (model.language_model.layers.N… and model.layers.N…).
   2. lmmr1 debug forward --model BASE --adapter DIR --inputs IN.safetensors --output OURS.safetensors --dtype float32 [--device cuda]
-  3. python3 peft_check.py --inputs IN.safetensors --ours-output OURS.safetensors [--tol 1e-3]
+  3. python3 peft_check.py --inputs IN.safetensors --ours-output OURS.safetensors [--ours-base-output BASE.safetensors] [--tol 1e-3]
      prints max |Δ| of the logits at real tokens (ours vs transformers + adapter), the argmax agreement, and max |Δ|
      between transformers with and without the adapter (the check means something only when that is well above the
      tolerance); exits 1 above --tol.
@@ -115,16 +115,26 @@ def write_inputs(a):
     from transformers import AutoModelForImageTextToText
     import transformers
     res = {"what": "peft_check", "step": "inputs", "base": a.base, "adapter": a.adapter, "transformers": transformers.__version__}
+    ref = None
     if a.inputs_from:
-        f = load_file(a.inputs_from)
-        enc = {k: f[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
+        ref = load_file(a.inputs_from)
+        enc = {k: ref[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
     else:
-        enc = batch(a.processor or a.base)
+        enc = dict(batch(a.processor or a.base))
     model = AutoModelForImageTextToText.from_pretrained(a.base, dtype=torch.float32, attn_implementation="eager").to(a.device).eval()
     res["architecture"] = type(model).__name__
+    if "mm_token_type_ids" not in enc:
+        # transformers ≥ 5.x computes M-RoPE from the processor's mm_token_type_ids (0 text, 1 image, 2 video) and
+        # refuses (Qwen2-VL) or ignores the image (Qwen2.5-VL) without it; a fixture's reference inputs predate it.
+        ids = enc["input_ids"]
+        enc["mm_token_type_ids"] = (ids == model.config.image_token_id).long() + 2 * (ids == model.config.video_token_id).long()
     inputs = {k: v.to(a.device) for k, v in enc.items()}
     with torch.no_grad():
         base_logits = model(**inputs).logits.float().cpu()
+    if ref is not None and "logits" in ref and ref["logits"].shape == base_logits.shape:
+        # This transformers' base forward vs the logits the fixture was made with: the inputs reach it as intended.
+        m = enc["attention_mask"].bool()
+        res["base_vs_fixture_logits_max_abs"] = (base_logits[m].double() - ref["logits"][m].double()).abs().max().item()
     mode = a.mode
     if mode == "auto":
         try:
@@ -149,9 +159,18 @@ def compare(a):
     mask = ref["attention_mask"].bool()
     r, o, b = ref["logits"].double()[mask], ours["logits"].double()[mask], ref["base_logits"].double()[mask]
     d = (r - o).abs().max().item()
+    per_row = ((ref["logits"].double() - ours["logits"].double()).abs().amax(-1) * mask).amax(-1)
     res = {"what": "peft_check", "step": "compare", "max_abs_logits_real_tokens": d,
+           "max_abs_per_row": [round(x, 7) for x in per_row.tolist()],
            "argmax_agreement": (r.argmax(-1) == o.argmax(-1)).float().mean().item(),
-           "adapter_effect_max_abs": (r - b).abs().max().item(), "tol": a.tol, "ok": d <= a.tol}
+           "adapter_effect_max_abs": (r - b).abs().max().item(), "tol": a.tol}
+    ok = d <= a.tol
+    if a.ours_base_output:
+        # Without the adapter, ours vs transformers: separates a base-model (or inputs) mismatch from an adapter one.
+        ob = load_file(a.ours_base_output)["logits"].double()[mask]
+        res["base_max_abs_logits_real_tokens"] = (b - ob).abs().max().item()
+        ok = ok and res["base_max_abs_logits_real_tokens"] <= a.tol
+    res["ok"] = ok
     print(json.dumps(res), flush=True)
     sys.exit(0 if res["ok"] else 1)
 
@@ -166,6 +185,7 @@ if __name__ == "__main__":
     ap.add_argument("--mode", default="auto", choices=["auto", "peft", "manual"], help="auto: peft when installed, else manual")
     ap.add_argument("--inputs", help="step 3: the file step 1 wrote")
     ap.add_argument("--ours-output", help="step 3: `lmmr1 debug forward --adapter` output on the same inputs")
+    ap.add_argument("--ours-base-output", help="step 3 (optional): `lmmr1 debug forward` without the adapter, vs transformers' base logits")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tol", type=float, default=1e-3, help="max |Δ| of fp32 logits")
     a = ap.parse_args()

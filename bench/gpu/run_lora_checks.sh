@@ -31,13 +31,20 @@ python3 -c 'import transformers; print("transformers", transformers.__version__)
 python3 -c 'import peft; print("peft", peft.__version__)' 2>&1 | tail -1 | tee -a "$OUT/gpu.txt"
 
 if [[ $WHAT == *fixtures* ]]; then
+  # Three adapters per fixture (every linear layer; the language model only; the vision tower only), so a mismatch
+  # says where it is; our base forward (no adapter) is compared with transformers' too.
   for m in qwen2vl-tiny qwen25vl-tiny; do
     F=$D/$m
-    echo "== peft_check $m" | tee -a "$R"
-    "$L" debug random-adapter --model "$F" --output "$W/$m-adapter" --lora_rank 8 --lora_alpha 16 --target_modules all-linear visual >> "$OUT/checks.log" 2>&1
-    python3 "$HERE/peft_check.py" --base "$F" --adapter "$W/$m-adapter" --inputs-from "$F/reference.safetensors" --write-inputs "$W/$m-in.safetensors" --device cuda 2>>"$OUT/checks.log" | tee -a "$R"
-    "$L" debug forward --model "$F" --adapter "$W/$m-adapter" --inputs "$W/$m-in.safetensors" --output "$W/$m-ours.safetensors" --dtype float32 --device cuda >> "$OUT/checks.log" 2>&1
-    python3 "$HERE/peft_check.py" --inputs "$W/$m-in.safetensors" --ours-output "$W/$m-ours.safetensors" --tol 1e-3 2>>"$OUT/checks.log" | tee -a "$R"
+    for v in "all:all-linear visual" "text:all-linear" "visual:visual"; do
+      tag=${v%%:*}; targets=${v#*:}; P=$W/$m-$tag
+      echo "== peft_check $m $tag ($targets)" | tee -a "$R"
+      # shellcheck disable=SC2086
+      "$L" debug random-adapter --model "$F" --output "$P-adapter" --lora_rank 8 --lora_alpha 16 --target_modules $targets >> "$OUT/checks.log" 2>&1
+      python3 "$HERE/peft_check.py" --base "$F" --adapter "$P-adapter" --inputs-from "$F/reference.safetensors" --write-inputs "$P-in.safetensors" --device cuda 2>>"$OUT/checks.log" | tee -a "$R"
+      "$L" debug forward --model "$F" --adapter "$P-adapter" --inputs "$P-in.safetensors" --output "$P-ours.safetensors" --dtype float32 --device cuda >> "$OUT/checks.log" 2>&1
+      [[ -f "$W/$m-base.safetensors" ]] || "$L" debug forward --model "$F" --inputs "$P-in.safetensors" --output "$W/$m-base.safetensors" --dtype float32 --device cuda >> "$OUT/checks.log" 2>&1
+      python3 "$HERE/peft_check.py" --inputs "$P-in.safetensors" --ours-output "$P-ours.safetensors" --ours-base-output "$W/$m-base.safetensors" --tol 1e-3 2>>"$OUT/checks.log" | tee -a "$R"
+    done
   done
 fi
 
@@ -87,7 +94,8 @@ PY
   echo "== peft_check 3B (trained adapter)" | tee -a "$R"
   python3 "$HERE/peft_check.py" --base "$CKPT" --adapter "$W/lora" --processor "$W/lora_merged" --write-inputs "$W/3b-in.safetensors" --device cuda 2>>"$OUT/checks.log" | tee -a "$R"
   "$L" debug forward --model "$CKPT" --adapter "$W/lora" --inputs "$W/3b-in.safetensors" --output "$W/3b-ours.safetensors" --dtype float32 --device cuda >> "$OUT/checks.log" 2>&1
-  python3 "$HERE/peft_check.py" --inputs "$W/3b-in.safetensors" --ours-output "$W/3b-ours.safetensors" --tol 1e-3 2>>"$OUT/checks.log" | tee -a "$R"
+  "$L" debug forward --model "$CKPT" --inputs "$W/3b-in.safetensors" --output "$W/3b-base.safetensors" --dtype float32 --device cuda >> "$OUT/checks.log" 2>&1
+  python3 "$HERE/peft_check.py" --inputs "$W/3b-in.safetensors" --ours-output "$W/3b-ours.safetensors" --ours-base-output "$W/3b-base.safetensors" --tol 1e-3 2>>"$OUT/checks.log" | tee -a "$R"
 
   echo "== export_check 3B (merged)" | tee -a "$R"
   python3 "$HERE/export_check.py" --ours "$W/lora_merged" --write-inputs "$W/m-in.safetensors" --device cuda 2>>"$OUT/checks.log" | tee -a "$R"

@@ -1,6 +1,7 @@
 // The one error path of `lmmr1`: every failure the user can act on ends here and prints `error: …` with no stack
 // trace. InputException (bad input, naming the file, line, field or flag) and operating-system I/O failures
-// (IOException, UnauthorizedAccessException: the message names the path) exit 1; command-line syntax errors exit 2.
+// (IOException, UnauthorizedAccessException: the message names the path) and libtorch's CUDA out-of-memory error (what
+// to shrink) exit 1; command-line syntax errors exit 2.
 // Anything else is a bug and keeps .NET's stack trace.
 using LmmR1.Infrastructure;
 
@@ -18,8 +19,20 @@ internal static class CliErrors
         AggregateException { InnerExceptions.Count: 1 } a => MessageOf(a.InnerExceptions[0]),
         System.Reflection.TargetInvocationException { InnerException: { } inner } => MessageOf(inner),
         _ when IoErrors.IsIo(e) => IoErrors.IsDiskFull(e) ? $"no space left on the device ({e.Message})" : e.Message,
+        System.Runtime.InteropServices.ExternalException x when x.Message.StartsWith("CUDA out of memory", StringComparison.Ordinal) => OutOfMemory(x.Message),
         _ => null,
     };
+
+    /// <summary>libtorch's first sentence or two (what it tried to allocate, what was free), without its C++ frames,
+    /// and what to shrink.</summary>
+    static string OutOfMemory(string message)
+    {
+        string first = message.Split('\n')[0].Trim();
+        int cut = first.IndexOf(" Of the allocated memory", StringComparison.Ordinal);
+        if (cut > 0) first = first[..cut];
+        return $"{first} Use smaller micro-batches (--micro_train_batch_size, --micro_rollout_batch_size; for bench commands " +
+               "fewer rows), --gradient_checkpointing, a shorter --generate_max_len, or --lora_rank; a checkpoint already written is intact.";
+    }
 
     /// <summary>Runs <paramref name="body"/>; a user-facing failure prints `error: …` and returns 1.</summary>
     public static int Run(Func<int> body)
