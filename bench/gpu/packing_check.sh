@@ -7,7 +7,7 @@
 # varlen, plus per-segment as a control) and on the random Qwen2.5-VL-3B-shaped checkpoint (bf16, flash varlen, one
 # 448² image per row, with and without gradient checkpointing). JSON lines in $OUT/packing_check.jsonl, a summary of
 # PASS/FAIL lines in $OUT/packing_check.txt.
-# usage: bash bench/gpu/packing_check.sh LMMR1_DIR_OR_TARBALL FIXTURES_DIR   (env: OUT, CKPT; SKIP_3B=1; ROWS_3B, RESP_3B)
+# usage: bash bench/gpu/packing_check.sh LMMR1_DIR_OR_TARBALL FIXTURES_DIR   (env: OUT, CKPT; SKIP_TINY=1, SKIP_3B=1; ROWS_3B, ROWS_3B_NOCKPT, RESP_3B)
 set -uo pipefail
 SRC=$1; FIX=$2
 OUT=${OUT:-$PWD/bench-out}
@@ -33,6 +33,7 @@ step() {
 }
 step native "$L" native build --force
 for m in qwen2vl-tiny qwen25vl-tiny; do
+  [[ "${SKIP_TINY:-0}" == 1 ]] && break
   step "$m-fp32" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype float32 --rows 6 --image 56 --response-len 1-48 --output "$RES"
   step "$m-bf16-flash" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype bfloat16 --rows 6 --image 56 --response-len 1-48 --kernel flash --output "$RES"
   step "$m-bf16-segments" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype bfloat16 --rows 6 --image 56 --response-len 1-48 --kernel per-segment --output "$RES"
