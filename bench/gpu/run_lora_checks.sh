@@ -11,7 +11,7 @@
 #             from its --lora_merge export) and the merged export with export_check.py.
 # usage: OUT=... bash bench/gpu/run_lora_checks.sh out/gpu.tar.xz .carry/inputs.tar.xz [fixtures,graphs,3b]
 # (the same two archives as run_train_checks.sh: the published lmmr1 and the data folder with qwen-tokenizer/ and the
-# fixtures). Env: GEN (new tokens per sample, 128), CKPT (/tmp/qwen25vl-3b-random).
+# fixtures). Env: GEN (new tokens per sample, 128), CKPT (/tmp/qwen25vl-3b-random), FIXTURES (both tiny fixtures).
 set -uo pipefail
 TARBALL=$1; DATA=$2; WHAT=${3:-fixtures,graphs,3b}
 OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"
@@ -33,7 +33,7 @@ python3 -c 'import peft; print("peft", peft.__version__)' 2>&1 | tail -1 | tee -
 if [[ $WHAT == *fixtures* ]]; then
   # Three adapters per fixture (every linear layer; the language model only; the vision tower only), so a mismatch
   # says where it is; our base forward (no adapter) is compared with transformers' too.
-  for m in qwen2vl-tiny qwen25vl-tiny; do
+  for m in ${FIXTURES:-qwen2vl-tiny qwen25vl-tiny}; do
     F=$D/$m
     for v in "all:all-linear visual" "text:all-linear" "visual:visual"; do
       tag=${v%%:*}; targets=${v#*:}; P=$W/$m-$tag
