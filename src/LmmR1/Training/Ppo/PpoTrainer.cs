@@ -3,7 +3,8 @@
 // in TrainStep (as verl's RayPPOTrainer.fit): generate → reward → old log-probs → reference → values → advantages →
 // update (critic, then actor unless frozen) → KL control → log → eval → save, each phase timed and each returning a
 // typed result the next phases take. The old log-probs of the samples of the update's first optimizer step come from
-// that step's own forward when nothing needs them earlier (OldLogProbPlan): the separate pass covers only the others. The update (one routine for actor and critic) makes max_epochs shuffled passes
+// that step's own forward when nothing needs them earlier (OldLogProbPlan): the separate pass covers only the others.
+// The update (one routine for actor and critic) makes max_epochs shuffled passes
 // over the rollout in micro-batches of micro_train_batch_size, accumulating gradients (loss / accumulation steps, as
 // DeepSpeed scales them) over train_batch_size samples per optimizer step; the LR schedule advances per optimizer
 // step. An optimizer step whose loss or gradient is not finite is skipped (weights and AdamW state untouched) and
