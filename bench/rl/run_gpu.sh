@@ -10,6 +10,7 @@
 #   rl_gn_recompute  rl_gn with --recompute_old_log_prob (the separate old-log-prob pass, the path before it)
 #   r1v     the R1-V-style transformers loop (bench/rl/r1v_loop.py)
 #   rl_rb_keep  rl_rb with --rollout_keep_cuda_graphs (memory with the graphs kept)
+#   train_pack, rl_rb_pack, rl_gn_pack  train / rl_rb / rl_gn with --packing_samples (padding-free passes, flash varlen)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
 # LENS (MEDIAN:SIGMA, 256:0.5) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
 # gradient checkpointing, vision tower frozen. STEPS (2) steps each. JSON lines go to $OUT/rl.jsonl; a table last.
@@ -45,6 +46,10 @@ part_train() {
   timeout ${TRAIN_TIMEOUT:-240} "$L" bench train --model "$MODEL" --cases "$TRAIN_CASES" --steps 4 --output "$RES" > "$OUT/train.log" 2>&1
   el "bench train exit $?"; grep -v '^{' "$OUT/train.log" | grep -v '^   at ' | tail -3 >&2
 }
+part_train_pack() {
+  timeout ${TRAIN_TIMEOUT:-240} "$L" bench train --model "$MODEL" --cases "${PACK_CASES:-$TRAIN_CASES}" --steps 4 --packing_samples --output "$RES" > "$OUT/train_pack.log" 2>&1
+  el "bench train --packing_samples exit $?"; grep -v '^{' "$OUT/train_pack.log" | grep -v '^   at ' | tail -3 >&2
+}
 part_train_noopt() {   # forward + backward only, no optimizer state held (what hf_baseline.py train measures)
   timeout ${TRAIN_TIMEOUT:-240} "$L" bench train --model "$MODEL" --cases "${NOOPT_CASES:-4x1024,8x2048:ckpt}" --steps 4 --no-optimizer --output "$RES" > "$OUT/train_noopt.log" 2>&1
   el "bench train --no-optimizer exit $?"; grep -v '^{' "$OUT/train_noopt.log" | grep -v '^   at ' | tail -3 >&2
@@ -62,6 +67,8 @@ part_r1v() {
 part_rl_rb() { rl rl_rb --advantage_estimator reinforce_baseline --init_kl_coef 0.001; }
 part_rl_gn() { rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3; }
 part_rl_gn_recompute() { rl rl_gn_recompute --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 --recompute_old_log_prob; }
+part_rl_rb_pack() { rl rl_rb_pack --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --packing_samples; }
+part_rl_gn_pack() { rl rl_gn_pack --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 --packing_samples; }
 part_rl_rb_keep() { STEPS=${KEEP_STEPS:-$STEPS} RL_TIMEOUT=${KEEP_TIMEOUT:-${RL_TIMEOUT:-400}} rl rl_rb_keep --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --rollout_keep_cuda_graphs; }
 # The parts run in the order PARTS names them.
 for p in ${PARTS//,/ }; do "part_$p"; done
@@ -73,11 +80,11 @@ for l in open(sys.argv[1]):
     except Exception: continue
     w = d.get("what")
     if w in ("lmmr1_train_fwd_bwd", "hf_train_fwd_bwd"):
-        print(f"{w:20s} {d['batch']}x{d['seq']} ckpt={d['grad_ckpt']!s:5s} fwd+bwd {d['seconds']}s {d['tokens_per_s']} tok/s {d['tflops']} TF/s mfu {d.get('mfu', d.get('mfu_vs_989'))} "
+        print(f"{w:20s} {d['batch']}x{d['seq']} ckpt={d['grad_ckpt']!s:5s} pack={d.get('packed_kernel')} fwd+bwd {d['seconds']}s {d['tokens_per_s']} tok/s {d['tflops']} TF/s mfu {d.get('mfu', d.get('mfu_vs_989'))} "
               f"optim {d.get('optim_s')} peak {d.get('torch_peak_allocated_gib', d.get('peak_gib'))} GiB")
     elif w in ("lmmr1_rl_step", "r1v_rl_step"):
         ph = " ".join(f"{k}={v}" for k, v in d["phases_s"].items())
-        print(f"{w:14s} {d.get('estimator', 'grpo-trl')} step {d['step']}: {d['step_s']}s tokens {d['tokens']} -> {d['tokens_per_s_per_gpu']} tok/s/gpu; "
+        print(f"{w:14s} {d.get('estimator', 'grpo-trl')} pack={d.get('packing_samples')} step {d['step']}: {d['step_s']}s tokens {d['tokens']} -> {d['tokens_per_s_per_gpu']} tok/s/gpu; "
               f"resp {d['mean_response_len']} trunc {d['truncated']}; old log-probs from the update {d.get('old_logprobs_from_update')}; {ph} other={d['other_s']}; peaks {d.get('torch_peak_allocated_gib_by_phase') or d.get('peak_allocated_gib_by_phase')}")
     elif w not in ("model",): print(d)
 PY

@@ -4,7 +4,8 @@
 // vision tower frozen as --freeze_prefix visual), on random text token ids at given batch × length cases, with and
 // without gradient checkpointing. One JSON line per case: tokens/s of forward+backward (hf_baseline.py's number) and
 // of the whole step, TFLOP/s and MFU by hf_baseline.py's formula (6 · LM params · tokens + causal attention) against
-// --peak-tflops, and peak memory (the torch allocator's, via the native extension, and the whole device's).
+// --peak-tflops, and peak memory (the torch allocator's, via the native extension, and the whole device's). With
+// --packing_samples the rows go through the padding-free forward (one sequence, flash-attention varlen on CUDA).
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
@@ -32,6 +33,8 @@ public static class BenchTrainCommand
         public IReadOnlyList<string> FreezePrefix { get; init; } = ["visual"];
         public double PeakTflops { get; init; } = 989;
         public string? Output { get; init; }
+        /// <summary>--packing_samples: the rows run as one sequence through the padding-free forward (PackedSequences).</summary>
+        public bool Packing { get; init; }
     }
 
     /// <summary>"BxL" or "BxL:ckpt" / "BxL:nockpt", comma-separated (e.g. 4x1024,8x2048:ckpt).</summary>
@@ -66,9 +69,13 @@ public static class BenchTrainCommand
         var freeze = new Option<string[]>("--freeze_prefix") { Description = "Frozen parameter prefixes (default: visual)", AllowMultipleArgumentsPerToken = true };
         var tflops = new Option<double>("--peak-tflops") { Description = "Dense bf16 peak for MFU (H100/H200 SXM spec: 989)", DefaultValueFactory = _ => 989 };
         var output = new Option<string?>("--output") { Description = "Also append the JSON lines to this file" };
+        var packing = new Option<bool>("--packing_samples")
+        {
+            Description = "Run the rows as one packed sequence (flash-attention varlen on CUDA in bf16/fp16), as lmmr1 train --packing_samples",
+        };
         var cmd = new Command("train", "Measure forward + backward + AdamW of the policy at batch × length cases (prints JSON)")
         {
-            model, cases, device, dtype, steps, noOptim, freeze, tflops, output,
+            model, cases, device, dtype, steps, noOptim, freeze, tflops, output, packing,
         };
         cmd.SetAction(pr => InputsCli.Guard(() =>
         {
@@ -77,7 +84,7 @@ public static class BenchTrainCommand
                 Model = pr.GetValue(model)!, Cases = ParseCases(pr.GetValue(cases)!), Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!,
                 Steps = pr.GetValue(steps), Optimizer = !pr.GetValue(noOptim),
                 FreezePrefix = pr.GetResult(freeze) is { Implicit: false } ? pr.GetValue(freeze) ?? [] : ["visual"],
-                PeakTflops = pr.GetValue(tflops), Output = pr.GetValue(output),
+                PeakTflops = pr.GetValue(tflops), Output = pr.GetValue(output), Packing = pr.GetValue(packing),
             };
             Run(s, Console.WriteLine);
             return 0;
@@ -125,7 +132,7 @@ public static class BenchTrainCommand
             for (int step = 0; step < s.Steps; step++)
             {
                 using var scope = torch.NewDisposeScope();
-                using var e = Experience.Collate(items, device, 0);
+                using var e = Experience.Collate(items, device, 0, pack: s.Packing);
                 Sync(device);
                 var sw = Stopwatch.StartNew();
                 var lp = PolicyForward.ActionLogProbs(model, e, 1.0);
@@ -147,7 +154,8 @@ public static class BenchTrainCommand
             var result = new Dictionary<string, object?>
             {
                 ["what"] = "lmmr1_train_fwd_bwd", ["device"] = s.Device, ["dtype"] = s.DType, ["model"] = cfg.ModelType,
-                ["batch"] = c.Batch, ["seq"] = c.Length, ["grad_ckpt"] = c.GradientCheckpointing,
+                ["batch"] = c.Batch, ["seq"] = c.Length, ["grad_ckpt"] = c.GradientCheckpointing, ["packing"] = s.Packing,
+                ["packed_kernel"] = s.Packing ? (native is not null && PackedSequences.FlashDisabledReason is null && cuda && dtype != ScalarType.Float32 ? "flash_varlen" : "per_segment") : null,
                 ["optimizer"] = !s.Optimizer ? null : dtype == ScalarType.Float32 ? "adamw" : "adamw_fp32_masters", ["trainable_params"] = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel()),
                 ["params_lm"] = lmParams, ["load_s"] = Math.Round(loadS, 2),
                 ["seconds"] = Math.Round(fbBest, 3), ["optim_s"] = Math.Round(optBest, 3),
