@@ -5,7 +5,11 @@
 // ordinary TorchSharp ops on the capturing thread between capture_begin and capture_end, and the current stream
 // (thread-local inside libc10_cuda) routes them into the capture. lmmr1_varlen_attention takes TorchSharp tensor
 // handles (at::Tensor*, the same libtorch) and returns a new one that carries its autograd node. Every function
-// returns 0 on success or -1 with a message for lmmr1_last_error().
+// returns 0 on success or -1 with a message for lmmr1_last_error(). The lmmr1_fused_* functions wrap the decode step's
+// fused elementwise kernels (lmmr1_kernels.cu, compiled by nvcc and linked in; built without them as
+// LMMR1_NO_KERNELS when no nvcc is found, then lmmr1_has_fused_kernels() is 0): they check and allocate with ATen on
+// the current stream (so a CUDA-graph capture records them) and hand raw pointers to the launchers. No autograd: the
+// managed side calls them only without grad (decode).
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/core/Event.h>
@@ -20,6 +24,16 @@
 #include <stdexcept>
 #include <string>
 #include <torch/csrc/autograd/custom_function.h>
+
+#ifndef LMMR1_NO_KERNELS
+extern "C" {
+int lmmr1_k_add_square(int dtype, const void* x, const void* r, void* h, float* sq, int64_t n, void* stream);
+int lmmr1_k_rms_apply(int dtype, const void* h, const float* var, const void* w, void* out, float eps, int64_t n, int64_t dim, void* stream);
+int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, void* stream);
+int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, const void* cosv, const void* sinv, void* qo, void* keys,
+                        void* values, const int64_t* position, int64_t rows, int heads, int kv_heads, int dim, int64_t capacity, void* stream);
+}
+#endif
 
 namespace {
 thread_local std::string last_error;
@@ -69,13 +83,123 @@ struct VarlenFlash : public torch::autograd::Function<VarlenFlash> {
                 at::Tensor(), at::Tensor()};
     }
 };
+at::Tensor& T(void* h) { return *static_cast<at::Tensor*>(h); }
+
+#ifndef LMMR1_NO_KERNELS
+int dtype_code(const at::Tensor& t) {
+    if (t.scalar_type() == at::kFloat) return 0;
+    if (t.scalar_type() == at::kBFloat16) return 1;
+    throw std::runtime_error("fused kernels take float32 or bfloat16 tensors");
+}
+// A contiguous CUDA tensor on x's device, of dtype `dt`, with `numel` elements.
+void need(const at::Tensor& t, const at::Tensor& x, at::ScalarType dt, int64_t numel, const char* what) {
+    if (!t.is_cuda() || t.device() != x.device() || !t.is_contiguous() || t.scalar_type() != dt || t.numel() != numel)
+        throw std::runtime_error(std::string(what) + ": expected a contiguous CUDA tensor of " + c10::toString(dt) + " with " +
+                                 std::to_string(numel) + " elements on the input's device");
+}
+void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+void launched(int rc, const char* what) {
+    if (rc != 0) throw std::runtime_error(std::string(what) + ": kernel launch failed (cudaError " + std::to_string(rc) + ")");
+}
+#endif
 }  // namespace
 
 extern "C" {
 
+#ifdef LMMR1_NO_KERNELS
+int lmmr1_has_fused_kernels() { return 0; }
+int lmmr1_fused_add_square(void*, void*, void**, void**) { last_error = "built without nvcc: no fused kernels"; return -1; }
+int lmmr1_fused_rms_apply(void*, void*, void*, double, void**) { last_error = "built without nvcc: no fused kernels"; return -1; }
+int lmmr1_fused_silu_mul(void*, void*, void**) { last_error = "built without nvcc: no fused kernels"; return -1; }
+int lmmr1_fused_rope_decode(void*, void*, void*, void*, void*, void*, void*, void*, int, void**) {
+    last_error = "built without nvcc: no fused kernels";
+    return -1;
+}
+#else
+int lmmr1_has_fused_kernels() { return 1; }
+
+// x [..]; r null or like x. *h_out = x + r (null when r is null: h is x), *sq_out = float32(h)² like x.
+int lmmr1_fused_add_square(void* x, void* r, void** h_out, void** sq_out) {
+    try {
+        auto& xt = T(x);
+        int code = dtype_code(xt);
+        need(xt, xt, xt.scalar_type(), xt.numel(), "add_square input");
+        at::Tensor h;
+        if (r) {
+            need(T(r), xt, xt.scalar_type(), xt.numel(), "add_square residual");
+            h = at::empty(xt.sizes(), xt.options());
+        }
+        auto sq = at::empty(xt.sizes(), xt.options().dtype(at::kFloat));
+        launched(lmmr1_k_add_square(code, xt.data_ptr(), r ? T(r).data_ptr() : nullptr, r ? h.data_ptr() : nullptr, sq.data_ptr<float>(),
+                                    xt.numel(), stream_of(xt)), "add_square");
+        *h_out = r ? new at::Tensor(std::move(h)) : nullptr;
+        *sq_out = new at::Tensor(std::move(sq));
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
+
+// h [.., dim]; var float32 [.., 1] (one per row); w [dim]. *out = w · round(h · rsqrt(var + eps)) like h.
+int lmmr1_fused_rms_apply(void* h, void* var, void* w, double eps, void** out) {
+    try {
+        auto& ht = T(h);
+        int code = dtype_code(ht);
+        need(ht, ht, ht.scalar_type(), ht.numel(), "rms_apply input");
+        int64_t dim = ht.size(-1);
+        need(T(var), ht, at::kFloat, ht.numel() / dim, "rms_apply variance");
+        need(T(w), ht, ht.scalar_type(), dim, "rms_apply weight");
+        auto o = at::empty(ht.sizes(), ht.options());
+        launched(lmmr1_k_rms_apply(code, ht.data_ptr(), T(var).data_ptr<float>(), T(w).data_ptr(), o.data_ptr(), static_cast<float>(eps),
+                                   ht.numel(), dim, stream_of(ht)), "rms_apply");
+        *out = new at::Tensor(std::move(o));
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
+
+// *out = round(silu(g)) · u, like g.
+int lmmr1_fused_silu_mul(void* g, void* u, void** out) {
+    try {
+        auto& gt = T(g);
+        int code = dtype_code(gt);
+        need(gt, gt, gt.scalar_type(), gt.numel(), "silu_mul gate");
+        need(T(u), gt, gt.scalar_type(), gt.numel(), "silu_mul up");
+        auto o = at::empty(gt.sizes(), gt.options());
+        launched(lmmr1_k_silu_mul(code, gt.data_ptr(), T(u).data_ptr(), o.data_ptr(), gt.numel(), stream_of(gt)), "silu_mul");
+        *out = new at::Tensor(std::move(o));
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
+
+// One decode token per row. keys/values [B, KH, C, D] (the layer's static cache), q B·H·D, k/v B·KH·D, cos/sin B·D
+// elements (contiguous, any shape), position int64 [1]. Writes rotated k and v at cache index *position and returns
+// *q_out = rotated q [B, H, 1, D].
+int lmmr1_fused_rope_decode(void* q, void* k, void* v, void* cosv, void* sinv, void* keys, void* values, void* position, int heads,
+                            void** q_out) {
+    try {
+        auto& kc = T(keys);
+        int code = dtype_code(kc);
+        if (kc.dim() != 4) throw std::runtime_error("rope_decode: keys must be [B, KH, C, D]");
+        int64_t rows = kc.size(0), kvh = kc.size(1), cap = kc.size(2), dim = kc.size(3);
+        need(kc, kc, kc.scalar_type(), kc.numel(), "rope_decode keys");
+        need(T(values), kc, kc.scalar_type(), kc.numel(), "rope_decode values");
+        need(T(q), kc, kc.scalar_type(), rows * heads * dim, "rope_decode q");
+        need(T(k), kc, kc.scalar_type(), rows * kvh * dim, "rope_decode k");
+        need(T(v), kc, kc.scalar_type(), rows * kvh * dim, "rope_decode v");
+        need(T(cosv), kc, kc.scalar_type(), rows * dim, "rope_decode cos");
+        need(T(sinv), kc, kc.scalar_type(), rows * dim, "rope_decode sin");
+        need(T(position), kc, at::kLong, 1, "rope_decode position");
+        auto qo = at::empty({rows, heads, 1, dim}, kc.options());
+        launched(lmmr1_k_rope_decode(code, T(q).data_ptr(), T(k).data_ptr(), T(v).data_ptr(), T(cosv).data_ptr(), T(sinv).data_ptr(), qo.data_ptr(),
+                                     kc.data_ptr(), T(values).data_ptr(), T(position).data_ptr<int64_t>(), rows, heads, static_cast<int>(kvh),
+                                     static_cast<int>(dim), cap, stream_of(kc)), "rope_decode");
+        *q_out = new at::Tensor(std::move(qo));
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
+#endif
+
 const char* lmmr1_last_error() { return last_error.c_str(); }
 
-int lmmr1_abi_version() { return 2; }
+int lmmr1_abi_version() { return 3; }
 
 // Flash varlen attention (VarlenFlash above) on TorchSharp handles; *out receives a new at::Tensor* (the caller owns
 // it) whose grad_fn runs the flash backward when q, k or v require grad.

@@ -280,6 +280,7 @@ public static class BenchGenerateCommand
             ["torch_peak_allocated_gib"] = torchMem is { } tm ? Math.Round(tm.PeakAllocated / 1073741824.0, 2) : null,
             ["torch_peak_reserved_gib"] = torchMem is { } tr ? Math.Round(tr.PeakReserved / 1073741824.0, 2) : null,
             ["native_unavailable"] = device.type == DeviceType.CUDA ? NativeExtension.UnavailableReason : null,
+            ["fused_decode"] = st.GraphRows > 0 ? model.UsesFusedDecode : null,
             ["memory_note"] = mem is not null ? "cudaMemGetInfo used (whole device: caching-allocator reserve + context), sampled every 5 ms" : null,
         };
         return JsonSerializer.Serialize(result);

@@ -7,7 +7,9 @@
 // counts as a near-tie when the log-probs of A and C agreed (|Δ| ≤ 0.05) over the whole common prefix, i.e. the models
 // matched up to rounding until a token was tipped. One JSON line per (case, sampler, phase). --lora_rank R attaches
 // LoRA adapters (all-linear, random B) first, so the adapters run inside the captured graphs and the in-place update
-// changes them too.
+// changes them too. Where the fused decode kernels run (FusedDecodeOps), (D) the static step with them switched off runs
+// too: B vs D is the fused vs the unfused arithmetic of one step, which is meant to be bit-identical
+// (fused_equals_unfused_rows).
 using System.CommandLine;
 using System.Text.Json;
 using LmmR1.Generation;
@@ -84,6 +86,15 @@ public static class BenchGraphCheckCommand
                     var a = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, CudaGraphs = false, MaxTokensPerBatch = 0 }).Generate(prompts, sp);
                     using var bEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0 });
                     var b = bEngine.Generate(prompts, sp);
+                    bool fused = model.UsesFusedDecode;
+                    IReadOnlyList<GenerationOutput>? dOut = null;
+                    if (fused)
+                    {
+                        model.FusedDecode = false;
+                        using var dEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0 });
+                        dOut = dEngine.Generate(prompts, sp);
+                        model.FusedDecode = true;
+                    }
                     int capturedBefore = graphEngine.CapturedGraphs;
                     var c = graphEngine.Generate(prompts, sp);
                     var st = graphEngine.LastStats;
@@ -95,6 +106,8 @@ public static class BenchGraphCheckCommand
                         ["graphs_captured_this_call"] = st.GraphCaptures, ["compactions"] = st.Compactions, ["row_steps"] = st.RowSteps,
                         ["static_compactions"] = bEngine.LastStats.Compactions, ["graphs_reused"] = st.GraphRows > 0 && st.GraphCaptures == 0 && capturedBefore > 0,
                         ["native"] = NativeExtension.TryGet()?.Path, ["native_unavailable"] = NativeExtension.UnavailableReason,
+                        ["fused_decode"] = fused, ["fused_equals_unfused_rows"] = dOut is null ? null : BitEqualRows(b, dOut),
+                        ["fused_vs_unfused_max_abs_logprob_diff"] = dOut is null ? null : MaxLogProbDiff(b, dOut),
                     } : null);
                 }
             }
@@ -110,6 +123,19 @@ public static class BenchGraphCheckCommand
         foreach (var p in model.parameters())
             if (p.dim() >= 2)
                 using (var n = torch.randn_like(p)) p.PlusScaled_(n, 0.002);
+    }
+
+    static int BitEqualRows(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y) =>
+        x.Zip(y).Count(p => p.First.TokenIds.AsSpan().SequenceEqual(p.Second.TokenIds) && p.First.LogProbs.AsSpan().SequenceEqual(p.Second.LogProbs));
+
+    /// <summary>Largest |Δ log-prob| over each row's common token prefix.</summary>
+    static double MaxLogProbDiff(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y)
+    {
+        double m = 0;
+        foreach (var (p, q) in x.Zip(y))
+            for (int j = 0; j < Math.Min(p.TokenIds.Length, q.TokenIds.Length) && p.TokenIds[j] == q.TokenIds[j]; j++)
+                m = Math.Max(m, Math.Abs(p.LogProbs[j] - q.LogProbs[j]));
+        return Math.Round(m, 7);
     }
 
     static Dictionary<string, object?> Compare(IReadOnlyList<GenerationOutput> a, IReadOnlyList<GenerationOutput> b, IReadOnlyList<GenerationOutput> c)

@@ -4,8 +4,10 @@
 // liblmmr1_native.so next to the program when its .torch-version file names the running torch; the per-user cache
 // (~/.cache/lmmr1/native/<torch version>/, or $LMMR1_NATIVE_CACHE). When missing it is compiled there once with g++
 // from the source embedded in this assembly (a few seconds), with one message on stderr; without a compiler, headers
-// or PyTorch, one message says why and callers use the eager engine. Only CUDA runs ever load it, so the CPU build
-// and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
+// or PyTorch, one message says why and callers use the eager engine. The decode step's fused elementwise kernels
+// (native/lmmr1_kernels.cu) are compiled by nvcc ($CUDA_HOME/bin, /usr/local/cuda/bin or PATH) and linked in; without
+// nvcc, or when it fails, the library is built without them (one message; HasFusedKernels false) and the decode step
+// stays unfused. Only CUDA runs ever load it, so the CPU build and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;
@@ -14,7 +16,7 @@ namespace LmmR1.Infrastructure;
 
 public sealed unsafe class NativeExtension
 {
-    public const int AbiVersion = 2;
+    public const int AbiVersion = 3;
     const string LibName = "liblmmr1_native.so";
 
     static readonly object Gate = new();
@@ -35,6 +37,10 @@ public sealed unsafe class NativeExtension
     readonly delegate* unmanaged<int, int> resetPeak;
     readonly delegate* unmanaged<int> emptyCache;
     readonly delegate* unmanaged<nint, nint, nint, nint, nint, long, long, double, int, nint*, int> varlen;
+    readonly delegate* unmanaged<nint, nint, nint*, nint*, int> addSquare;
+    readonly delegate* unmanaged<nint, nint, nint, double, nint*, int> rmsApply;
+    readonly delegate* unmanaged<nint, nint, nint*, int> siluMul;
+    readonly delegate* unmanaged<nint, nint, nint, nint, nint, nint, nint, nint, int, nint*, int> ropeDecode;
 
     public string Path { get; }
 
@@ -57,6 +63,55 @@ public sealed unsafe class NativeExtension
         resetPeak = (delegate* unmanaged<int, int>)F("lmmr1_reset_peak_memory");
         emptyCache = (delegate* unmanaged<int>)F("lmmr1_empty_cache");
         varlen = (delegate* unmanaged<nint, nint, nint, nint, nint, long, long, double, int, nint*, int>)F("lmmr1_varlen_attention");
+        HasFusedKernels = ((delegate* unmanaged<int>)F("lmmr1_has_fused_kernels"))() == 1;
+        addSquare = (delegate* unmanaged<nint, nint, nint*, nint*, int>)F("lmmr1_fused_add_square");
+        rmsApply = (delegate* unmanaged<nint, nint, nint, double, nint*, int>)F("lmmr1_fused_rms_apply");
+        siluMul = (delegate* unmanaged<nint, nint, nint*, int>)F("lmmr1_fused_silu_mul");
+        ropeDecode = (delegate* unmanaged<nint, nint, nint, nint, nint, nint, nint, nint, int, nint*, int>)F("lmmr1_fused_rope_decode");
+    }
+
+    /// <summary>Whether the library was built with the fused decode kernels (nvcc was found and compiled them).</summary>
+    public bool HasFusedKernels { get; }
+
+    // ---------------------------------------------------------------- fused decode kernels (no autograd; see FusedDecodeOps)
+
+    /// <summary>(x + r rounded to x's dtype, or null without r; float32(h)²). Contiguous CUDA float32/bf16 tensors.</summary>
+    public (torch.Tensor? Sum, torch.Tensor Square) AddSquare(torch.Tensor x, torch.Tensor? r)
+    {
+        nint h, sq;
+        Check(addSquare(x.Handle, r?.Handle ?? 0, &h, &sq), "fused add_square");
+        GC.KeepAlive(x); GC.KeepAlive(r);
+        return (h == 0 ? null : torch.Tensor.UnsafeCreateTensor(h), torch.Tensor.UnsafeCreateTensor(sq));
+    }
+
+    /// <summary>w · round(h · rsqrt(variance + eps)) (Qwen2RMSNorm after its variance [.., 1] float32).</summary>
+    public torch.Tensor RmsApply(torch.Tensor h, torch.Tensor variance, torch.Tensor weight, double eps)
+    {
+        nint o;
+        Check(rmsApply(h.Handle, variance.Handle, weight.Handle, eps, &o), "fused rms_apply");
+        GC.KeepAlive(h); GC.KeepAlive(variance); GC.KeepAlive(weight);
+        return torch.Tensor.UnsafeCreateTensor(o);
+    }
+
+    /// <summary>round(silu(g)) · u.</summary>
+    public torch.Tensor SiluMul(torch.Tensor g, torch.Tensor u)
+    {
+        nint o;
+        Check(siluMul(g.Handle, u.Handle, &o), "fused silu_mul");
+        GC.KeepAlive(g); GC.KeepAlive(u);
+        return torch.Tensor.UnsafeCreateTensor(o);
+    }
+
+    /// <summary>Rotates one decode token's q/k by (cos, sin), writes k and v into the layer cache at index *position;
+    /// returns rotated q [B, H, 1, D].</summary>
+    public torch.Tensor RopeDecode(torch.Tensor q, torch.Tensor k, torch.Tensor v, torch.Tensor cos, torch.Tensor sin,
+                                   torch.Tensor keys, torch.Tensor values, torch.Tensor position, int heads)
+    {
+        nint o;
+        Check(ropeDecode(q.Handle, k.Handle, v.Handle, cos.Handle, sin.Handle, keys.Handle, values.Handle, position.Handle, heads, &o), "fused rope_decode");
+        GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(cos); GC.KeepAlive(sin);
+        GC.KeepAlive(keys); GC.KeepAlive(values); GC.KeepAlive(position);
+        return torch.Tensor.UnsafeCreateTensor(o);
     }
 
     /// <summary>Whether the loaded library has the flash varlen entry point (every ABI-2 build does).</summary>
@@ -145,6 +200,62 @@ public sealed unsafe class NativeExtension
         return r.ReadToEnd();
     }
 
+    /// <summary>The CUDA kernels' source shipped inside this assembly.</summary>
+    public static string KernelSource()
+    {
+        using var s = typeof(NativeExtension).Assembly.GetManifestResourceStream("lmmr1_kernels.cu")
+                      ?? throw new InvalidOperationException("lmmr1_kernels.cu is not embedded in this build");
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
+    }
+
+    static string? FindNvcc()
+    {
+        if (Environment.GetEnvironmentVariable("NVCC") is { Length: > 0 } n) return n;
+        var dirs = new List<string>();
+        if (Environment.GetEnvironmentVariable("CUDA_HOME") is { Length: > 0 } h) dirs.Add(System.IO.Path.Combine(h, "bin"));
+        dirs.Add("/usr/local/cuda/bin");
+        dirs.AddRange((Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries));
+        return dirs.Select(d => System.IO.Path.Combine(d, "nvcc")).FirstOrDefault(File.Exists);
+    }
+
+    /// <summary>nvcc -c of the kernels into <paramref name="obj"/>; null when done, else why not (the caller builds without them).</summary>
+    static string? CompileKernels(string dir, string obj)
+    {
+        if (Environment.GetEnvironmentVariable("LMMR1_FUSED_KERNELS") == "0") return "LMMR1_FUSED_KERNELS=0";
+        string? nvcc = FindNvcc();
+        if (nvcc is null) return "no nvcc found (set CUDA_HOME or NVCC)";
+        string cu = System.IO.Path.Combine(dir, "lmmr1_kernels.cu");
+        File.WriteAllText(cu, KernelSource());
+        // sm_80 and sm_90 machine code plus compute_90 PTX for newer GPUs; no fast-math (the kernels round as ATen does).
+        var args = new List<string>
+        {
+            "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-c", cu, "-o", obj,
+            "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_90,code=compute_90",
+        };
+        var (rc, err) = RunTool(nvcc, args);
+        if (rc == 0) return null;
+        File.WriteAllText(System.IO.Path.Combine(dir, "nvcc.log"), $"{nvcc} {string.Join(' ', args)}\n{err}");
+        return $"nvcc failed (exit {rc}; log {System.IO.Path.Combine(dir, "nvcc.log")}): " + string.Join(" | ", err.Split('\n').Where(l => l.Contains("error")).Take(3));
+    }
+
+    static (int ExitCode, string StdErr) RunTool(string exe, IReadOnlyList<string> args)
+    {
+        var psi = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        Process? proc;
+        try { proc = Process.Start(psi); }
+        catch (System.ComponentModel.Win32Exception) { return (-1, $"cannot start {exe}"); }
+        using (proc)
+        {
+            if (proc is null) return (-1, $"could not start {exe}");
+            var err = proc.StandardError.ReadToEndAsync();
+            var outp = proc.StandardOutput.ReadToEndAsync();
+            proc.WaitForExit();
+            return (proc.ExitCode, err.Result + outp.Result);
+        }
+    }
+
     static void Compile(string torchDir, string? nvidiaDir, string version, string dir, string lib, TextWriter log)
     {
         string cxx = Environment.GetEnvironmentVariable("CXX") is { Length: > 0 } e ? e : "g++";
@@ -156,6 +267,11 @@ public sealed unsafe class NativeExtension
         File.WriteAllText(src, Source());
         string tmp = lib + $".{Environment.ProcessId}.tmp";
         string tl = System.IO.Path.Combine(torchDir, "lib");
+        string kobj = System.IO.Path.Combine(dir, $"lmmr1_kernels.{Environment.ProcessId}.o");
+        var kclock = Stopwatch.StartNew();
+        string? noKernels = CompileKernels(dir, kobj);
+        if (noKernels is null) log.WriteLine($"lmmr1: compiled the fused decode kernels with nvcc in {kclock.Elapsed.TotalSeconds:F1} s");
+        else log.WriteLine($"lmmr1: building without the fused decode kernels ({noKernels}); the decode step stays unfused");
         var args = new List<string>
         {
             "-O2", "-shared", "-fPIC", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w",
@@ -165,6 +281,8 @@ public sealed unsafe class NativeExtension
             "-Wl,-rpath," + tl,
         };
         if (cudart is not null) { args.Add(cudart); args.Add("-Wl,-rpath," + System.IO.Path.GetDirectoryName(cudart)); }
+        if (noKernels is null) args.Insert(args.IndexOf(src) + 1, kobj);
+        else args.Add("-DLMMR1_NO_KERNELS");
         log.WriteLine($"lmmr1: building the CUDA-graph extension for torch {version} into {dir} (once per torch version) ...");
         var clock = Stopwatch.StartNew();
         var psi = new ProcessStartInfo(cxx) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
@@ -186,6 +304,7 @@ public sealed unsafe class NativeExtension
                                                     string.Join(" | ", msg.Split('\n').Where(l => l.Contains("error")).Take(3)));
             }
         }
+        if (File.Exists(kobj)) File.Delete(kobj);
         File.Move(tmp, lib, overwrite: true);
         log.WriteLine($"lmmr1: built {lib} in {clock.Elapsed.TotalSeconds:F1} s");
     }

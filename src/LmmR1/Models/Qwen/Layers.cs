@@ -90,8 +90,12 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         weight = Params.Empty(dtype, device, dim);
         this.eps = eps.ToScalar();
+        Eps = eps;
         RegisterComponents();
     }
+
+    public Parameter Weight => weight;
+    public double Eps { get; }
 
     public override Tensor forward(Tensor x)
     {

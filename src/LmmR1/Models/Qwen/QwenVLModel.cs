@@ -49,6 +49,12 @@ public sealed class QwenVLModel : nn.Module
     public bool GradientCheckpointing { get; set; }
     /// <summary>The LoRA adapters attached by <see cref="AttachLora"/>, or null (Lora.cs).</summary>
     public LoraAdapters? Lora { get; private set; }
+    /// <summary>DecodeStatic uses the fused decode kernels where they can run (FusedDecodeOps: CUDA, float32/bf16, the
+    /// native extension built with nvcc, LMMR1_FUSED_DECODE not 0). False: the unfused TorchSharp ops (A/B checks).</summary>
+    public bool FusedDecode { get; set; } = true;
+    readonly Lazy<FusedDecodeOps?> fusedOps;
+    /// <summary>Whether DecodeStatic would run fused now.</summary>
+    public bool UsesFusedDecode => FusedDecode && fusedOps.Value is not null;
 
     /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
     QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device, bool withLmHead = true) : base(nameof(QwenVLModel))
@@ -56,6 +62,7 @@ public sealed class QwenVLModel : nn.Module
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new ArgumentException($"unsupported model dtype {dtype}");
         Config = config; DType = dtype; Device = device;
+        fusedOps = new Lazy<FusedDecodeOps?>(() => FusedDecodeOps.For(device, dtype));
         model = new QwenTextModel(config.Text, dtype, device);
         visual = config.Vision is null ? null : new VisionTower(config.Vision, config.Family, dtype, device);
         HasLmHead = withLmHead || config.Text.TieWordEmbeddings;
@@ -417,7 +424,8 @@ public sealed class QwenVLModel : nn.Module
     /// tokens in cache.InputTokens are embedded, marked valid and written at cache.Position; their M-RoPE positions are
     /// Position + PositionOffsets on all three rows (text tokens after the prompt, as <see cref="RopeIndex.DecodePositions"/>);
     /// attention covers the whole capacity under the KeyValid mask (the same additive finfo.min mask as the eager path).
-    /// Does not advance Position. Returns logits [B, V] in the model dtype.
+    /// Does not advance Position. Returns logits [B, V] in the model dtype. Without grad and where they can run, the
+    /// norms, RoPE + cache write and SwiGLU go through the fused kernels (<see cref="FusedDecode"/>).
     /// </summary>
     static readonly Scalar True = true.ToScalar();
 
@@ -433,8 +441,19 @@ public sealed class QwenVLModel : nn.Module
                         .FillS(cache.KeyValid.logical_not().view(b, 1, 1, cache.Capacity), torch.finfo(DType).min);
         var h = embeds.to(DType);
         var layers = model.Layers;
-        for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardStatic(h, cos, sin, mask, cache, i, Attention);
-        h = model.Norm.forward(h);
+        var fused = FusedDecode && !torch.is_grad_enabled() ? fusedOps.Value : null;
+        if (fused is null)
+        {
+            for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardStatic(h, cos, sin, mask, cache, i, Attention);
+            h = model.Norm.forward(h);
+        }
+        else
+        {
+            cos = cos.contiguous(); sin = sin.contiguous();
+            Tensor? pending = null;
+            for (int i = 0; i < layers.Count; i++) (h, pending) = layers[i].ForwardStaticFused(h, pending, cos, sin, mask, cache, i, Attention, fused);
+            h = fused.AddRmsNorm(h, pending!, model.Norm).Normed;
+        }
         return LmHead(h).squeeze(1).MoveToOuterDisposeScope();
     }
 

@@ -66,6 +66,9 @@ public sealed class StaticKvCache : IDisposable
     /// <summary>Bytes of the keys/values this cache addresses (for a view: memory it shares, not its own).</summary>
     public long Bytes => keys.Sum(k => k.numel() * k.ElementSize) * 2;
 
+    /// <summary>The whole layer cache [B, kvH, C, D] (FusedDecodeOps writes into it in place).</summary>
+    internal (Tensor Keys, Tensor Values) LayerTensors(int layer) => (keys[layer], values[layer]);
+
     /// <summary>Writes one token's rotated keys/values [B, kvH, 1, D] at Position; returns the whole layer cache.</summary>
     internal (Tensor Keys, Tensor Values) Write(int layer, Tensor k, Tensor v)
     {

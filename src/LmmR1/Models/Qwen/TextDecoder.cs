@@ -64,6 +64,18 @@ internal sealed class QwenAttention : nn.Module
         o = o.transpose(1, 2).reshape(b, 1, heads * headDim);
         return oProj.forward(o).MoveToOuterDisposeScope();
     }
+
+    /// <summary>ForwardStatic with RoPE and the cache write as one fused kernel (FusedDecodeOps; cos/sin contiguous).</summary>
+    public Tensor ForwardStaticFused(Tensor x, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer, AttentionImpl impl, FusedDecodeOps fused)
+    {
+        using var scope = torch.NewDisposeScope();
+        long b = x.shape[0];
+        var q = fused.RopeDecode(qProj.forward(x), kProj.forward(x), vProj.forward(x), cos, sin, cache, layer, heads);   // [B, H, 1, D]
+        var (keys, values) = cache.LayerTensors(layer);
+        var o = AttentionMath.TextAttention(q, keys, values, mask, impl);      // [B, H, 1, D]
+        o = o.transpose(1, 2).reshape(b, 1, heads * headDim);
+        return oProj.forward(o).MoveToOuterDisposeScope();
+    }
 }
 
 internal sealed class QwenMlp : nn.Module<Tensor, Tensor>
@@ -85,6 +97,13 @@ internal sealed class QwenMlp : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>forward with silu(gate) · up as one fused kernel.</summary>
+    public Tensor ForwardFused(Tensor x, FusedDecodeOps fused)
+    {
+        using var scope = torch.NewDisposeScope();
+        return down.forward(fused.SiluMul(gate.forward(x), up.forward(x))).MoveToOuterDisposeScope();
     }
 }
 
@@ -118,6 +137,20 @@ internal sealed class DecoderLayer : nn.Module
         var h = x.Plus(attn.ForwardStatic(inputNorm.forward(x), cos, sin, mask, cache, layer, impl));
         h = h.Plus(mlp.forward(postNorm.forward(h)));
         return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>ForwardStatic with the fused kernels. The layer's input is x + pending (the previous layer's last residual
+    /// add, fused into this layer's first RMSNorm; pending null for the first layer); returns (h, m) with the output
+    /// h + m left to the next layer or the final norm (FusedDecodeOps.AddRmsNorm).</summary>
+    public (Tensor H, Tensor Pending) ForwardStaticFused(Tensor x, Tensor? pending, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer,
+                                                         AttentionImpl impl, FusedDecodeOps fused)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (input, normed) = pending is null ? (x, fused.RmsNorm(x, inputNorm)) : fused.AddRmsNorm(x, pending, inputNorm);
+        var a = attn.ForwardStaticFused(normed, cos, sin, mask, cache, layer, impl, fused);
+        var (h, n2) = fused.AddRmsNorm(input, a, postNorm);
+        var m = mlp.ForwardFused(n2, fused);
+        return (h.MoveToOuterDisposeScope(), m.MoveToOuterDisposeScope());
     }
 }
 
