@@ -56,7 +56,7 @@ if [[ "$DEVICE" == cuda* ]]; then
   echo "{\"what\":\"env\",\"gpu\":\"$(head -1 "$OUT/gpu.txt")\",\"date\":\"$(date -u +%FT%TZ)\"}" >> "$RES"
 fi
 
-if [[ ! -f "$CKPT/config.json" ]]; then
+if [[ "$CKPT" != preset:* && ! -f "$CKPT/config.json" ]]; then   # CKPT=preset:qwen2.5-vl-3b: random weights drawn on the GPU, no file
   step synth "$LMMR1" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT"
 fi
 
