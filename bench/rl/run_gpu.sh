@@ -12,7 +12,7 @@
 #   rl_rb_keep  rl_rb with --rollout_keep_cuda_graphs (memory with the graphs kept)
 #   train_pack, rl_rb_pack, rl_gn_pack  train / rl_rb / rl_gn with --packing_samples (padding-free passes, flash varlen)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
-# LENS (MEDIAN:SIGMA, 256:0.5) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
+# LENS (MEDIAN:SIGMA, 256:0.5; none = no forced stops, every response MAXNEW long) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
 # gradient checkpointing, vision tower frozen. STEPS (2) steps each. JSON lines go to $OUT/rl.jsonl; a table last.
 # usage: OUT=... bash bench/rl/run_gpu.sh LMMR1_TARBALL TOKENIZER_DIR [BASELINE_DIR]
 set -uo pipefail
@@ -37,7 +37,7 @@ rl() {  # rl NAME extra-flags...
   timeout ${RL_TIMEOUT:-400} "$L" bench rl-step --pretrain "$MODEL" --tokenizer "$TOK" --device cuda --bf16 --gradient_checkpointing \
     --freeze_prefix visual --rollout_batch_size "$PROMPTS" --n_samples_per_prompt "$SAMPLES" --train_batch_size $(( PROMPTS * SAMPLES )) \
     --micro_train_batch_size 8 --micro_rollout_batch_size ${MICRO_ROLLOUT:-8} --generate_max_len "$MAXNEW" --prompt_max_len 8192 \
-    --synthetic_response_len "$LENS" --synthetic_reward --bench_steps "$STEPS" --actor_learning_rate 1e-6 --temperature 1.0 \
+    $( [[ "$LENS" == none ]] || echo --synthetic_response_len "$LENS" ) --synthetic_reward --bench_steps "$STEPS" --actor_learning_rate 1e-6 --temperature 1.0 \
     --work_dir /tmp/rl-data --output "$RES" "$@" > "$OUT/$name.log" 2>&1
   el "$name exit $?: $(grep -c lmmr1_rl_step "$OUT/$name.log") steps"; grep -v '^{' "$OUT/$name.log" | tail -4 >&2
 }
@@ -60,7 +60,7 @@ part_hftrain() {
 part_r1v() {
   local GP=${R1V_GEN_PROMPTS:-$(( MEM_GB > 100000 ? PROMPTS : PROMPTS / 2 ))}
   timeout ${R1V_TIMEOUT:-500} python3 "$HERE/r1v_loop.py" --prompts "${R1V_PROMPTS:-$PROMPTS}" --samples "$SAMPLES" --max-new "${R1V_MAXNEW:-$MAXNEW}" \
-    --prompt-text "${R1V_TEXT:-90}" --median "${LENS%%:*}" --sigma "${LENS##*:}" --micro 8 --gen-prompts "$GP" --steps "${R1V_STEPS:-$STEPS}" \
+    --prompt-text "${R1V_TEXT:-90}" $( [[ "$LENS" == none ]] && echo --median 1e9 --sigma 0.01 || echo --median "${LENS%%:*}" --sigma "${LENS##*:}" ) --micro 8 --gen-prompts "$GP" --steps "${R1V_STEPS:-$STEPS}" \
     --budget-s "${R1V_BUDGET:-480}" 2> "$OUT/r1v.log" | tee -a "$RES" >/dev/null
   el "r1v"; tail -3 "$OUT/r1v.log" >&2
 }
