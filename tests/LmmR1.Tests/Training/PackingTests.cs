@@ -19,6 +19,23 @@ public class PackingTests(ITestOutputHelper output)
     const double Temperature = 0.8;
 
     [Fact]
+    public void ACollatedMicroBatchKeepsItsPackingUsableAfterCollateReturns()
+    {
+        // Collate builds the packing inside its own dispose scope; the cu_seqlens tensor (what flash varlen reads on
+        // CUDA) must survive that scope and belong to the Experience.
+        var items = new[] { (2, 3), (4, 1) }.Select((pr, i) => new ExperienceItem
+        {
+            PromptIndex = i, SampleIndex = 0,
+            PromptIds = Enumerable.Range(1, pr.Item1).Select(x => (long)x).ToArray(),
+            ResponseIds = Enumerable.Range(1, pr.Item2).Select(x => (long)x).ToArray(),
+        }).ToList();
+        using var e = Experience.Collate(items, torch.CPU, padTokenId: 0, pack: true);
+        Assert.NotNull(e.Packing);
+        Assert.False(e.Packing!.CuSeqLens.IsInvalid);
+        Assert.Equal(new[] { 0, 5, 10 }, e.Packing.CuSeqLens.data<int>().ToArray());
+    }
+
+    [Fact]
     public void PackingKeepsTheRealTokensInRowOrderAndFindsTheActionSlots()
     {
         // Rows of 2 and 3 real tokens, left-padded to 3: [_, a, b] and [c, d, e].

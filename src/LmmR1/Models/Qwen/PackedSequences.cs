@@ -37,7 +37,10 @@ public sealed class PackedSequences : IDisposable
         this.lengths = lengths;
         offsets = new long[lengths.Length + 1];
         for (int r = 0; r < lengths.Length; r++) offsets[r + 1] = offsets[r] + lengths[r];
-        CuSeqLens = torch.tensor(offsets.Select(o => (int)o).ToArray(), device: device);
+        // Owned by this object (Dispose), not by the caller's dispose scope: Experience.Collate builds it inside one, and
+        // a scope-owned CuSeqLens was freed at its end, so the first flash call failed and Auto fell back to per-row
+        // attention for the whole process (seen on the GPU, 2026-12-07).
+        CuSeqLens = torch.tensor(offsets.Select(o => (int)o).ToArray(), device: device).DetachFromDisposeScope();
         Kernel = kernel;
     }
 
