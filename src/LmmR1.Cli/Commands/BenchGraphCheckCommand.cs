@@ -125,8 +125,11 @@ public static class BenchGraphCheckCommand
                 using (var n = torch.randn_like(p)) p.PlusScaled_(n, 0.002);
     }
 
-    static int BitEqualRows(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y) =>
-        x.Zip(y).Count(p => p.First.TokenIds.AsSpan().SequenceEqual(p.Second.TokenIds) && p.First.LogProbs.AsSpan().SequenceEqual(p.Second.LogProbs));
+    /// <summary>Same tokens and bit-identical log-probs.</summary>
+    static bool BitEqual(GenerationOutput x, GenerationOutput y) =>
+        x.TokenIds.AsSpan().SequenceEqual(y.TokenIds) && x.LogProbs.AsSpan().SequenceEqual(y.LogProbs);
+
+    static int BitEqualRows(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y) => x.Zip(y).Count(p => BitEqual(p.First, p.Second));
 
     /// <summary>Largest |Δ log-prob| over each row's common token prefix.</summary>
     static double MaxLogProbDiff(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y)
@@ -146,7 +149,7 @@ public static class BenchGraphCheckCommand
         double maxPrefixLp = 0;
         for (int i = 0; i < c.Count; i++)
         {
-            if (b[i].TokenIds.AsSpan().SequenceEqual(c[i].TokenIds) && b[i].LogProbs.AsSpan().SequenceEqual(c[i].LogProbs)) bitExact++;
+            if (BitEqual(b[i], c[i])) bitExact++;
             tokens += c[i].TokenIds.Length;
             int n = Math.Min(a[i].TokenIds.Length, c[i].TokenIds.Length), j = 0;
             double prefixLp = 0;

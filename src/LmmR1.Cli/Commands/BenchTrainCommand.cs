@@ -155,7 +155,7 @@ public static class BenchTrainCommand
             {
                 ["what"] = "lmmr1_train_fwd_bwd", ["device"] = s.Device, ["dtype"] = s.DType, ["model"] = cfg.ModelType,
                 ["batch"] = c.Batch, ["seq"] = c.Length, ["grad_ckpt"] = c.GradientCheckpointing, ["packing"] = s.Packing,
-                ["packed_kernel"] = s.Packing ? (native is not null && PackedSequences.FlashDisabledReason is null && cuda && dtype != ScalarType.Float32 ? "flash_varlen" : "per_segment") : null,
+                ["packed_kernel"] = s.Packing ? (PackedSequences.FlashRuns(device, dtype, cfg.Text.HeadDim) ? "flash_varlen" : "per_segment") : null,
                 ["optimizer"] = !s.Optimizer ? null : dtype == ScalarType.Float32 ? "adamw" : "adamw_fp32_masters", ["trainable_params"] = model.parameters().Where(p => p.requires_grad).Sum(p => p.numel()),
                 ["params_lm"] = lmParams, ["load_s"] = Math.Round(loadS, 2),
                 ["seconds"] = Math.Round(fbBest, 3), ["optim_s"] = Math.Round(optBest, 3),

@@ -233,22 +233,24 @@ public sealed unsafe class NativeExtension
             "-O3", "-std=c++17", "-Xcompiler", "-fPIC", "-c", cu, "-o", obj,
             "-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90", "-gencode", "arch=compute_90,code=compute_90",
         };
-        var (rc, err) = RunTool(nvcc, args);
+        if (RunTool(nvcc, args) is not { } ran) return $"cannot start {nvcc}";
+        var (rc, err) = ran;
         if (rc == 0) return null;
         File.WriteAllText(System.IO.Path.Combine(dir, "nvcc.log"), $"{nvcc} {string.Join(' ', args)}\n{err}");
-        return $"nvcc failed (exit {rc}; log {System.IO.Path.Combine(dir, "nvcc.log")}): " + string.Join(" | ", err.Split('\n').Where(l => l.Contains("error")).Take(3));
+        return $"nvcc failed (exit {rc}; log {System.IO.Path.Combine(dir, "nvcc.log")}): " + string.Join(" | ", err.Split('\n').Where(l => l.Contains("error", StringComparison.OrdinalIgnoreCase)).Take(3));
     }
 
-    static (int ExitCode, string StdErr) RunTool(string exe, IReadOnlyList<string> args)
+    /// <summary>Runs a build tool to its end: (exit code, stderr + stdout), or null when it cannot be started.</summary>
+    static (int ExitCode, string Output)? RunTool(string exe, IReadOnlyList<string> args)
     {
         var psi = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (var a in args) psi.ArgumentList.Add(a);
         Process? proc;
         try { proc = Process.Start(psi); }
-        catch (System.ComponentModel.Win32Exception) { return (-1, $"cannot start {exe}"); }
+        catch (System.ComponentModel.Win32Exception) { return null; }
         using (proc)
         {
-            if (proc is null) return (-1, $"could not start {exe}");
+            if (proc is null) return null;
             var err = proc.StandardError.ReadToEndAsync();
             var outp = proc.StandardOutput.ReadToEndAsync();
             proc.WaitForExit();
@@ -285,26 +287,16 @@ public sealed unsafe class NativeExtension
         else args.Add("-DLMMR1_NO_KERNELS");
         log.WriteLine($"lmmr1: building the CUDA-graph extension for torch {version} into {dir} (once per torch version) ...");
         var clock = Stopwatch.StartNew();
-        var psi = new ProcessStartInfo(cxx) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        Process? proc;
-        try { proc = Process.Start(psi); }
-        catch (System.ComponentModel.Win32Exception) { throw new InvalidOperationException($"no C++ compiler '{cxx}' on PATH (set CXX)"); }
-        using (proc)
+        var built = RunTool(cxx, args);
+        if (File.Exists(kobj)) File.Delete(kobj);   // linked in or not, the object is not needed any more
+        if (built is null) throw new InvalidOperationException($"no C++ compiler '{cxx}' on PATH (set CXX)");
+        var (exit, msg) = built.Value;
+        if (exit != 0)
         {
-            if (proc is null) throw new InvalidOperationException($"could not start {cxx}");
-            var err = proc.StandardError.ReadToEndAsync();
-            proc.StandardOutput.ReadToEnd();
-            proc.WaitForExit();
-            if (proc.ExitCode != 0)
-            {
-                string msg = err.Result;
-                File.WriteAllText(System.IO.Path.Combine(dir, "build.log"), $"{cxx} {string.Join(' ', args)}\n{msg}");
-                throw new InvalidOperationException($"{cxx} failed (exit {proc.ExitCode}; log {System.IO.Path.Combine(dir, "build.log")}): " +
-                                                    string.Join(" | ", msg.Split('\n').Where(l => l.Contains("error")).Take(3)));
-            }
+            File.WriteAllText(System.IO.Path.Combine(dir, "build.log"), $"{cxx} {string.Join(' ', args)}\n{msg}");
+            throw new InvalidOperationException($"{cxx} failed (exit {exit}; log {System.IO.Path.Combine(dir, "build.log")}): " +
+                                                string.Join(" | ", msg.Split('\n').Where(l => l.Contains("error", StringComparison.OrdinalIgnoreCase)).Take(3)));
         }
-        if (File.Exists(kobj)) File.Delete(kobj);
         File.Move(tmp, lib, overwrite: true);
         log.WriteLine($"lmmr1: built {lib} in {clock.Elapsed.TotalSeconds:F1} s");
     }

@@ -35,8 +35,7 @@ internal sealed class FusedDecodeOps
     {
         using var scope = torch.NewDisposeScope();
         var (_, sq) = native.AddSquare(x, null);
-        var variance = sq.mean([-1], keepdim: true);
-        return native.RmsApply(x, variance, norm.Weight, norm.Eps).MoveToOuterDisposeScope();
+        return Normalize(x, sq, norm).MoveToOuterDisposeScope();
     }
 
     /// <summary>(h = x.Plus(r), RmsNorm.forward(h)).</summary>
@@ -44,9 +43,15 @@ internal sealed class FusedDecodeOps
     {
         using var scope = torch.NewDisposeScope();
         var (h, sq) = native.AddSquare(x, r);
-        var variance = sq.mean([-1], keepdim: true);
-        var o = native.RmsApply(h!, variance, norm.Weight, norm.Eps);
+        var o = Normalize(h!, sq, norm);
         return (h!.MoveToOuterDisposeScope(), o.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>h normalised given sq = fp32(h)²: torch's own mean for the variance (RmsNorm's sum order), then rms_apply.</summary>
+    Tensor Normalize(Tensor h, Tensor sq, RmsNorm norm)
+    {
+        using var variance = sq.mean([-1], keepdim: true);
+        return native.RmsApply(h, variance, norm.Weight, norm.Eps);
     }
 
     /// <summary>silu(g) * u.</summary>

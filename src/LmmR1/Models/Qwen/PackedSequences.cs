@@ -63,9 +63,14 @@ public sealed class PackedSequences : IDisposable
     {
         PackedKernel.PerSegment => false,
         PackedKernel.Flash => true,
-        _ => FlashDisabledReason is null && q.device.type == DeviceType.CUDA && q.dtype is ScalarType.BFloat16 or ScalarType.Float16 &&
-             q.shape[^1] <= 256 && NativeExtension.TryGet() is { HasVarlenAttention: true },
+        _ => FlashRuns(q.device, q.dtype, q.shape[^1]),
     };
+
+    /// <summary>Whether Auto attends with flash varlen for queries on <paramref name="device"/> of this dtype and head size
+    /// (CUDA, bf16/fp16, head ≤ 256, the extension loaded, no earlier flash failure in this process).</summary>
+    public static bool FlashRuns(Device device, ScalarType dtype, long headDim) =>
+        FlashDisabledReason is null && device.type == DeviceType.CUDA && dtype is ScalarType.BFloat16 or ScalarType.Float16 &&
+        headDim <= 256 && NativeExtension.TryGet() is { HasVarlenAttention: true };
 
     /// <summary>Causal self-attention within each segment. q [1, H, T, D]; k, v [1, kvH, T, D] → [1, H, T, D].</summary>
     public Tensor Attend(Tensor q, Tensor k, Tensor v, AttentionImpl impl)
