@@ -19,17 +19,18 @@ internal static class CliErrors
         AggregateException { InnerExceptions.Count: 1 } a => MessageOf(a.InnerExceptions[0]),
         System.Reflection.TargetInvocationException { InnerException: { } inner } => MessageOf(inner),
         _ when IoErrors.IsIo(e) => IoErrors.IsDiskFull(e) ? $"no space left on the device ({e.Message})" : e.Message,
-        System.Runtime.InteropServices.ExternalException x when x.Message.StartsWith("CUDA out of memory", StringComparison.Ordinal) => OutOfMemory(x.Message),
+        System.Runtime.InteropServices.ExternalException x when x.Message.StartsWith("CUDA out of memory", StringComparison.Ordinal) => OutOfMemory(x.Message, LmmR1.Training.PhaseTimer.PhaseOf(x)),
         _ => null,
     };
 
     /// <summary>libtorch's first sentence or two (what it tried to allocate, what was free), without its C++ frames,
-    /// and what to shrink.</summary>
-    static string OutOfMemory(string message)
+    /// the training-step phase it happened in, and what to shrink.</summary>
+    static string OutOfMemory(string message, string? phase)
     {
         string first = message.Split('\n')[0].Trim();
         int cut = first.IndexOf(" Of the allocated memory", StringComparison.Ordinal);
         if (cut > 0) first = first[..cut];
+        if (phase is not null) first = $"{first} (in the step's {phase} phase)";
         return $"{first} Use smaller micro-batches (--micro_train_batch_size, --micro_rollout_batch_size; for bench commands " +
                "fewer rows), --gradient_checkpointing, a shorter --generate_max_len, or --lora_rank; a checkpoint already written is intact.";
     }

@@ -137,8 +137,11 @@ public class SafetyTests
         // Anything else propagates; a one-row engine that still runs out gives up.
         oom.Trainer.Maker.BeforeEngineGenerate = _ => throw new ExternalException("CUDA error: device-side assert triggered");
         Assert.Throws<ExternalException>(() => oom.Trainer.TrainStep([data[0], data[1]]));
-        oom.Trainer.Maker.BeforeEngineGenerate = _ => throw new ExternalException("CUDA out of memory.");
-        Assert.Throws<ExternalException>(() => oom.Trainer.TrainStep([data[0], data[1]]));
+        oom.Trainer.Maker.BeforeEngineGenerate = _ => throw new ExternalException("CUDA out of memory. Tried to allocate 2.00 GiB.");
+        var gaveUp = Assert.Throws<ExternalException>(() => oom.Trainer.TrainStep([data[0], data[1]]));
+        // What the user reads names the phase it happened in.
+        Assert.Equal("generate", LmmR1.Training.PhaseTimer.PhaseOf(gaveUp));
+        Assert.Contains("Tried to allocate 2.00 GiB. (in the step's generate phase)", LmmR1.Cli.CliErrors.MessageOf(gaveUp));
         Assert.True(ExperienceMaker.IsOutOfMemory(new InvalidOperationException("wrapped", new ExternalException("CUDA out of memory."))));
     }
 }

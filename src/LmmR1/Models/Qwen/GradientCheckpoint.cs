@@ -45,23 +45,28 @@ internal sealed class CheckpointFunction : torch.autograd.SingleTensorFunction<C
         }
         // TorchSharp wraps the incoming gradient in a handle it never frees, and libtorch copies the one we return:
         // both would otherwise hold a [B, T, H] activation-gradient each until the finalizer runs (late, blind to GPU
-        // memory). The incoming one is done now; the returned one is freed by ReleaseReturnedGradients after backward.
+        // memory). The incoming one is done now; the returned one is freed by ReturnedGradients.Release after backward.
         grad.Dispose();
-        Returned.GetOrAdd((int)ctx.get_data("owner"), _ => new()).Enqueue(inputGrad);
+        ReturnedGradients.Keep((int)ctx.get_data("owner"), inputGrad);
         // One gradient per forward argument: the input, then null for the delegate and every auxiliary tensor.
         var result = new List<Tensor> { inputGrad, null! };
         for (int i = 1; i < savedCount; i++) result.Add(null!);
         return result;
     }
+}
 
-    // Per thread that ran the forward (the model's user): each releases only its own handles, so concurrent trainers
-    // (parallel test classes, say) never free each other's, and a thread's live-tensor count stays its own.
+/// <summary>The input gradients that custom autograd Functions (CheckpointFunction, HeadLogProbFunction) returned to
+/// libtorch, which keeps its own references: TorchSharp's handles of them would otherwise hold an activation-sized
+/// gradient each until the finalizer runs (late, blind to GPU memory). Kept per thread that ran the forward (the
+/// model's user), so concurrent trainers never free each other's.</summary>
+internal static class ReturnedGradients
+{
     static readonly System.Collections.Concurrent.ConcurrentDictionary<int, System.Collections.Concurrent.ConcurrentQueue<Tensor>> Returned = new();
 
-    /// <summary>Frees the handles of the input gradients this function returned to libtorch (which keeps its own
-    /// references) for forwards run on the calling thread. Call after each backward() that went through checkpointed
-    /// layers.</summary>
-    public static void ReleaseReturnedGradients()
+    public static void Keep(int owner, Tensor t) => Returned.GetOrAdd(owner, _ => new()).Enqueue(t);
+
+    /// <summary>Frees the handles kept for forwards run on the calling thread (call after each backward()).</summary>
+    public static void Release()
     {
         if (!Returned.TryGetValue(Environment.CurrentManagedThreadId, out var queue)) return;
         while (queue.TryDequeue(out var t)) t.Dispose();

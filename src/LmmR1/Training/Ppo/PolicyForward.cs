@@ -1,8 +1,10 @@
 // The actor's forward over a collated micro-batch (openrlhf/models/actor.py Actor.forward): hidden states of the
 // whole sequence (vision tower included), then lm_head and log_softmax(logits / T) only at the A action slots — the
 // positions S−1−A … S−2 that predict the last A tokens (ActionSlots; the golden tests check LogProbs.ForActions and
-// Entropy.FromLogits on the same slots); with --packing_samples the same slots of the padding-free forward. Departure: logits are never built for prompt positions,
-// which upstream computes and discards (a 4k-token prompt × 151k vocabulary in fp32 per row).
+// Entropy.FromLogits on the same slots); with --packing_samples the same slots of the padding-free forward.
+// Departures: logits are never built for prompt positions, which upstream computes and discards (a 4k-token prompt ×
+// 151k vocabulary in fp32 per row), nor whole for the actions: the chunked head (QwenVLModel.HeadLogProbs) holds one
+// chunk of positions at a time, forward and backward, unless the entropy itself is trained (--entropy_loss_coef).
 using LmmR1.Algorithms;
 using LmmR1.Models.Qwen;
 using TorchSharp;
@@ -16,22 +18,26 @@ public static class PolicyForward
     public static Tensor ActionLogProbs(QwenVLModel model, Experience e, double temperature)
     {
         using var scope = torch.NewDisposeScope();
-        var (lp, _) = Forward(model, e, temperature);
+        var (lp, _) = HeadForward(model, e, temperature, entropy: false);
         return lp.MoveToOuterDisposeScope();
     }
 
     /// <summary>Action log-probs and the entropy [B, A] of the raw logits at the same slots (upstream computes it before
-    /// the temperature division). The entropy is differentiable only with <paramref name="entropyGrad"/> (else it is
-    /// computed without grad, for logging).</summary>
+    /// the temperature division). The entropy is differentiable only with <paramref name="entropyGrad"/> (then the
+    /// action logits are built whole, as upstream); else it is computed without grad, for logging, next to the
+    /// log-probs of the chunked head.</summary>
     public static (Tensor LogProbs, Tensor Entropy) ActionLogProbsAndEntropy(QwenVLModel model, Experience e, double temperature, bool entropyGrad)
     {
         using var scope = torch.NewDisposeScope();
-        var (lp, logits) = Forward(model, e, temperature);
-        Tensor entropy;
-        if (entropyGrad) entropy = Entropy.FromLogits(logits);                                         // [B, A] fp32
-        else
-            using (torch.no_grad()) entropy = Entropy.FromLogits(logits.detach());
-        return (lp.MoveToOuterDisposeScope(), entropy.MoveToOuterDisposeScope());
+        if (!entropyGrad)
+        {
+            var (lp, ent) = HeadForward(model, e, temperature, entropy: true);
+            return (lp.MoveToOuterDisposeScope(), ent!.MoveToOuterDisposeScope());
+        }
+        long a = e.NumActions;
+        var logits = model.LmHead(ActionHidden(model, e));                                             // [B, A, V]
+        var lpFull = LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature);   // [B, A] fp32
+        return (lpFull.MoveToOuterDisposeScope(), Entropy.FromLogits(logits).MoveToOuterDisposeScope());
     }
 
     /// <summary>Final hidden states [B, A, H] at the action slots (the positions predicting the last A tokens), in
@@ -50,11 +56,12 @@ public static class PolicyForward
         return ActionSlots.Predicting(output.Hidden, a);
     }
 
-    // → log-probs [B, A] fp32 and the action logits [B, A, V] they came from (in the caller's scope).
-    static (Tensor LogProbs, Tensor ActionLogits) Forward(QwenVLModel model, Experience e, double temperature)
+    // → log-probs [B, A] fp32 (0 where the action mask is 0) and, when asked, the raw entropy [B, A] (no grad), through
+    // the chunked head (QwenVLModel.HeadLogProbs: no [B, A, V] logits), in the caller's scope.
+    static (Tensor LogProbs, Tensor? Entropy) HeadForward(QwenVLModel model, Experience e, double temperature, bool entropy)
     {
         long a = e.NumActions;
-        var logits = model.LmHead(ActionHidden(model, e));                                             // [B, A, V]
-        return (LogProbs.ForActions(logits, ActionSlots.Actions(e.Sequences, a), e.ActionMask, temperature), logits);   // [B, A] fp32
+        var (lp, ent) = model.HeadLogProbs(ActionHidden(model, e), ActionSlots.Actions(e.Sequences, a), temperature, entropy);
+        return (Masked.Zeroed(lp, Precision.Valid(e.ActionMask, lp)), ent);
     }
 }

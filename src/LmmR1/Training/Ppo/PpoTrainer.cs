@@ -191,7 +191,7 @@ public sealed class PpoTrainer : IDisposable
         // Log-probs, reference and update need the memory the rollout's CUDA graphs hold (their static KV caches, ~16 GiB
         // at 512 rows for the 3B shape); the next rollout captures them again (~0.1 s per bucket).
         if (!config.Rollout.KeepCudaGraphs && maker.Engine.CapturedGraphs > 0)
-            using (timer.Phase("release_graphs")) maker.ReleaseRolloutGraphs();
+            timer.Time("release_graphs", maker.ReleaseRolloutGraphs);
         var truncated = Truncated(rollout);
         var (scores, overlong) = OverlongShaped(rollout, filtered.Scores);
         bool trainActor = step > config.Algorithm.FreezingActorSteps;
@@ -208,7 +208,7 @@ public sealed class PpoTrainer : IDisposable
 
         CriticMetrics? criticMetrics = null;
         ActorMetrics? actorMetrics = null;
-        using (timer.Phase("update"))
+        timer.Time("update", () =>
         {
             var progress = new UpdateProgress(this, step, UpdateMicroBatches(rollout.Count) * ((values is null ? 0 : 1) + (trainActor ? 1 : 0)));
             if (models.Critic is { } c && values is not null)
@@ -218,7 +218,7 @@ public sealed class PpoTrainer : IDisposable
                     config.Algorithm.UseKlLoss ? referenceLogProbs : null)
                     { Excluded = config.Reward.MaskTruncatedCompletions ? truncated : null, FromUpdate = someFromUpdate ? oldPlan.FromUpdate : null },
                     step, progress);
-        }
+        });
         RunHooks.Reach("after-update", step);
         var rolloutMetrics = RolloutMetrics.Of(rollout, scores, oldLogProbs, advantages);
         // ppo_trainer.fit: `if "kl" in status: kl_ctl.update(status["kl"], rollout_batch_size · n)` (only when the actor trained).
