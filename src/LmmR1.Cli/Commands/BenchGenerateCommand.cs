@@ -37,6 +37,7 @@ public static class BenchGenerateCommand
         /// exercises row dropping (on random weights a sample stops with about this probability per step).</summary>
         public double StopFraction { get; init; }
         public double CompactFraction { get; init; } = 0.25;
+        public int AttentionWindow { get; init; } = 128;
         /// <summary>"MEDIAN:SIGMA" of forced log-normal response lengths ending in a stop token (SyntheticLengths); null = off.</summary>
         public string? ResponseLengths { get; init; }
         public int WarmupTokens { get; init; } = 16;
@@ -77,6 +78,7 @@ public static class BenchGenerateCommand
             DefaultValueFactory = _ => 0,
         };
         var compact = new Option<double>("--compact-fraction") { Description = "Drop finished rows when at least this share of the batch finished (> 1 = never)", DefaultValueFactory = _ => 0.25 };
+        var window = new Option<int>("--attention-window") { Description = "CUDA graphs: attention reads the filled prefix rounded up to a multiple of this many positions (0 = the whole capacity bucket)", DefaultValueFactory = _ => 128 };
         var responseLen = new Option<string?>("--synthetic-response-len")
         {
             Description = "MEDIAN:SIGMA of forced log-normal response lengths (e.g. 128:0.7), each ending in a stop token; longer ones end at --new-tokens",
@@ -98,7 +100,7 @@ public static class BenchGenerateCommand
         var cmd = new Command("generate", "Measure generation throughput on synthetic prompts (prints JSON)")
         {
             model, prompts, samples, newTokens, promptLen, image, textOnly, device, dtype, checkEvery, noShare, temperature, topP, topK,
-            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, noGraphs, responseLen, staticStep,
+            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, window, noGraphs, responseLen, staticStep,
         };
         cmd.SetAction(pr =>
         {
@@ -108,7 +110,7 @@ public static class BenchGenerateCommand
                 PromptLength = pr.GetValue(promptLen), ImageSide = pr.GetValue(image), TextOnly = pr.GetValue(textOnly),
                 Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, CheckEvery = pr.GetValue(checkEvery), SharePrefix = !pr.GetValue(noShare),
                 Temperature = pr.GetValue(temperature), TopP = pr.GetValue(topP), TopK = pr.GetValue(topK), MaxRows = pr.GetValue(maxRows),
-                StopFraction = pr.GetValue(stopFraction), CompactFraction = pr.GetValue(compact), ResponseLengths = pr.GetValue(responseLen),
+                StopFraction = pr.GetValue(stopFraction), CompactFraction = pr.GetValue(compact), AttentionWindow = pr.GetValue(window), ResponseLengths = pr.GetValue(responseLen),
                 WarmupTokens = pr.GetValue(warmup), BandwidthTBs = pr.GetValue(bandwidth), PeakTflops = pr.GetValue(tflops),
                 Output = pr.GetValue(output), Attention = pr.GetValue(attention)!, Threads = pr.GetValue(threads),
                 Cases = pr.GetValue(cases), CudaGraphs = !pr.GetValue(noGraphs), StaticStep = pr.GetValue(staticStep),
@@ -150,6 +152,7 @@ public static class BenchGenerateCommand
             if (s.Prompts < 1 || s.Samples < 1 || s.NewTokens < 1 || s.PromptLength < 1)
                 throw new InputException("--prompts, --samples, --new-tokens and --prompt-len must be ≥ 1");
             if (!s.TextOnly && s.ImageSide > 0 && s.ImageSide % 28 != 0) throw new InputException($"--image: {s.ImageSide} is not a multiple of 28");
+            if (s.AttentionWindow < 0) throw new InputException($"--attention-window: {s.AttentionWindow} is negative (0 = the whole capacity bucket)");
         }
         if (settings.ResponseLengths is { } rl) SyntheticLengths.Parse(rl, "--synthetic-response-len");
         if (settings.Threads > 0) torch.set_num_threads(settings.Threads);
@@ -182,7 +185,7 @@ public static class BenchGenerateCommand
         {
             MaxRowsPerBatch = s.MaxRows > 0 ? s.MaxRows : rows,
             MaxTokensPerBatch = 0,
-            CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction, CudaGraphs = s.CudaGraphs,
+            CheckEvery = s.CheckEvery, SharePrefix = s.SharePrefix, CompactFraction = s.CompactFraction, AttentionWindow = s.AttentionWindow, CudaGraphs = s.CudaGraphs,
             StaticStepWithoutGraph = s.StaticStep,
         };
         var sampling = new SamplingParams
@@ -261,7 +264,7 @@ public static class BenchGenerateCommand
             ["ms_per_step"] = Math.Round(msPerStep, 3),
             ["ms_per_step_incl_prefill"] = Math.Round(seconds * 1e3 / s.NewTokens, 3),
             ["decode_steps"] = st.DecodeSteps,
-            ["stop_fraction"] = s.StopFraction, ["synthetic_response_len"] = s.ResponseLengths, ["compact_fraction"] = s.CompactFraction,
+            ["stop_fraction"] = s.StopFraction, ["synthetic_response_len"] = s.ResponseLengths, ["compact_fraction"] = s.CompactFraction, ["attention_window"] = s.AttentionWindow,
             ["mean_response_tokens"] = Math.Round((double)made / rows, 1),
             ["row_steps"] = st.RowSteps, ["compactions"] = st.Compactions,
             ["ms_per_row_step"] = st.RowSteps > 0 ? Math.Round(st.DecodeSeconds * 1e3 / st.RowSteps, 5) : null,

@@ -24,7 +24,7 @@ public sealed class GenerationEngine : IDisposable
     readonly Dictionary<GraphDecodeStep.Key, GraphDecodeStep> graphs = [];
     // Per capacity bucket: the KV cache that every step of that capacity views (sized for the largest row bucket so
     // far) and the graph whose memory pool their captures share.
-    readonly Dictionary<int, (StaticKvCache Kv, CudaGraph? Pool)> arenas = [];
+    readonly Dictionary<int, (StaticKvCache Kv, GraphDecodeStep.GraphPool Pool)> arenas = [];
 
     public GenerationEngine(QwenVLModel model, GenerationEngineOptions? options = null)
     {
@@ -50,7 +50,7 @@ public sealed class GenerationEngine : IDisposable
     /// <summary>The step for <paramref name="key"/>, captured on first use. A row bucket larger than its capacity's arena
     /// replaces the arena (the steps on the old one are released and captured again when next used).</summary>
     GraphDecodeStep Step(NativeExtension? native, GraphDecodeStep.Key key, SamplingParams sp, (List<long> Early, List<long> Always) bans,
-                         long warmupPosition, GraphDecodeStep? running, GenerationStats stats)
+                         GraphDecodeStep? running)
     {
         if (graphs.TryGetValue(key, out var g)) return g;
         if (!arenas.TryGetValue(key.Capacity, out var arena) || arena.Kv.Rows < key.Rows)
@@ -62,13 +62,11 @@ public sealed class GenerationEngine : IDisposable
                 graphs.Remove(k);
             }
             arena.Kv?.Dispose();
-            arena = (new StaticKvCache(model.Config.Text, key.Rows, key.Capacity, model.DType, model.Device), null);
+            arena = (new StaticKvCache(model.Config.Text, key.Rows, key.Capacity, model.DType, model.Device), new GraphDecodeStep.GraphPool());
         }
-        g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always, arena.Kv, arena.Pool, warmupPosition);
-        arenas[key.Capacity] = (arena.Kv, arena.Pool ?? g.Pool);
+        g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always, arena.Kv, arena.Pool, Options.AttentionWindow);
+        arenas[key.Capacity] = arena;
         graphs[key] = g;
-        stats.GraphCaptures++;
-        stats.GraphCaptureSeconds += g.CaptureSeconds;
         return g;
     }
 
@@ -356,7 +354,7 @@ public sealed class GenerationEngine : IDisposable
     {
         var clock = Stopwatch.StartNew();
         var key = GraphDecodeStep.KeyFor(rows.Count, cache.Capacity, sp, bans.Early, bans.Always);
-        var g = Step(native, key, sp, bans, 0, null, stats);
+        var g = Step(native, key, sp, bans, null);
         stats.GraphRows = Math.Max(stats.GraphRows, key.Rows);
         using (var scope = torch.NewDisposeScope())
         {
@@ -374,7 +372,7 @@ public sealed class GenerationEngine : IDisposable
         while (s0 < sp.MaxNewTokens)
         {
             int len = Math.Min(Options.CheckEvery, sp.MaxNewTokens - s0);
-            for (int s = Math.Max(1, s0); s < s0 + len; s++) g.Run(s);
+            for (int s = Math.Max(1, s0); s < s0 + len; s++) g.Run(s, stats);
             stats.DecodeSteps += len;
             stats.RowSteps += (long)len * g.Id.Rows;
             cancel.ThrowIfCancellationRequested();
@@ -388,12 +386,11 @@ public sealed class GenerationEngine : IDisposable
             int finished = AddChunk(live, toks, lps, len, checker, sp, outputs, stats, run);
             s0 += len;
             if (finished == live.Count) break;
-            // The warm-ups of a step captured now write the next two cache indices: both must lie inside the bucket.
-            if (s0 < sp.MaxNewTokens && g.Filled + GraphDecodeStep.Warmups <= g.Id.Capacity
+            if (s0 < sp.MaxNewTokens
                 && GraphDecodeStep.CompactTo(live.Count - finished, g.Id.Rows, Options.CompactFraction) is int to)
             {
                 var keep = Enumerable.Range(0, live.Count).Where(r => !live[r].Finished).Select(r => (long)r).ToArray();
-                var next = Step(native, g.Id with { Rows = to }, sp, bans, g.Filled, g, stats);
+                var next = Step(native, g.Id with { Rows = to }, sp, bans, g);
                 using (var keepT = torch.tensor(keep, device: model.Device)) next.LoadFrom(g, keepT);
                 g = next;
                 live = keep.Select(r => live[(int)r]).ToList();

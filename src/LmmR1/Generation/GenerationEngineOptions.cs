@@ -23,6 +23,10 @@ public sealed record GenerationEngineOptions
     /// live rows into a smaller row bucket when they fit one that saves at least this fraction of the step's rows
     /// (GraphDecodeStep.CompactTo; every smaller bucket saves ≥ 1/4, so 0 and 0.25 behave alike there).</summary>
     public double CompactFraction { get; init; } = 0.25;
+    /// <summary>CUDA-graph path: attention reads the cache's first positions in multiples of this many (the filled
+    /// prefix rounded up; one graph per such window, captured when a batch first reaches it) instead of the whole
+    /// capacity bucket. 0 = the whole bucket in one graph. Same tokens either way (the positions beyond are masked).</summary>
+    public int AttentionWindow { get; init; } = 128;
     /// <summary>Prefill each prompt once and copy its KV rows to its samples (true), or prefill one copy of the prompt per
     /// sample (false: the plain way, for comparisons).</summary>
     public bool SharePrefix { get; init; } = true;
@@ -44,5 +48,6 @@ public sealed record GenerationEngineOptions
         if (MaxPromptsPerBatch < 0) throw new InputException($"prompts per batch must be ≥ 0, got {MaxPromptsPerBatch}");
         if (CheckEvery < 1) throw new InputException($"check interval must be ≥ 1, got {CheckEvery}");
         if (!(CompactFraction >= 0)) throw new InputException($"compaction fraction must be ≥ 0, got {CompactFraction}");
+        if (AttentionWindow < 0) throw new InputException($"attention window must be ≥ 0 (0 = the whole capacity), got {AttentionWindow}");
     }
 }

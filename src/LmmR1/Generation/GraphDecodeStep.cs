@@ -3,9 +3,13 @@
 // step: model.DecodeStatic (embedding, M-RoPE from device positions, masked attention over the cache) → TokenSampler
 // with the counter-based uniform of (row, step) computed on the device (CounterRng.UniformTensor) → the token and its
 // log-prob stored at the step's column → the next input token, the cache position and the step counter advanced in
-// place. One decode step is then one graph replay and nothing on the host. Two graphs share one memory pool: with the
-// "early" banned set (stop tokens, before min_new_tokens) and with the "always" set. The graphs read the parameters
-// by address, so they stay valid while the trainer updates weights in place (optimizer steps, copy_ from masters).
+// place. One decode step is then one graph replay and nothing on the host. Attention windows: attention reads the
+// cache's first W positions, W the filled prefix rounded up to a multiple of the window step (128 by default), so a
+// step owns one graph per window it reaches, captured when the batch first needs it (mid-batch: the capture's warm-up
+// writes are undone, below); the tokens are the same as over the whole capacity, the positions beyond W being masked
+// anyway. Per window two graphs: with the "early" banned set (stop tokens, before min_new_tokens) and with the
+// "always" set. All graphs of a capacity share one memory pool. The graphs read the parameters by address, so they
+// stay valid while the trainer updates weights in place (optimizer steps, copy_ from masters).
 // Row compaction (LoadFrom): at a host check the engine moves the live rows of a running step into the step of a
 // smaller row bucket of the same capacity and sampler: KV rows up to the filled position, validity, M-RoPE offsets,
 // next input token, the cache position, the step counter and each row's RNG prefix, so every row keeps its own random
@@ -14,14 +18,14 @@
 // so a whole chain of buckets 512 → 384 → … → 1 costs one 512-row KV cache plus, per bucket R, R × capacity × 13 bytes
 // (validity, output tokens and log-probs) and the graphs' temporaries, which all steps of a capacity take from one
 // shared graph memory pool (they never run at the same time and keep nothing in it between replays). Capture runs
-// warm-up steps that write; on a shared arena they are pointed at the running batch's next cache index (written
-// before it is read), never at filled positions. Freed rows are not refilled with waiting prompts: a new prompt needs
+// warm-up steps that write: they run at the batch's next cache index (moved back to stay inside the capacity), and
+// what they change — validity, tokens, outputs, counters and the keys/values at the indices they wrote — is put back
+// before the first replay, so a capture never disturbs the running batch. Freed rows are not refilled with waiting prompts: a new prompt needs
 // a prefill of its own and a cache layout starting at its own index, while every row of a step shares one cache
 // position and one step counter (left padding aligns them), and a prompt joining at index p would have only
 // capacity − p positions left; refilling needs per-row positions, step counters and RNG steps inside the captured
 // step (not done). Departs from the eager loop: rows are padded to the bucket (finished rows decode on until the next
-// compaction or the batch's end), and attention reads the whole capacity bucket under a mask rather than only the
-// filled prefix.
+// compaction or the batch's end), and attention reads the window under a mask rather than exactly the filled prefix.
 using System.Diagnostics;
 using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
@@ -37,25 +41,40 @@ internal sealed class GraphDecodeStep : IDisposable
                                       string BannedEarly, string BannedAlways, bool TwoPhases);
 
     readonly QwenVLModel model;
+    readonly NativeExtension? native;
     readonly SamplingParams sp;
     readonly Tensor? bannedEarly, bannedAlways;
     readonly Tensor rowPrefix;      // [R] int64: CounterRng.RowPrefix per row
     readonly Tensor step;           // [1] int64: index of the token the next replay samples
-    readonly CudaGraph? early, late;
+    readonly int windowStep;
+    readonly GraphPool pool;
+    // Per attention window: the graphs with the "always" and (TwoPhases) the "early" banned set; without the native
+    // extension the window is only recorded (the step then runs eagerly on every call, same maths).
+    readonly Dictionary<int, (CudaGraph? Late, CudaGraph? Early)> windows = [];
 
-    /// <summary>Warm-up runs before each capture (and, without graphs, at construction: the same writes).</summary>
+    /// <summary>Warm-up runs before each capture (without graphs, the same runs on a window's first use).</summary>
     public const int Warmups = 2;
 
     public StaticKvCache Cache { get; }
     /// <summary>Host copy of Cache.Position: cache indices 0 … Filled−1 hold the running batch's tokens.</summary>
     public long Filled { get; private set; }
-    /// <summary>A graph whose memory pool later captures may share (null without graphs).</summary>
-    public CudaGraph? Pool => late;
     /// <summary>[R, Capacity] int64 / float32: token and log-prob of step s in column s.</summary>
     public Tensor OutTokens { get; }
     public Tensor OutLogProbs { get; }
     public Key Id { get; }
-    public double CaptureSeconds { get; }
+    /// <summary>Attention windows captured (or, without graphs, first used) so far.</summary>
+    public IReadOnlyCollection<int> Windows => windows.Keys;
+
+    /// <summary>The memory pool the graphs of one capacity share: the first graph captured on it lends its pool.</summary>
+    internal sealed class GraphPool
+    {
+        public CudaGraph? First { get; set; }
+    }
+
+    /// <summary>The attention window for a step writing cache index <paramref name="filled"/>: filled + 1 positions
+    /// rounded up to a multiple of <paramref name="windowStep"/>, at most the capacity (0: the capacity).</summary>
+    public static int WindowFor(long filled, int capacity, int windowStep) =>
+        windowStep <= 0 ? capacity : (int)Math.Min(capacity, (filled + windowStep) / windowStep * windowStep);
 
     public static int RowBucket(int rows)
     {
@@ -87,22 +106,22 @@ internal sealed class GraphDecodeStep : IDisposable
 
     /// <param name="native">The extension to capture with, or null: the step then runs eagerly on every call (same maths).</param>
     /// <param name="storage">The KV arena of this capacity (≥ key.Rows rows); the step's cache views its first rows.</param>
-    /// <param name="sharePool">A graph of another step on the same arena whose memory pool the captures join.</param>
-    /// <param name="warmupPosition">Cache index the warm-up steps write (and the next one): the running batch's next
-    /// index when a step is created mid-batch on a shared arena, so no filled position is touched.</param>
+    /// <param name="pool">The graph memory pool of the arena, shared by every step on it.</param>
+    /// <param name="windowStep">Attention windows in multiples of this many positions; 0 = the whole capacity.</param>
     public GraphDecodeStep(NativeExtension? native, QwenVLModel model, Key key, SamplingParams sp, IReadOnlyList<long> earlyIds, IReadOnlyList<long> alwaysIds,
-                           StaticKvCache storage, CudaGraph? sharePool = null, long warmupPosition = 0)
+                           StaticKvCache storage, GraphPool pool, int windowStep)
     {
         this.model = model;
+        this.native = native;
         this.sp = sp;
+        this.pool = pool;
+        this.windowStep = windowStep;
         Id = key;
         var dev = model.Device;
         int rows = key.Rows, cap = key.Capacity;
-        var clock = Stopwatch.StartNew();
         if (storage.Capacity != cap || storage.Rows < rows)
             throw new ArgumentException($"KV arena {storage.Rows}×{storage.Capacity} cannot hold bucket {rows}×{cap}");
-        if (warmupPosition < 0 || warmupPosition + Warmups > cap)
-            throw new ArgumentException($"warm-up position {warmupPosition} leaves no room for {Warmups} warm-up steps in capacity {cap}");
+        if (cap < Warmups) throw new ArgumentException($"capacity {cap} leaves no room for {Warmups} warm-up steps");
         Cache = new StaticKvCache(storage, rows);
         OutTokens = torch.zeros([rows, cap], ScalarType.Int64, dev).DetachFromDisposeScope();
         OutLogProbs = torch.zeros([rows, cap], ScalarType.Float32, dev).DetachFromDisposeScope();
@@ -110,26 +129,66 @@ internal sealed class GraphDecodeStep : IDisposable
         step = torch.zeros([1], ScalarType.Int64, dev).DetachFromDisposeScope();
         bannedEarly = Ban(earlyIds, dev);
         bannedAlways = Ban(alwaysIds, dev);
+    }
+
+    /// <summary>Makes the graphs of attention window <paramref name="window"/> (warm-ups, then capture) at the running
+    /// batch's state and puts back everything the warm-ups changed. Returns the seconds it took (0 when it existed).</summary>
+    double EnsureWindow(int window)
+    {
+        if (windows.ContainsKey(window)) return 0;
+        var clock = Stopwatch.StartNew();
+        var dev = model.Device;
         int device = dev.index < 0 ? 0 : dev.index;
-        using (torch.no_grad())
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        // The warm-ups write cache indices p and p + 1 (and set them valid), sample into columns step, step + 1 and move
+        // the input tokens, position and counter: all of it is saved here and restored after.
+        long p = Math.Min(Filled, Id.Capacity - Warmups);
+        var saved = new[] { Cache.KeyValid, Cache.Position, Cache.InputTokens, step, OutTokens, OutLogProbs }.Select(t => t.clone()).ToArray();
+        var kv = Enumerable.Range(0, model.Config.Text.NumLayers).Select(i =>
         {
-            Cache.Position.FillAllS_(warmupPosition);
+            var (k, v) = Cache.LayerTensors(i);
+            return (k.narrow(2, p, Warmups).clone(), v.narrow(2, p, Warmups).clone());
+        }).ToArray();
+        Cache.Window = window;
+        CudaGraph? late = null, early = null;
+        try
+        {
+            Cache.Position.FillAllS_(p);
             if (native is not null)
             {
-                late = CudaGraph.Capture(native, device, () => Body(bannedAlways), Warmups, sharePoolWith: sharePool);
-                Cache.Position.FillAllS_(warmupPosition);
-                if (key.TwoPhases) early = CudaGraph.Capture(native, device, () => Body(bannedEarly), Warmups, sharePoolWith: late);
+                late = CudaGraph.Capture(native, device, () => Body(bannedAlways), Warmups, sharePoolWith: pool.First);
+                pool.First ??= late;
+                Cache.Position.FillAllS_(p);
+                if (Id.TwoPhases) early = CudaGraph.Capture(native, device, () => Body(bannedEarly), Warmups, sharePoolWith: pool.First);
                 torch.cuda.synchronize(dev);
             }
             else
             {
-                // Without graphs: the warm-ups' writes all the same, so CPU tests see what a capture does to a shared arena.
+                // Without graphs: the warm-ups' writes all the same, so CPU tests check that they are undone.
                 for (int i = 0; i < Warmups; i++) Body(bannedAlways);
-                Cache.Position.FillAllS_(warmupPosition);
-                if (key.TwoPhases) for (int i = 0; i < Warmups; i++) Body(bannedEarly);
+                Cache.Position.FillAllS_(p);
+                if (Id.TwoPhases) for (int i = 0; i < Warmups; i++) Body(bannedEarly);
             }
         }
-        CaptureSeconds = clock.Elapsed.TotalSeconds;
+        catch
+        {
+            late?.Dispose(); early?.Dispose();
+            throw;
+        }
+        finally
+        {
+            var live = new[] { Cache.KeyValid, Cache.Position, Cache.InputTokens, step, OutTokens, OutLogProbs };
+            for (int i = 0; i < live.Length; i++) live[i].copy_(saved[i]);
+            for (int i = 0; i < kv.Length; i++)
+            {
+                var (k, v) = Cache.LayerTensors(i);
+                k.narrow(2, p, Warmups).copy_(kv[i].Item1);
+                v.narrow(2, p, Warmups).copy_(kv[i].Item2);
+            }
+        }
+        windows[window] = (late, early);
+        return clock.Elapsed.TotalSeconds;
     }
 
     static Tensor? Ban(IReadOnlyList<long> ids, Device dev) =>
@@ -189,13 +248,22 @@ internal sealed class GraphDecodeStep : IDisposable
         Filled = src.Filled;
     }
 
-    /// <summary>Queues decode step s (≥ 1): one graph launch.</summary>
-    public void Run(int s)
+    /// <summary>Queues decode step s (≥ 1): one graph launch (after capturing its attention window's graphs when this is
+    /// the first step that needs them; <paramref name="stats"/> counts the capture).</summary>
+    public void Run(int s, GenerationStats stats)
     {
         bool isEarly = s < sp.MinNewTokens && Id.TwoPhases;
+        int window = WindowFor(Filled, Id.Capacity, windowStep);
+        if (!windows.ContainsKey(window))
+        {
+            stats.GraphCaptureSeconds += EnsureWindow(window);
+            stats.GraphCaptures++;
+        }
+        var (late, early) = windows[window];
         if (late is null)
         {
             using var noGrad = torch.no_grad();
+            Cache.Window = window;
             Body(isEarly ? bannedEarly : bannedAlways);
         }
         else (isEarly ? early! : late).Replay();
@@ -204,8 +272,8 @@ internal sealed class GraphDecodeStep : IDisposable
 
     public void Dispose()
     {
-        early?.Dispose();
-        late?.Dispose();
+        foreach (var (late, early) in windows.Values) { early?.Dispose(); late?.Dispose(); }
+        windows.Clear();
         Cache.Dispose(); OutTokens.Dispose(); OutLogProbs.Dispose(); rowPrefix.Dispose(); step.Dispose();
         bannedEarly?.Dispose(); bannedAlways?.Dispose();
     }

@@ -124,6 +124,43 @@ public class GraphCompactionTests(GenerationFixtures fx, ITestOutputHelper log) 
     }
 
     [Theory]
+    [InlineData("qwen2vl-tiny", "sampled")]
+    [InlineData("qwen25vl-tiny", "forced")]
+    [InlineData("qwen25vl-tiny", "greedy")]
+    public void AttentionWindowsKeepTheTokensAndUndoTheirWarmUps(string name, string kind)
+    {
+        // Windows of 16 positions: every bucket steps through several windows, each first used mid-batch (its warm-ups
+        // run at the batch's next cache index and must be undone), compactions included; window 0 = the whole capacity.
+        var (_, m, prompts) = fx.Get(name);
+        var sp = Params(kind, m, prompts);
+        var eager = new GenerationEngine(m, new GenerationEngineOptions { CheckEvery = CheckEvery }).Generate(prompts, sp);
+        var (_, _, buckets, _) = Replay(eager, 0.25);
+        foreach (int window in new[] { 16, 0 })
+        {
+            using var engine = new GenerationEngine(m, new GenerationEngineOptions { CheckEvery = CheckEvery, AttentionWindow = window, StaticStepWithoutGraph = true });
+            var outs = engine.Generate(prompts, sp);
+            var st = engine.LastStats;
+            log.WriteLine($"{name} {kind} window {window}: {st.GraphCaptures} captures for buckets {string.Join(" → ", buckets)}");
+            if (window == 0) Assert.Equal(buckets.Count, st.GraphCaptures);
+            else Assert.True(st.GraphCaptures > buckets.Count, $"window {window}: {st.GraphCaptures} captures for {buckets.Count} buckets");
+            AssertSameAsEager(eager, outs, $"{name} {kind} window {window}");
+            var again = engine.Generate(prompts, sp);
+            Assert.True(engine.LastStats.GraphCaptures <= st.GraphCaptures);
+            AssertSameAsEager(eager, again, $"{name} {kind} window {window}, second call");
+        }
+    }
+
+    [Fact]
+    public void TheWindowIsTheFilledPrefixRoundedUpWithinTheCapacity()
+    {
+        Assert.Equal(128, GraphDecodeStep.WindowFor(0, 640, 128));      // writing index 0 reads 1 position
+        Assert.Equal(128, GraphDecodeStep.WindowFor(127, 640, 128));    // index 127: 128 positions
+        Assert.Equal(256, GraphDecodeStep.WindowFor(128, 640, 128));
+        Assert.Equal(576, GraphDecodeStep.WindowFor(520, 576, 128));    // capped at the capacity bucket
+        Assert.Equal(576, GraphDecodeStep.WindowFor(3, 576, 0));        // 0: always the whole capacity
+    }
+
+    [Theory]
     [InlineData("qwen2vl-tiny")]
     [InlineData("qwen25vl-tiny")]
     public void ALargerBatchReplacesTheKvArenaOfItsCapacity(string name)

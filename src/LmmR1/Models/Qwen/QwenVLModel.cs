@@ -443,7 +443,8 @@ public sealed class QwenVLModel : nn.Module
     /// One decode step on a <see cref="StaticKvCache"/> with no host-side values (capturable in a CUDA graph): the
     /// tokens in cache.InputTokens are embedded, marked valid and written at cache.Position; their M-RoPE positions are
     /// Position + PositionOffsets on all three rows (text tokens after the prompt, as <see cref="RopeIndex.DecodePositions"/>);
-    /// attention covers the whole capacity under the KeyValid mask (the same additive finfo.min mask as the eager path).
+    /// attention covers the cache's first Window positions (the whole capacity by default) under the KeyValid mask (the
+    /// same additive finfo.min mask as the eager path).
     /// Does not advance Position. Returns logits [B, V] in the model dtype. Without grad and where they can run, the
     /// norms, RoPE + cache write and SwiGLU go through the fused kernels (<see cref="FusedDecode"/>).
     /// </summary>
@@ -457,8 +458,9 @@ public sealed class QwenVLModel : nn.Module
         cache.KeyValid.index_fill_(1, cache.Position, True);
         var positions = cache.PositionOffsets.Plus(cache.Position).view(1, b, 1).expand(3, b, 1); // [3, B, 1]
         var (cos, sin) = MRope.CosSin(positions, Config.Text, DType);
-        var mask = torch.zeros([b, 1, 1, cache.Capacity], DType, Device)
-                        .FillS(cache.KeyValid.logical_not().view(b, 1, 1, cache.Capacity), torch.finfo(DType).min);
+        long w = cache.Window;
+        var mask = torch.zeros([b, 1, 1, w], DType, Device)
+                        .FillS(cache.KeyValid.narrow(1, 0, w).logical_not().view(b, 1, 1, w), torch.finfo(DType).min);
         var h = embeds.to(DType);
         var layers = model.Layers;
         var fused = FusedDecode && !torch.is_grad_enabled() ? fusedOps.Value : null;

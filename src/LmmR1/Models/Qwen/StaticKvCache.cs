@@ -2,8 +2,9 @@
 // (Position, [1] int64) instead of the host-side Length of KvCache, plus which positions hold real tokens
 // ([B, C] bool), the per-row M-RoPE offsets ([B] int64) and the next input token ([B, 1]). Nothing here changes shape or
 // address after creation, so a decode step reading and writing only these tensors can be captured once and replayed.
-// Departs from KvCache: attention reads the whole capacity under a mask (padding and not-yet-written positions are
-// masked), not only the filled prefix. A cache can view the first rows of another one's keys/values (the row buckets of
+// Departs from KvCache: attention reads the first Window positions (the whole capacity unless the graph step narrows
+// it to a bucket of the filled prefix) under a mask (padding and not-yet-written positions are masked), not exactly
+// the filled prefix. A cache can view the first rows of another one's keys/values (the row buckets of
 // one capacity share one allocation, see GraphDecodeStep) while keeping its own validity, offsets, position and tokens.
 using LmmR1.Infrastructure;
 using TorchSharp;
@@ -29,7 +30,7 @@ public sealed class StaticKvCache : IDisposable
     public StaticKvCache(QwenTextConfig cfg, int rows, int capacity, ScalarType dtype, Device device)
     {
         if (rows <= 0 || capacity <= 0) throw new ArgumentException($"StaticKvCache needs positive rows and capacity (got {rows}, {capacity})");
-        Rows = rows; Capacity = capacity;
+        Rows = rows; Capacity = capacity; window = capacity;
         keys = new Tensor[cfg.NumLayers];
         values = new Tensor[cfg.NumLayers];
         // Zeros, not empty: rows beyond the live ones are decoded too and must hold finite numbers.
@@ -49,7 +50,7 @@ public sealed class StaticKvCache : IDisposable
     public StaticKvCache(StaticKvCache storage, int rows)
     {
         if (rows <= 0 || rows > storage.Rows) throw new ArgumentException($"a view needs 1..{storage.Rows} rows (got {rows})");
-        Rows = rows; Capacity = storage.Capacity;
+        Rows = rows; Capacity = storage.Capacity; window = Capacity;
         SharesStorage = true;
         keys = storage.keys.Select(k => k.narrow(0, 0, rows).DetachFromDisposeScope()).ToArray();
         values = storage.values.Select(v => v.narrow(0, 0, rows).DetachFromDisposeScope()).ToArray();
@@ -63,18 +64,40 @@ public sealed class StaticKvCache : IDisposable
     /// <summary>Whether the keys/values are views of another cache's (see the second constructor).</summary>
     public bool SharesStorage { get; }
 
+    int window;
+
+    /// <summary>How many cache positions (from index 0) attention reads: 1 … Capacity, Capacity when created. A host-side
+    /// setting read when a step is recorded: a graph captured with one window keeps it. The positions beyond it must
+    /// be invalid (not yet written) for the step to equal one over the whole capacity.</summary>
+    public int Window
+    {
+        get => window;
+        set
+        {
+            if (value < 1 || value > Capacity) throw new ArgumentOutOfRangeException(nameof(value), $"a window of {value} positions is outside 1..{Capacity}");
+            window = value;
+        }
+    }
+
+    /// <summary>The first Window positions of a layer's keys/values [B, kvH, Window, D]: what attention reads (views in
+    /// the caller's dispose scope, or the cache's own tensors when Window = Capacity).</summary>
+    internal (Tensor Keys, Tensor Values) Attended(int layer) => window == Capacity
+        ? (keys[layer], values[layer])
+        : (keys[layer].narrow(2, 0, window), values[layer].narrow(2, 0, window));
+
     /// <summary>Bytes of the keys/values this cache addresses (for a view: memory it shares, not its own).</summary>
     public long Bytes => keys.Sum(k => k.numel() * k.ElementSize) * 2;
 
     /// <summary>The whole layer cache [B, kvH, C, D] (FusedDecodeOps writes into it in place).</summary>
     internal (Tensor Keys, Tensor Values) LayerTensors(int layer) => (keys[layer], values[layer]);
 
-    /// <summary>Writes one token's rotated keys/values [B, kvH, 1, D] at Position; returns the whole layer cache.</summary>
+    /// <summary>Writes one token's rotated keys/values [B, kvH, 1, D] at Position; returns what attention reads
+    /// (<see cref="Attended"/>).</summary>
     internal (Tensor Keys, Tensor Values) Write(int layer, Tensor k, Tensor v)
     {
         keys[layer].index_copy_(2, Position, k);
         values[layer].index_copy_(2, Position, v);
-        return (keys[layer], values[layer]);
+        return Attended(layer);
     }
 
     /// <summary>

@@ -59,7 +59,7 @@ internal sealed class QwenAttention : nn.Module
         var v = vProj.forward(x).view(b, 1, kvHeads, headDim).transpose(1, 2);
         q = AttentionMath.ApplyRope(q, cos, sin);
         k = AttentionMath.ApplyRope(k, cos, sin);
-        var (keys, values) = cache.Write(layer, k, v);                         // [B, kvH, C, D]
+        var (keys, values) = cache.Write(layer, k, v);                         // [B, kvH, Window, D]
         var o = AttentionMath.TextAttention(q, keys, values, mask, impl);      // [B, H, 1, D]
         o = o.transpose(1, 2).reshape(b, 1, heads * headDim);
         return oProj.forward(o).MoveToOuterDisposeScope();
@@ -71,7 +71,7 @@ internal sealed class QwenAttention : nn.Module
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0];
         var q = fused.RopeDecode(qProj.forward(x), kProj.forward(x), vProj.forward(x), cos, sin, cache, layer, heads);   // [B, H, 1, D]
-        var (keys, values) = cache.LayerTensors(layer);
+        var (keys, values) = cache.Attended(layer);                            // [B, kvH, Window, D]
         var o = AttentionMath.TextAttention(q, keys, values, mask, impl);      // [B, H, 1, D]
         o = o.transpose(1, 2).reshape(b, 1, heads * headDim);
         return oProj.forward(o).MoveToOuterDisposeScope();
