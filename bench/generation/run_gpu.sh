@@ -12,7 +12,8 @@
 #     dotnet publish src/LmmR1.Cli -c Release -r linux-x64 --self-contained -p:TorchBackend=system -o out/gpu
 #   (or `tar -cJf out/gpu.tar.xz -C out gpu` of it). Env: OUT (default ./bench-out), CKPT (default /tmp/qwen25vl-3b-random),
 #   SKIP_HF=1, SKIP_VARIANTS=1, SKIP_EAGER=1 (no --no-cuda-graphs run), UNFUSED=1 (also the graphs with
-#   LMMR1_FUSED_DECODE=0, on UNFUSED_CASES, default CASES), SKIP_ANCHOR=1, ANCHOR_CASES (graph_anchor.py args), HF_MODE (hf_baseline.py's mode, default gen+rollout); for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
+#   LMMR1_FUSED_DECODE=0, on UNFUSED_CASES, default CASES), NOWINDOW=1 (also the graphs with
+#   --attention-window 0, i.e. attention over the whole capacity bucket, on NOWINDOW_CASES, default CASES), SKIP_ANCHOR=1, ANCHOR_CASES (graph_anchor.py args), HF_MODE (hf_baseline.py's mode, default gen+rollout); for a dry run elsewhere DEVICE=cpu DTYPE=float32 CASES=... VARIANT_CASE=... with a small CKPT.
 #   Variable lengths ending in stop tokens with and without row compaction (issue 12 item 3): on by default after the
 #   variants (SKIP_COMPACTION=1 skips them); ONLY=compaction runs just those cases (plus checkpoint and native build).
 #   COMPACT_CASES (default 64x8:512:text), COMPACT_LEN (forced log-normal lengths MEDIAN:SIGMA, default 128:0.7),
@@ -69,6 +70,9 @@ if [[ -z "$ONLY" ]]; then
 step ours "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --output "$RES"
 if [[ "${UNFUSED:-0}" == 1 ]]; then   # the graph path without the fused decode kernels (A/B of FusedDecodeOps)
   step ours_unfused env LMMR1_FUSED_DECODE=0 "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "${UNFUSED_CASES:-$CASES}" --output "$RES"
+fi
+if [[ "${NOWINDOW:-0}" == 1 ]]; then   # the graphs attending over the whole capacity bucket (A/B of the attention windows)
+  step ours_nowindow "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "${NOWINDOW_CASES:-$CASES}" --attention-window 0 --output "$RES"
 fi
 if [[ "${SKIP_EAGER:-0}" != 1 ]]; then
   step ours_eager "$LMMR1" bench generate --model "$CKPT" --device "$DEVICE" --dtype "$DTYPE" --cases "$CASES" --no-cuda-graphs --output "$RES"

@@ -34,21 +34,23 @@ public static class BenchGraphCheckCommand
         var promptLen = new Option<int>("--prompt-len") { DefaultValueFactory = _ => 32 };
         var output = new Option<string?>("--output") { Description = "Also append the JSON lines to this file" };
         var loraRank = new Option<int>("--lora_rank") { Description = "Attach LoRA adapters of this rank (all-linear, random B) first (0: none)", DefaultValueFactory = _ => 0 };
+        var window = new Option<int>("--attention-window") { Description = "Attention windows of the static step and the graphs (multiples of this many positions; 0 = the whole capacity)", DefaultValueFactory = _ => 128 };
         var cmd = new Command("graph-check", "Compare CUDA-graph decoding with the eager engine (tokens, log-probs, near-ties; prints JSON)")
         {
-            model, device, dtype, cases, promptLen, output, loraRank,
+            model, device, dtype, cases, promptLen, output, loraRank, window,
         };
         cmd.SetAction(pr =>
         {
             Run(pr.GetValue(model)!, pr.GetValue(device)!, pr.GetValue(dtype)!, pr.GetValue(cases)!, pr.GetValue(promptLen), pr.GetValue(output),
-                pr.GetValue(loraRank));
+                pr.GetValue(loraRank), pr.GetValue(window));
             return 0;
         });
         return cmd;
     }
 
-    static void Run(string modelSpec, string deviceName, string dtypeName, string casesSpec, int promptLen, string? output, int loraRank = 0)
+    static void Run(string modelSpec, string deviceName, string dtypeName, string casesSpec, int promptLen, string? output, int loraRank = 0, int window = 128)
     {
+        if (window < 0) throw new InputException($"--attention-window: {window} is negative (0 = the whole capacity bucket)");
         var device = ModelCommands.ParseDevice(deviceName);
         var dtype = ModelCommands.ParseDType(dtypeName);
         using var model = BenchGenerateCommand.LoadOrCreate(modelSpec, dtype, device);
@@ -72,7 +74,7 @@ public static class BenchGraphCheckCommand
             }),
             ("plain", (n, len) => new SamplingParams { N = n, Temperature = 1, MaxNewTokens = len, MinNewTokens = 0, Seed = 9 }),
         };
-        var graphEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, MaxTokensPerBatch = 0 });
+        var graphEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, MaxTokensPerBatch = 0, AttentionWindow = window });
         foreach (var s in settings)
         {
             bool images = !s.TextOnly && s.ImageSide > 0 && cfg.Vision is not null;
@@ -84,14 +86,14 @@ public static class BenchGraphCheckCommand
                 {
                     var sp = make(s.Samples, s.NewTokens);
                     var a = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, CudaGraphs = false, MaxTokensPerBatch = 0 }).Generate(prompts, sp);
-                    using var bEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0 });
+                    using var bEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0, AttentionWindow = window });
                     var b = bEngine.Generate(prompts, sp);
                     bool fused = model.UsesFusedDecode;
                     IReadOnlyList<GenerationOutput>? dOut = null;
                     if (fused)
                     {
                         model.FusedDecode = false;
-                        using var dEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0 });
+                        using var dEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0, AttentionWindow = window });
                         dOut = dEngine.Generate(prompts, sp);
                         model.FusedDecode = true;
                     }
@@ -100,7 +102,7 @@ public static class BenchGraphCheckCommand
                     var st = graphEngine.LastStats;
                     Emit(Compare(a, b, c) is var d ? new Dictionary<string, object?>(d)
                     {
-                        ["what"] = "graph_check", ["model"] = cfg.ModelType, ["layers"] = cfg.Text.NumLayers, ["dtype"] = dtypeName, ["lora_rank"] = loraRank,
+                        ["what"] = "graph_check", ["model"] = cfg.ModelType, ["attention_window"] = window, ["layers"] = cfg.Text.NumLayers, ["dtype"] = dtypeName, ["lora_rank"] = loraRank,
                         ["case"] = $"{s.Prompts}x{s.Samples}:{s.NewTokens}:{(images ? "image" + s.ImageSide : "text")}",
                         ["sampler"] = name, ["phase"] = phase, ["graphs_used"] = st.GraphRows > 0,
                         ["graphs_captured_this_call"] = st.GraphCaptures, ["compactions"] = st.Compactions, ["row_steps"] = st.RowSteps,

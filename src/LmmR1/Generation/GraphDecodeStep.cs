@@ -62,8 +62,6 @@ internal sealed class GraphDecodeStep : IDisposable
     public Tensor OutTokens { get; }
     public Tensor OutLogProbs { get; }
     public Key Id { get; }
-    /// <summary>Attention windows captured (or, without graphs, first used) so far.</summary>
-    public IReadOnlyCollection<int> Windows => windows.Keys;
 
     /// <summary>The memory pool the graphs of one capacity share: the first graph captured on it lends its pool.</summary>
     internal sealed class GraphPool
