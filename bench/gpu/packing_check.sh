@@ -7,7 +7,7 @@
 # varlen, plus per-segment as a control) and on the random Qwen2.5-VL-3B-shaped checkpoint (bf16, flash varlen, one
 # 448² image per row, with and without gradient checkpointing). JSON lines in $OUT/packing_check.jsonl, a summary of
 # PASS/FAIL lines in $OUT/packing_check.txt.
-# usage: bash bench/gpu/packing_check.sh LMMR1_DIR_OR_TARBALL FIXTURES_DIR   (env: OUT, CKPT; SKIP_TINY=1, SKIP_3B=1, FP32_3B=0|1; ROWS_3B, ROWS_3B_NOCKPT, ROWS_3B_FP32, RESP_3B)
+# usage: bash bench/gpu/packing_check.sh LMMR1_DIR_OR_TARBALL FIXTURES_DIR   (env: OUT, CKPT (a folder, or preset:qwen2.5-vl-3b: no file); SKIP_TINY=1, SKIP_3B=1, SKIP_BF16_3B=1, FP32_3B=0|1; ROWS_3B, ROWS_3B_NOCKPT, ROWS_3B_FP32, RESP_3B)
 set -uo pipefail
 SRC=$1; FIX=$2
 OUT=${OUT:-$PWD/bench-out}
@@ -39,7 +39,7 @@ for m in qwen2vl-tiny qwen25vl-tiny; do
   step "$m-bf16-segments" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype bfloat16 --rows 6 --image 56 --response-len 1-48 --kernel per-segment --output "$RES"
 done
 if [[ "${SKIP_3B:-0}" != 1 ]]; then
-  [[ -f "$CKPT/config.json" ]] || "$L" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT" > "$OUT/synth.log" 2>&1
+  [[ "$CKPT" == preset:* || -f "$CKPT/config.json" ]] || "$L" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT" > "$OUT/synth.log" 2>&1
   # fp32 with per-segment attention: the packing itself (per-sample M-RoPE positions, images, segment bounds) at the 3B
   # shape under fp32's tight caps. The check keeps three fp32 gradient sets of all 3.75 B parameters (padded, packed,
   # floor: 45 GB) besides the 15 GB of weights, so it ran out of 80 GB on an H100 even at 2 rows (2026-12-07); it runs
@@ -49,8 +49,10 @@ if [[ "${SKIP_3B:-0}" != 1 ]]; then
   fi
   # Without gradient checkpointing 8 rows of up to 768 tokens do not fit 80 GB (batched, packed and the per-row floor
   # each keep a full graph of activations): 4 rows.
+  if [[ "${SKIP_BF16_3B:-0}" != 1 ]]; then
   step 3b-flash "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B_NOCKPT:-4}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --output "$RES"
   step 3b-flash-ckpt "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B:-8}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --gradient-checkpointing --output "$RES"
+  fi
 fi
 cat "$SUM"
 echo "done: $RES"
