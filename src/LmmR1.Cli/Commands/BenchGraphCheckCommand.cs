@@ -3,7 +3,7 @@
 // min_new_tokens) it runs (A) the eager loop, (B) the graph path's static step run eagerly, (C) the captured graphs, and
 // then again after an in-place update of every weight matrix (C reusing its captured graphs). C must equal B bit for
 // bit (the same computation replayed). C vs A are different computations (A attends over the filled prefix only, C over
-// the whole capacity bucket under a mask), so bf16 rounding can flip a discrete choice: a row's first differing token
+// its attention window — the prefix rounded up, --attention-window — under a mask), so bf16 rounding can flip a discrete choice: a row's first differing token
 // counts as a near-tie when the log-probs of A and C agreed (|Δ| ≤ 0.05) over the whole common prefix, i.e. the models
 // matched up to rounding until a token was tipped. One JSON line per (case, sampler, phase). --lora_rank R attaches
 // LoRA adapters (all-linear, random B) first, so the adapters run inside the captured graphs and the in-place update

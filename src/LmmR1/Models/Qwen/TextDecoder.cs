@@ -48,7 +48,7 @@ internal sealed class QwenAttention : nn.Module
     }
 
     /// <summary>One decode token per row against a <see cref="StaticKvCache"/>: k/v written at the device-side index
-    /// pos, attention over the whole capacity with <paramref name="mask"/> [B, 1, 1, C] (no host values, so it can be
+    /// pos, attention over the cache's Window positions with <paramref name="mask"/> [B, 1, 1, Window] (no host values, so it can be
     /// captured in a CUDA graph). x [B, 1, H].</summary>
     public Tensor ForwardStatic(Tensor x, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer, AttentionImpl impl)
     {
