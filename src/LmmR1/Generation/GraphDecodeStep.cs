@@ -20,11 +20,11 @@
 // shared graph memory pool (they never run at the same time and keep nothing in it between replays). Capture runs
 // warm-up steps that write: they run at the batch's next cache index (moved back to stay inside the capacity), and
 // what they change — validity, tokens, outputs, counters and the keys/values at the indices they wrote — is put back
-// before the first replay, so a capture never disturbs the running batch. Freed rows are not refilled with waiting prompts: a new prompt needs
-// a prefill of its own and a cache layout starting at its own index, while every row of a step shares one cache
-// position and one step counter (left padding aligns them), and a prompt joining at index p would have only
-// capacity − p positions left; refilling needs per-row positions, step counters and RNG steps inside the captured
-// step (not done). Departs from the eager loop: rows are padded to the bucket (finished rows decode on until the next
+// before the first replay, so a capture never disturbs the running batch. Freed rows are not refilled with waiting
+// prompts: a new prompt needs a prefill of its own and a cache layout starting at its own index, while every row of a
+// step shares one cache position and one step counter (left padding aligns them), and a prompt joining at index p
+// would have only capacity − p positions left; refilling needs per-row positions, step counters and RNG steps inside
+// the captured step (not done). Departs from the eager loop: rows are padded to the bucket (finished rows decode on until the next
 // compaction or the batch's end), and attention reads the window under a mask rather than exactly the filled prefix.
 using System.Diagnostics;
 using LmmR1.Infrastructure;
