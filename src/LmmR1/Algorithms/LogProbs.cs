@@ -46,7 +46,10 @@ public static class LogProbs
     public static Tensor ForActions(Tensor actionLogits, Tensor actions, Tensor actionMask, double temperature = 1.0, long chunkRows = 256)
     {
         using var scope = NewDisposeScope();
-        var lp = FromLogits(actionLogits, actions, temperature, chunkRows);                                   // [B, A]
-        return Masked.Zeroed(lp, Precision.Valid(actionMask, lp)).MoveToOuterDisposeScope();
+        return Masked(FromLogits(actionLogits, actions, temperature, chunkRows), actionMask).MoveToOuterDisposeScope();   // [B, A]
     }
+
+    /// <summary>Action log-probs [B, A] with 0 where actionMask is 0, as upstream multiplies by the mask (in the caller's
+    /// scope).</summary>
+    public static Tensor Masked(Tensor logProbs, Tensor actionMask) => Algorithms.Masked.Zeroed(logProbs, Precision.Valid(actionMask, logProbs));
 }

@@ -130,10 +130,9 @@ internal sealed class GraphDecodeStep : IDisposable
     }
 
     /// <summary>Makes the graphs of attention window <paramref name="window"/> (warm-ups, then capture) at the running
-    /// batch's state and puts back everything the warm-ups changed. Returns the seconds it took (0 when it existed).</summary>
-    double EnsureWindow(int window)
+    /// batch's state and puts back everything the warm-ups changed. Returns the seconds it took.</summary>
+    double CaptureWindow(int window)
     {
-        if (windows.ContainsKey(window)) return 0;
         var clock = Stopwatch.StartNew();
         var dev = model.Device;
         int device = dev.index < 0 ? 0 : dev.index;
@@ -142,7 +141,8 @@ internal sealed class GraphDecodeStep : IDisposable
         // The warm-ups write cache indices p and p + 1 (and set them valid), sample into columns step, step + 1 and move
         // the input tokens, position and counter: all of it is saved here and restored after.
         long p = Math.Min(Filled, Id.Capacity - Warmups);
-        var saved = new[] { Cache.KeyValid, Cache.Position, Cache.InputTokens, step, OutTokens, OutLogProbs }.Select(t => t.clone()).ToArray();
+        var state = new[] { Cache.KeyValid, Cache.Position, Cache.InputTokens, step, OutTokens, OutLogProbs };
+        var saved = state.Select(t => t.clone()).ToArray();
         var kv = Enumerable.Range(0, model.Config.Text.NumLayers).Select(i =>
         {
             var (k, v) = Cache.LayerTensors(i);
@@ -176,8 +176,7 @@ internal sealed class GraphDecodeStep : IDisposable
         }
         finally
         {
-            var live = new[] { Cache.KeyValid, Cache.Position, Cache.InputTokens, step, OutTokens, OutLogProbs };
-            for (int i = 0; i < live.Length; i++) live[i].copy_(saved[i]);
+            for (int i = 0; i < state.Length; i++) state[i].copy_(saved[i]);
             for (int i = 0; i < kv.Length; i++)
             {
                 var (k, v) = Cache.LayerTensors(i);
@@ -254,7 +253,7 @@ internal sealed class GraphDecodeStep : IDisposable
         int window = WindowFor(Filled, Id.Capacity, windowStep);
         if (!windows.ContainsKey(window))
         {
-            stats.GraphCaptureSeconds += EnsureWindow(window);
+            stats.GraphCaptureSeconds += CaptureWindow(window);
             stats.GraphCaptures++;
         }
         var (late, early) = windows[window];

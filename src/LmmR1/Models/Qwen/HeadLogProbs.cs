@@ -45,14 +45,21 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
         for (long s = 0; s < n; s += head.ChunkRows)
         {
             long c = Math.Min(head.ChunkRows, n - s);
-            var logits = nn.functional.linear(hidden.narrow(0, s, c), head.Weight);                    // [c, V]
-            lps.Add(LogProbs.FromLogits(logits.unsqueeze(0), labels.narrow(0, s, c).unsqueeze(0), head.Temperature, c).squeeze(0));
+            var (logits, lp) = Chunk(hidden.narrow(0, s, c), labels.narrow(0, s, c), head);
+            lps.Add(lp);
             if (head.WantsEntropy) entropies.Add(Algorithms.Entropy.FromLogits(logits, c));
             logits.Dispose();
         }
         if (head.WantsEntropy)
             head.Entropy = (n == 0 ? zeros([0], ScalarType.Float32, hidden.device) : cat(entropies, 0)).DetachFromDisposeScope();
         return (n == 0 ? zeros([0], ScalarType.Float32, hidden.device) : cat(lps, 0)).MoveToOuterDisposeScope();
+    }
+
+    // One chunk, forward and in backward's recompute alike: logits [c, V] in the model dtype and their log-probs [c].
+    static (Tensor Logits, Tensor LogProbs) Chunk(Tensor hidden, Tensor labels, Head head)
+    {
+        var logits = nn.functional.linear(hidden, head.Weight);
+        return (logits, LogProbs.FromLogits(logits.unsqueeze(0), labels.unsqueeze(0), head.Temperature, hidden.shape[0]).squeeze(0));
     }
 
     public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad)
@@ -73,8 +80,7 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
                 var hd = hidden.narrow(0, s, c).detach().requires_grad_(true);
                 using (torch.enable_grad())
                 {
-                    var logits = nn.functional.linear(hd, head.Weight);
-                    var lp = LogProbs.FromLogits(logits.unsqueeze(0), labels.narrow(0, s, c).unsqueeze(0), head.Temperature, c).squeeze(0);
+                    var (logits, lp) = Chunk(hd, labels.narrow(0, s, c), head);
                     torch.autograd.backward([lp], [grad.narrow(0, s, c)]);
                     lp.Dispose(); logits.Dispose();
                 }

@@ -62,6 +62,6 @@ public static class PolicyForward
     {
         long a = e.NumActions;
         var (lp, ent) = model.HeadLogProbs(ActionHidden(model, e), ActionSlots.Actions(e.Sequences, a), temperature, entropy);
-        return (Masked.Zeroed(lp, Precision.Valid(e.ActionMask, lp)), ent);
+        return (LogProbs.Masked(lp, e.ActionMask), ent);
     }
 }
