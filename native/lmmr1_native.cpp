@@ -199,7 +199,7 @@ int lmmr1_fused_rope_decode(void* q, void* k, void* v, void* cosv, void* sinv, v
 
 const char* lmmr1_last_error() { return last_error.c_str(); }
 
-int lmmr1_abi_version() { return 3; }
+int lmmr1_abi_version() { return 4; }
 
 // Flash varlen attention (VarlenFlash above) on TorchSharp handles; *out receives a new at::Tensor* (the caller owns
 // it) whose grad_fn runs the flash backward when q, k or v require grad.

@@ -52,6 +52,9 @@ public static class BenchGenerateCommand
         public bool CudaGraphs { get; init; } = true;
         /// <summary>Run the graph path's static step eagerly (any device; GenerationEngineOptions.StaticStepWithoutGraph).</summary>
         public bool StaticStep { get; init; }
+        /// <summary>--profile-kernels DIR: after the measured call, one more (untimed) call of the case with the kernel
+        /// profiler on; its table goes to DIR/generate-PxS-NEW-text|imageSIDE.tsv (KernelProfile).</summary>
+        public string? ProfileKernels { get; init; }
     }
 
     public static Command Create()
@@ -96,11 +99,15 @@ public static class BenchGenerateCommand
         var noGraphs = new Option<bool>("--no-cuda-graphs") { Description = "Decode with the eager loop instead of captured CUDA graphs" };
         var staticStep = new Option<bool>("--static-step-without-graph") { Description = "Decode with the graph path's static step run eagerly (any device: a CPU dry run of the graph path)" };
         var threads = new Option<int>("--threads") { Description = "CPU threads of libtorch (0 = its default)", DefaultValueFactory = _ => 0 };
+        var profile = new Option<string?>("--profile-kernels")
+        {
+            Description = "Folder: run each case once more (untimed) with the kernel profiler and write its per-kernel table there (CUDA, native extension)",
+        };
 
         var cmd = new Command("generate", "Measure generation throughput on synthetic prompts (prints JSON)")
         {
             model, prompts, samples, newTokens, promptLen, image, textOnly, device, dtype, checkEvery, noShare, temperature, topP, topK,
-            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, window, noGraphs, responseLen, staticStep,
+            maxRows, warmup, bandwidth, tflops, output, attention, threads, cases, stopFraction, compact, window, noGraphs, responseLen, staticStep, profile,
         };
         cmd.SetAction(pr =>
         {
@@ -114,6 +121,7 @@ public static class BenchGenerateCommand
                 WarmupTokens = pr.GetValue(warmup), BandwidthTBs = pr.GetValue(bandwidth), PeakTflops = pr.GetValue(tflops),
                 Output = pr.GetValue(output), Attention = pr.GetValue(attention)!, Threads = pr.GetValue(threads),
                 Cases = pr.GetValue(cases), CudaGraphs = !pr.GetValue(noGraphs), StaticStep = pr.GetValue(staticStep),
+                ProfileKernels = pr.GetValue(profile),
             };
             Run(s, Console.WriteLine);
             return 0;
@@ -159,6 +167,7 @@ public static class BenchGenerateCommand
         var device = ModelCommands.ParseDevice(settings.Device);
         var dtype = ModelCommands.ParseDType(settings.DType);
         bool cuda = device.type == DeviceType.CUDA;
+        if (settings.ProfileKernels is not null) KernelProfile.Require(device, "--profile-kernels");
         using var mem = cuda ? new CudaMemory.PeakSampler() : null;
         long memBefore = cuda ? CudaMemory.Query()?.Used ?? -1 : -1;
         var clock = Stopwatch.StartNew();
@@ -231,6 +240,13 @@ public static class BenchGenerateCommand
         var st = engine.LastStats;
         var torchMem = native?.MemoryStats(devIndex);
         long made = outs.Sum(o => (long)o.ResponseLength);
+        (double Seconds, long Launches)? profiled = null;
+        string? profilePath = null;
+        if (s.ProfileKernels is { } dir)
+        {
+            profilePath = Path.Combine(dir, $"generate-{s.Prompts}x{s.Samples}-{s.NewTokens}-{(images ? $"image{s.ImageSide}" : "text")}.tsv");
+            profiled = KernelProfile.Record(native!, device, profilePath, () => engine.Generate(prompts, sampling));
+        }
         bool fixedLength = s.StopFraction == 0 && s.ResponseLengths is null;
         if (fixedLength && made != (long)rows * s.NewTokens) throw new InvalidOperationException($"expected {rows * s.NewTokens} tokens, got {made}");
 
@@ -286,6 +302,13 @@ public static class BenchGenerateCommand
             ["fused_decode"] = st.GraphRows > 0 ? model.UsesFusedDecode : null,
             ["memory_note"] = mem is not null ? "cudaMemGetInfo used (whole device: caching-allocator reserve + context), sampled every 5 ms" : null,
         };
+        if (profiled is { } pk)
+        {
+            // The profiled call's summed kernel time: against the measured call's seconds, the share the GPU was busy.
+            result["profile_table"] = profilePath;
+            result["profile_kernel_s"] = Math.Round(pk.Seconds, 4);
+            result["profile_launches"] = pk.Launches;
+        }
         return JsonSerializer.Serialize(result);
     }
 

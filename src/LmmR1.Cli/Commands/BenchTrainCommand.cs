@@ -35,6 +35,12 @@ public static class BenchTrainCommand
         public string? Output { get; init; }
         /// <summary>--packing_samples: the rows run as one sequence through the padding-free forward (PackedSequences).</summary>
         public bool Packing { get; init; }
+        /// <summary>--split-phases: synchronise after the forward too and report forward, backward and the host's
+        /// enqueue time of each (a phase whose enqueue time is close to its time is bound by the host, not the GPU).</summary>
+        public bool SplitPhases { get; init; }
+        /// <summary>--profile-kernels DIR: one more step per case, untimed, with the kernel profiler on; its table goes to
+        /// DIR/train-BxL[-ckpt][-packed].tsv (KernelProfile).</summary>
+        public string? ProfileKernels { get; init; }
     }
 
     /// <summary>"BxL" or "BxL:ckpt" / "BxL:nockpt", comma-separated (e.g. 4x1024,8x2048:ckpt).</summary>
@@ -73,9 +79,17 @@ public static class BenchTrainCommand
         {
             Description = "Run the rows as one packed sequence (flash-attention varlen on CUDA in bf16/fp16), as lmmr1 train --packing_samples",
         };
+        var split = new Option<bool>("--split-phases")
+        {
+            Description = "Also synchronise between forward and backward and report each one's time and the host's enqueue time (one more sync per step)",
+        };
+        var profile = new Option<string?>("--profile-kernels")
+        {
+            Description = "Folder: run one more (untimed) step per case with the kernel profiler and write its per-kernel table there (CUDA, native extension)",
+        };
         var cmd = new Command("train", "Measure forward + backward + AdamW of the policy at batch × length cases (prints JSON)")
         {
-            model, cases, device, dtype, steps, noOptim, freeze, tflops, output, packing,
+            model, cases, device, dtype, steps, noOptim, freeze, tflops, output, packing, split, profile,
         };
         cmd.SetAction(pr => InputsCli.Guard(() =>
         {
@@ -85,6 +99,7 @@ public static class BenchTrainCommand
                 Steps = pr.GetValue(steps), Optimizer = !pr.GetValue(noOptim),
                 FreezePrefix = pr.GetResult(freeze) is { Implicit: false } ? pr.GetValue(freeze) ?? [] : ["visual"],
                 PeakTflops = pr.GetValue(tflops), Output = pr.GetValue(output), Packing = pr.GetValue(packing),
+                SplitPhases = pr.GetValue(split), ProfileKernels = pr.GetValue(profile),
             };
             Run(s, Console.WriteLine);
             return 0;
@@ -99,7 +114,7 @@ public static class BenchTrainCommand
         var device = ModelCommands.ParseDevice(s.Device);
         var dtype = ModelCommands.ParseDType(s.DType);
         bool cuda = device.type == DeviceType.CUDA;
-        var native = cuda ? NativeExtension.TryGet() : null;
+        var native = s.ProfileKernels is not null ? KernelProfile.Require(device, "--profile-kernels") : cuda ? NativeExtension.TryGet() : null;
         int devIndex = device.index < 0 ? 0 : device.index;
         using var mem = cuda ? new CudaMemory.PeakSampler() : null;
         var clock = Stopwatch.StartNew();
@@ -118,6 +133,9 @@ public static class BenchTrainCommand
             model.GradientCheckpointing = c.GradientCheckpointing;
             var fb = new List<double>();
             var opt = new List<double>();
+            var fwd = new List<double>();
+            var fwdHost = new List<double>();
+            var bwdHost = new List<double>();
             mem?.Reset();
             native?.ResetPeakMemory(devIndex);
             var rng = new Random(c.Batch * 100_003 + c.Length);
@@ -129,7 +147,7 @@ public static class BenchTrainCommand
                 PromptIds = [rng.Next(textVocab)],
                 ResponseIds = Enumerable.Range(0, c.Length - 1).Select(_ => (long)rng.Next(textVocab)).ToArray(),
             }).ToList();
-            for (int step = 0; step < s.Steps; step++)
+            void Step(bool timed)
             {
                 using var scope = torch.NewDisposeScope();
                 using var e = Experience.Collate(items, device, 0, pack: s.Packing);
@@ -137,14 +155,30 @@ public static class BenchTrainCommand
                 var sw = Stopwatch.StartNew();
                 var lp = PolicyForward.ActionLogProbs(model, e, 1.0);
                 var loss = lp.sum().DivS(lp.numel());
+                if (s.SplitPhases && timed)
+                {
+                    fwdHost.Add(sw.Elapsed.TotalSeconds);
+                    Sync(device);
+                    fwd.Add(sw.Elapsed.TotalSeconds);
+                }
+                double bwdStart = sw.Elapsed.TotalSeconds;
                 loss.backward();
+                if (s.SplitPhases && timed) bwdHost.Add(sw.Elapsed.TotalSeconds - bwdStart);
                 Sync(device);
-                fb.Add(sw.Elapsed.TotalSeconds);
+                if (timed) fb.Add(sw.Elapsed.TotalSeconds);
                 sw.Restart();
                 if (optimizer is not null) optimizer.Step();
                 else model.zero_grad();
                 Sync(device);
-                opt.Add(sw.Elapsed.TotalSeconds);
+                if (timed) opt.Add(sw.Elapsed.TotalSeconds);
+            }
+            for (int step = 0; step < s.Steps; step++) Step(timed: true);
+            (double Seconds, long Launches)? profiled = null;
+            string? profilePath = null;
+            if (s.ProfileKernels is { } dir)
+            {
+                profilePath = Path.Combine(dir, $"train-{c.Batch}x{c.Length}{(c.GradientCheckpointing ? "-ckpt" : "")}{(s.Packing ? "-packed" : "")}.tsv");
+                profiled = KernelProfile.Record(native!, device, profilePath, () => Step(timed: false));
             }
             double fbBest = fb.Skip(1).Min(), optBest = opt.Skip(1).Min();
             long tokens = (long)c.Batch * c.Length;
@@ -168,6 +202,21 @@ public static class BenchTrainCommand
                 ["peak_device_used_gib"] = mem is null || mem.Peak < 0 ? null : Math.Round(mem.Peak / 1073741824.0, 2),
                 ["native_unavailable"] = cuda ? NativeExtension.UnavailableReason : null,
             };
+            if (profiled is { } pk)
+            {
+                result["profile_table"] = profilePath;
+                result["profile_kernel_s"] = Math.Round(pk.Seconds, 4);
+                result["profile_launches"] = pk.Launches;
+            }
+            if (s.SplitPhases)
+            {
+                // The step with the best forward + backward; the host's enqueue times of that step's phases.
+                int best = 1 + fb.Skip(1).Select((x, i) => (x, i)).MinBy(p => p.x).i;
+                result["fwd_s"] = Math.Round(fwd[best], 4);
+                result["bwd_s"] = Math.Round(fb[best] - fwd[best], 4);
+                result["fwd_host_s"] = Math.Round(fwdHost[best], 4);
+                result["bwd_host_s"] = Math.Round(bwdHost[best], 4);
+            }
             string json = JsonSerializer.Serialize(result);
             if (s.Output is { } path) File.AppendAllText(path, json + Environment.NewLine);
             emit(json);

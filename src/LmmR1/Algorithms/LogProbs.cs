@@ -29,14 +29,23 @@ public static class LogProbs
             for (long s = 0; s < t; s += chunkRows)
             {
                 long n = Math.Min(chunkRows, t - s);
-                var x = logits[i].narrow(0, s, n).to_type(ScalarType.Float32);                     // [n, V] fp32
-                if (temperature != 1.0) x = x.DivS(temperature);
-                var picked = x.gather(-1, idx[i].narrow(0, s, n).unsqueeze(-1)).squeeze(-1);         // [n]
-                row.Add(picked - x.logsumexp(-1));                                                  // log_softmax(x)[label]
+                row.Add(Rows(logits[i].narrow(0, s, n), idx[i].narrow(0, s, n), temperature).LogProbs);
             }
             rows.Add(cat(row, 0));
         }
         return (t == 0 ? zeros([b, 0], ScalarType.Float32, logits.device) : stack(rows, 0)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>logits [n, V] (any float dtype), labels [n] int64 → (log softmax(x)[label], logsumexp(x)), both [n] fp32,
+    /// where x = fp32(logits)/T: the one rule FromLogits and the chunked head (HeadLogProbFunction, whose backward
+    /// needs the log-sum-exp) share, in the caller's scope.</summary>
+    public static (Tensor LogProbs, Tensor LogSumExp) Rows(Tensor logits, Tensor labels, double temperature)
+    {
+        var x = logits.to_type(ScalarType.Float32);                                                // [n, V] fp32
+        if (temperature != 1.0) x = x.DivS(temperature);
+        var picked = x.gather(-1, labels.unsqueeze(-1)).squeeze(-1);                                 // [n]
+        var lse = x.logsumexp(-1);
+        return (picked - lse, lse);                                                                 // log_softmax(x)[label]
     }
 
     /// <summary>The action log-probs the actor returns: <paramref name="actionLogits"/> [B, A, V] at the positions

@@ -7,7 +7,8 @@
 // or PyTorch, one message says why and callers use the eager engine. The decode step's fused elementwise kernels
 // (native/lmmr1_kernels.cu) are compiled by nvcc ($CUDA_HOME/bin, /usr/local/cuda/bin or PATH) and linked in; without
 // nvcc, or when it fails, the library is built without them (one message; HasFusedKernels false) and the decode step
-// stays unfused. Only CUDA runs ever load it, so the CPU build and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
+// stays unfused. The kernel profiler (native/lmmr1_profiler.cpp, libtorch's Kineto API) is compiled the same way, as
+// its own object linked in only when it compiles (HasProfiler). Only CUDA runs ever load it, so the CPU build and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;
@@ -16,7 +17,7 @@ namespace LmmR1.Infrastructure;
 
 public sealed unsafe class NativeExtension
 {
-    public const int AbiVersion = 3;
+    public const int AbiVersion = 4;
     const string LibName = "liblmmr1_native.so";
 
     static readonly object Gate = new();
@@ -41,6 +42,9 @@ public sealed unsafe class NativeExtension
     readonly delegate* unmanaged<nint, nint, nint, double, nint*, int> rmsApply;
     readonly delegate* unmanaged<nint, nint, nint*, int> siluMul;
     readonly delegate* unmanaged<nint, nint, nint, nint, nint, nint, nint, nint, int, nint*, int> ropeDecode;
+    readonly delegate* unmanaged<int> profilerStart;
+    readonly delegate* unmanaged<sbyte*, sbyte*, int> profilerStop;
+    readonly delegate* unmanaged<sbyte*> profilerError;
 
     public string Path { get; }
 
@@ -68,6 +72,40 @@ public sealed unsafe class NativeExtension
         rmsApply = (delegate* unmanaged<nint, nint, nint, double, nint*, int>)F("lmmr1_fused_rms_apply");
         siluMul = (delegate* unmanaged<nint, nint, nint*, int>)F("lmmr1_fused_silu_mul");
         ropeDecode = (delegate* unmanaged<nint, nint, nint, nint, nint, nint, nint, nint, int, nint*, int>)F("lmmr1_fused_rope_decode");
+        // Optional (absent when lmmr1_profiler.cpp did not compile against this torch's headers).
+        if (NativeLibrary.TryGetExport(h, "lmmr1_profiler_start", out nint ps) && NativeLibrary.TryGetExport(h, "lmmr1_profiler_stop", out nint pe)
+            && NativeLibrary.TryGetExport(h, "lmmr1_profiler_error", out nint perr))
+        {
+            profilerStart = (delegate* unmanaged<int>)ps;
+            profilerStop = (delegate* unmanaged<sbyte*, sbyte*, int>)pe;
+            profilerError = (delegate* unmanaged<sbyte*>)perr;
+        }
+    }
+
+    // ---------------------------------------------------------------- kernel profiler (libtorch's Kineto)
+
+    /// <summary>Whether the library was built with the kernel profiler (lmmr1_profiler.cpp compiled).</summary>
+    public bool HasProfiler => profilerStart != null;
+
+    /// <summary>Starts recording the GPU's kernels (all threads of the process) until <see cref="StopProfiler"/>.</summary>
+    public void StartProfiler()
+    {
+        if (!HasProfiler) throw new InvalidOperationException($"{Path} was built without the kernel profiler (see the build log of `lmmr1 native build --force`)");
+        if (profilerStart() != 0) throw new InvalidOperationException($"kernel profiler start: {Marshal.PtrToStringUTF8((nint)profilerError())}");
+    }
+
+    /// <summary>Stops recording and writes one line per kernel name, "name\tlaunches\ttotal ns", to
+    /// <paramref name="tablePath"/> (and the Chrome trace to <paramref name="tracePath"/> when given).</summary>
+    public void StopProfiler(string tablePath, string? tracePath = null)
+    {
+        if (!HasProfiler) throw new InvalidOperationException($"{Path} was built without the kernel profiler");
+        var table = System.Text.Encoding.UTF8.GetBytes(tablePath + "\0");
+        var trace = tracePath is null ? null : System.Text.Encoding.UTF8.GetBytes(tracePath + "\0");
+        int rc;
+        fixed (byte* t = table)
+        fixed (byte* tr = trace)
+            rc = profilerStop((sbyte*)t, trace is null ? null : (sbyte*)tr);
+        if (rc != 0) throw new InvalidOperationException($"kernel profiler stop: {Marshal.PtrToStringUTF8((nint)profilerError())}");
     }
 
     /// <summary>Whether the library was built with the fused decode kernels (nvcc was found and compiled them).</summary>
@@ -240,6 +278,34 @@ public sealed unsafe class NativeExtension
         return $"nvcc failed (exit {rc}; log {System.IO.Path.Combine(dir, "nvcc.log")}): " + string.Join(" | ", err.Split('\n').Where(l => l.Contains("error", StringComparison.OrdinalIgnoreCase)).Take(3));
     }
 
+    /// <summary>g++ -c of the kernel profiler into <paramref name="obj"/>; null when done, else why not (built without it).</summary>
+    static string? CompileProfiler(string cxx, string torchDir, string cudaInclude, string dir, string obj)
+    {
+        string cpp = System.IO.Path.Combine(dir, "lmmr1_profiler.cpp");
+        File.WriteAllText(cpp, ProfilerSource());
+        var args = new List<string>
+        {
+            "-O2", "-fPIC", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w", "-c", cpp, "-o", obj,
+            "-I" + System.IO.Path.Combine(torchDir, "include"),
+            "-I" + System.IO.Path.Combine(torchDir, "include", "torch", "csrc", "api", "include"), "-I" + cudaInclude,
+        };
+        if (RunTool(cxx, args) is not { } ran) return $"cannot start {cxx}";
+        var (rc, err) = ran;
+        if (rc == 0) return null;
+        string logPath = System.IO.Path.Combine(dir, "profiler-build.log");
+        File.WriteAllText(logPath, $"{cxx} {string.Join(' ', args)}\n{err}");
+        return $"{cxx} failed (exit {rc}; log {logPath}): " + string.Join(" | ", err.Split('\n').Where(l => l.Contains("error", StringComparison.OrdinalIgnoreCase)).Take(2));
+    }
+
+    /// <summary>The kernel profiler's source shipped inside this assembly.</summary>
+    public static string ProfilerSource()
+    {
+        using var s = typeof(NativeExtension).Assembly.GetManifestResourceStream("lmmr1_profiler.cpp")
+                      ?? throw new InvalidOperationException("lmmr1_profiler.cpp is not embedded in this build");
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
+    }
+
     /// <summary>Runs a build tool to its end: (exit code, stderr + stdout), or null when it cannot be started.</summary>
     static (int ExitCode, string Output)? RunTool(string exe, IReadOnlyList<string> args)
     {
@@ -274,6 +340,9 @@ public sealed unsafe class NativeExtension
         string? noKernels = CompileKernels(dir, kobj);
         if (noKernels is null) log.WriteLine($"lmmr1: compiled the fused decode kernels with nvcc in {kclock.Elapsed.TotalSeconds:F1} s");
         else log.WriteLine($"lmmr1: building without the fused decode kernels ({noKernels}); the decode step stays unfused");
+        string pobj = System.IO.Path.Combine(dir, $"lmmr1_profiler.{Environment.ProcessId}.o");
+        string? noProfiler = CompileProfiler(cxx, torchDir, cudaInclude, dir, pobj);
+        if (noProfiler is not null) log.WriteLine($"lmmr1: building without the kernel profiler ({noProfiler}); --profile-kernels will be unavailable");
         var args = new List<string>
         {
             "-O2", "-shared", "-fPIC", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w",
@@ -285,10 +354,12 @@ public sealed unsafe class NativeExtension
         if (cudart is not null) { args.Add(cudart); args.Add("-Wl,-rpath," + System.IO.Path.GetDirectoryName(cudart)); }
         if (noKernels is null) args.Insert(args.IndexOf(src) + 1, kobj);
         else args.Add("-DLMMR1_NO_KERNELS");
+        if (noProfiler is null) args.Insert(args.IndexOf(src) + 1, pobj);
         log.WriteLine($"lmmr1: building the CUDA-graph extension for torch {version} into {dir} (once per torch version) ...");
         var clock = Stopwatch.StartNew();
         var built = RunTool(cxx, args);
-        if (File.Exists(kobj)) File.Delete(kobj);   // linked in or not, the object is not needed any more
+        if (File.Exists(kobj)) File.Delete(kobj);   // linked in or not, the objects are not needed any more
+        if (File.Exists(pobj)) File.Delete(pobj);
         if (built is null) throw new InvalidOperationException($"no C++ compiler '{cxx}' on PATH (set CXX)");
         var (exit, msg) = built.Value;
         if (exit != 0)

@@ -1,9 +1,12 @@
 // The chunked head (QwenVLModel.HeadLogProbs) against the plain one: LmHead, then LogProbs.FromLogits and
-// Entropy.FromLogits on the whole [B, A, V] logits. Same maths, other GEMM shapes (a chunk of positions at a time), so
-// in fp32 the log-probs and entropy agree to 1e-5 and the gradients of a weighted sum (O(1) on the tiny models) to
-// 1e-4, for a tied lm_head (Qwen2.5-VL fixture: the gradient reaches embed_tokens) and an untied one (Qwen2-VL), with
-// chunk sizes that do and do not divide the positions, and a temperature other than 1.
+// Entropy.FromLogits on the whole [B, A, V] logits, differentiated by autograd. Same maths, other GEMM shapes (a chunk
+// of positions at a time forward, a chunk of vocabulary columns at a time in the hand-written backward), so in fp32 the
+// log-probs and entropy agree to 1e-5 and the gradients of a weighted sum (O(1) on the tiny models) to 1e-4, for a tied
+// lm_head (Qwen2.5-VL fixture: the gradient reaches embed_tokens) and an untied one (Qwen2-VL), with chunk sizes that do
+// and do not divide the positions and the vocabulary (1,024 on the fixtures), and temperatures other than 1; the
+// gradient also adds to one already in .grad (gradient accumulation), and a frozen head gets none.
 using LmmR1.Algorithms;
+using LmmR1.Infrastructure;
 using LmmR1.Models.Qwen;
 using LmmR1.Tests.Support;
 using TorchSharp;
@@ -14,10 +17,12 @@ namespace LmmR1.Tests.Models;
 public class HeadLogProbsTests
 {
     [Theory]
-    [InlineData("qwen25vl-tiny", 4, 0.7)]
-    [InlineData("qwen25vl-tiny", 1000, 1.0)]
-    [InlineData("qwen2vl-tiny", 5, 1.3)]
-    public void ChunkedHeadGivesThePlainHeadsLogProbsEntropyAndGradients(string fixture, long chunkRows, double temperature)
+    [InlineData("qwen25vl-tiny", 4, 0, 0.7)]
+    [InlineData("qwen25vl-tiny", 1000, 300, 1.0)]
+    [InlineData("qwen25vl-tiny", 3, 1, 1.0)]
+    [InlineData("qwen2vl-tiny", 5, 256, 1.3)]
+    [InlineData("qwen2vl-tiny", 7, 1023, 1.0)]
+    public void ChunkedHeadGivesThePlainHeadsLogProbsEntropyAndGradients(string fixture, long chunkRows, long chunkColumns, double temperature)
     {
         using var model = QwenVLModel.Load(TestPaths.Fixture(fixture), ScalarType.Float32, torch.CPU);
         using var scope = torch.NewDisposeScope();
@@ -34,7 +39,7 @@ public class HeadLogProbsTests
             Tensor lp, entropy;
             if (chunked)
             {
-                var (l, e) = model.HeadLogProbs(hidden, labels, temperature, entropy: true, chunkRows: chunkRows);
+                var (l, e) = model.HeadLogProbs(hidden, labels, temperature, entropy: true, chunkRows: chunkRows, chunkColumns: chunkColumns);
                 lp = l; entropy = e!;
             }
             else
@@ -57,6 +62,38 @@ public class HeadLogProbsTests
         TensorAssert.Close(plain.HiddenGrad, chunked.HiddenGrad, 1e-4, "d/d hidden");
         TensorAssert.Close(plain.WeightGrad, chunked.WeightGrad, 1e-4, "d/d lm_head weight");
         Assert.True(plain.WeightGrad.abs().max().item<float>() > 0, "the weight gets a gradient");
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void TheHeadsGradientAddsToAnAccumulatedOneAndAFrozenHeadGetsNone(bool trainHead)
+    {
+        using var model = QwenVLModel.Load(TestPaths.Fixture("qwen2vl-tiny"), ScalarType.Float32, torch.CPU);
+        using var scope = torch.NewDisposeScope();
+        var gen = new torch.Generator(5);
+        long h = model.Config.Text.HiddenSize, v = model.Config.Text.VocabSize;
+        var hiddenInit = torch.randn([2, 6, h], generator: gen);
+        var labels = torch.randint(0, v, [2, 6], generator: gen);
+        var w = model.LmHeadWeight;
+        w.requires_grad_(trainHead);
+        model.zero_grad();
+        Tensor Backward(bool chunked)
+        {
+            var hidden = hiddenInit.clone().requires_grad_(true);
+            var lp = chunked ? model.HeadLogProbs(hidden, labels, 0.9, chunkRows: 5, chunkColumns: 200).LogProbs
+                             : LogProbs.FromLogits(model.LmHead(hidden), labels, 0.9);
+            lp.sum().backward();
+            QwenVLModel.ReleaseBackwardHandles();
+            return hidden.grad!.clone();
+        }
+        var plainHidden = Backward(chunked: false);
+        var plainW = trainHead ? w.grad!.clone() : null;
+        var chunkedHidden = Backward(chunked: true);                   // on top of the plain head's gradient
+        TensorAssert.Close(plainHidden, chunkedHidden, 1e-4, "d/d hidden");
+        if (trainHead) TensorAssert.Close(plainW!.mul(TorchScalars.Two), w.grad!, 1e-4, "accumulated d/d lm_head weight");
+        else Assert.Null(w.grad);
+        w.requires_grad_(true);
     }
 
     [Fact]

@@ -204,11 +204,13 @@ public sealed class QwenVLModel : nn.Module
     /// <summary>hidden [.., H] → logits [.., V] in the model dtype.</summary>
     public Tensor LmHead(Tensor hidden) => nn.functional.linear(hidden, LmHeadWeight);
 
-    /// <summary>log_softmax(LmHead(hidden) / T)[labels] in fp32 without holding the logits (HeadLogProbFunction: chunks of
-    /// <paramref name="chunkRows"/> positions, default as many as fit 256 MiB of fp32 logits; differentiable when grad
-    /// mode is on). hidden [.., H], labels [..] int64 → [..]. With <paramref name="entropy"/> also the raw logits'
-    /// entropy per position (no grad), else null.</summary>
-    public (Tensor LogProbs, Tensor? Entropy) HeadLogProbs(Tensor hidden, Tensor labels, double temperature, bool entropy = false, long chunkRows = 0)
+    /// <summary>log_softmax(LmHead(hidden) / T)[labels] in fp32 without holding the logits (HeadLogProbFunction: forward
+    /// in chunks of <paramref name="chunkRows"/> positions, backward in chunks of <paramref name="chunkColumns"/>
+    /// vocabulary columns, by default as many as fit 256 MiB of fp32 logits; differentiable when grad mode is on).
+    /// hidden [.., H], labels [..] int64 → [..]. With <paramref name="entropy"/> also the raw logits' entropy per
+    /// position (no grad), else null.</summary>
+    public (Tensor LogProbs, Tensor? Entropy) HeadLogProbs(Tensor hidden, Tensor labels, double temperature, bool entropy = false, long chunkRows = 0,
+                                                           long chunkColumns = 0)
     {
         if (!(temperature > 0)) throw new ArgumentException($"temperature must be > 0, got {temperature}");
         long[] outer = hidden.shape[..^1];
@@ -216,7 +218,7 @@ public sealed class QwenVLModel : nn.Module
             throw new ArgumentException($"labels [{string.Join(",", labels.shape)}] do not match hidden [{string.Join(",", hidden.shape)}]");
         long rows = chunkRows > 0 ? chunkRows : Math.Max(1, (256L << 20) / 4 / Config.Text.VocabSize);
         using var scope = torch.NewDisposeScope();
-        var head = new HeadLogProbFunction.Head(LmHeadWeight, temperature, rows, entropy);
+        var head = new HeadLogProbFunction.Head(LmHeadWeight, temperature, rows, chunkColumns, entropy);
         var flatLabels = labels.reshape(-1).to_type(ScalarType.Int64).to(hidden.device);
         var lp = HeadLogProbFunction.apply(hidden.reshape(-1, hidden.shape[^1]), flatLabels, head).reshape(outer);
         var ent = head.Entropy?.reshape(outer).MoveToOuterDisposeScope();
