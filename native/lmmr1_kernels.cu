@@ -96,6 +96,72 @@ __global__ void rope_decode(const T* q, const T* k, const T* v, const T* cosv, c
     }
 }
 
+// The bf16 kernels above with eight elements per thread through 16-byte loads and stores (the decode step's tensors
+// are large and contiguous; one bf16 per thread left silu_mul at ~1.3 TB/s). Element for element the same arithmetic,
+// so the same bits; used when n is a multiple of 8 and every pointer is 16-byte aligned.
+__device__ __forceinline__ const bf16* lanes(const uint4& v) { return reinterpret_cast<const bf16*>(&v); }
+__device__ __forceinline__ bf16* lanes(uint4& v) { return reinterpret_cast<bf16*>(&v); }
+
+__global__ void add_square_x8(const uint4* x, const uint4* r, uint4* h, float4* sq, int64_t n8) {
+    GRID_STRIDE(i, n8) {
+        const uint4 xv = x[i];
+        const bf16* xa = lanes(xv);
+        float v[8];
+#pragma unroll
+        for (int k = 0; k < 8; ++k) v[k] = load(xa, k);
+        if (r != nullptr) {
+            const uint4 rv = r[i];
+            const bf16* ra = lanes(rv);
+            uint4 hv;
+            bf16* ha = lanes(hv);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) {
+                v[k] = round_to(__fadd_rn(v[k], load(ra, k)), xa);
+                store(ha, k, v[k]);
+            }
+            h[i] = hv;
+        }
+        sq[2 * i] = make_float4(__fmul_rn(v[0], v[0]), __fmul_rn(v[1], v[1]), __fmul_rn(v[2], v[2]), __fmul_rn(v[3], v[3]));
+        sq[2 * i + 1] = make_float4(__fmul_rn(v[4], v[4]), __fmul_rn(v[5], v[5]), __fmul_rn(v[6], v[6]), __fmul_rn(v[7], v[7]));
+    }
+}
+
+__global__ void rms_apply_x8(const uint4* h, const float* var, const uint4* w, uint4* out, float eps, int64_t n8, int64_t dim8) {
+    GRID_STRIDE(i, n8) {
+        const float r = rsqrtf(__fadd_rn(var[i / dim8], eps));
+        const uint4 hv = h[i], wv = w[i % dim8];
+        const bf16* ha = lanes(hv);
+        const bf16* wa = lanes(wv);
+        uint4 ov;
+        bf16* oa = lanes(ov);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const float y = round_to(__fmul_rn(load(ha, k), r), ha);
+            store(oa, k, round_to(__fmul_rn(load(wa, k), y), ha));
+        }
+        out[i] = ov;
+    }
+}
+
+__global__ void silu_mul_x8(const uint4* g, const uint4* u, uint4* out, int64_t n8) {
+    GRID_STRIDE(i, n8) {
+        const uint4 gv = g[i], uv = u[i];
+        const bf16* ga = lanes(gv);
+        const bf16* ua = lanes(uv);
+        uint4 ov;
+        bf16* oa = lanes(ov);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const float x = load(ga, k);
+            const float s = round_to(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), ga);
+            store(oa, k, round_to(__fmul_rn(s, load(ua, k)), ga));
+        }
+        out[i] = ov;
+    }
+}
+
+inline bool aligned16(const void* p) { return p == nullptr || (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 int launched() { return cudaGetLastError() == cudaSuccess ? 0 : -1; }
 
 }  // namespace
@@ -105,21 +171,29 @@ extern "C" {
 
 int lmmr1_k_add_square(int dtype, const void* x, const void* r, void* h, float* sq, int64_t n, void* stream) {
     auto st = static_cast<cudaStream_t>(stream);
-    if (dtype == 1) add_square<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(x), static_cast<const bf16*>(r), static_cast<bf16*>(h), sq, n);
+    if (dtype == 1 && n % 8 == 0 && aligned16(x) && aligned16(r) && aligned16(h) && aligned16(sq))
+        add_square_x8<<<blocks_for(n / 8), 256, 0, st>>>(static_cast<const uint4*>(x), static_cast<const uint4*>(r), static_cast<uint4*>(h),
+                                                       reinterpret_cast<float4*>(sq), n / 8);
+    else if (dtype == 1) add_square<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(x), static_cast<const bf16*>(r), static_cast<bf16*>(h), sq, n);
     else add_square<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(x), static_cast<const float*>(r), static_cast<float*>(h), sq, n);
     return launched();
 }
 
 int lmmr1_k_rms_apply(int dtype, const void* h, const float* var, const void* w, void* out, float eps, int64_t n, int64_t dim, void* stream) {
     auto st = static_cast<cudaStream_t>(stream);
-    if (dtype == 1) rms_apply<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(h), var, static_cast<const bf16*>(w), static_cast<bf16*>(out), eps, n, dim);
+    if (dtype == 1 && n % 8 == 0 && dim % 8 == 0 && aligned16(h) && aligned16(w) && aligned16(out))
+        rms_apply_x8<<<blocks_for(n / 8), 256, 0, st>>>(static_cast<const uint4*>(h), var, static_cast<const uint4*>(w), static_cast<uint4*>(out), eps,
+                                                      n / 8, dim / 8);
+    else if (dtype == 1) rms_apply<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(h), var, static_cast<const bf16*>(w), static_cast<bf16*>(out), eps, n, dim);
     else rms_apply<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(h), var, static_cast<const float*>(w), static_cast<float*>(out), eps, n, dim);
     return launched();
 }
 
 int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, void* stream) {
     auto st = static_cast<cudaStream_t>(stream);
-    if (dtype == 1) silu_mul<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(g), static_cast<const bf16*>(u), static_cast<bf16*>(out), n);
+    if (dtype == 1 && n % 8 == 0 && aligned16(g) && aligned16(u) && aligned16(out))
+        silu_mul_x8<<<blocks_for(n / 8), 256, 0, st>>>(static_cast<const uint4*>(g), static_cast<const uint4*>(u), static_cast<uint4*>(out), n / 8);
+    else if (dtype == 1) silu_mul<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(g), static_cast<const bf16*>(u), static_cast<bf16*>(out), n);
     else silu_mul<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(g), static_cast<const float*>(u), static_cast<float*>(out), n);
     return launched();
 }

@@ -168,7 +168,7 @@ public static class BenchTrainCommand
                 if (timed) fb.Add(sw.Elapsed.TotalSeconds);
                 sw.Restart();
                 if (optimizer is not null) optimizer.Step();
-                else model.zero_grad();
+                else foreach (var prm in model.parameters()) prm.grad = null;   // as AdamW and hf_baseline.py's zero_grad(set_to_none=True)
                 Sync(device);
                 if (timed) opt.Add(sw.Elapsed.TotalSeconds);
             }

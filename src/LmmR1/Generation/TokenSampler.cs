@@ -1,6 +1,6 @@
 // One sampling step for a batch of rows, all on the device with a fixed number of kernels (no per-row work, no host
 // reads): fp32 softmax of logits/T, optional top-k → top-p → min-p filtering (vLLM's order), then inverse-CDF sampling
-// with one given uniform per row, plus the log-prob log_softmax(logits/T)[token] that OpenRLHF's actor recomputes.
+// with one given uniform per row (without top-k/top-p: in two levels, blocks of ids then the id in the block), plus the log-prob log_softmax(logits/T)[token] that OpenRLHF's actor recomputes.
 // Departs from vLLM/HF: the randomness is the caller's uniform (see CounterRng), not torch's generator, so identical
 // logits and uniforms give identical tokens whatever the batch. Ties at the top-k boundary keep exactly k (vLLM keeps all).
 using LmmR1.Infrastructure;
@@ -71,15 +71,41 @@ public static class TokenSampler
         }
         else
         {
-            // Unsorted path: inverse CDF over the vocabulary order, no sort.
+            // Unsorted path: inverse CDF over the vocabulary order, no sort, in two levels so that no scan runs over the
+            // whole vocabulary (a [B, V] cumsum was ~0.5 ms of a 13 ms decode step at 512 rows): the block of S
+            // consecutive ids is drawn by its mass, then the id inside it by the same uniform rescaled to the block
+            // (uniform again given the block), so the distribution is the one-level inverse CDF's.
             if (p.UsesMinP) w = w.FillS(w.lt(w.amax([-1], keepdim: true).MulS(p.MinP)), 0.0);
-            var cdf = w.cumsum(-1);                                                                      // [B, V]
-            var target = u * cdf.narrow(1, v - 1, 1);
-            var t = torch.searchsorted(cdf, target, right: true).ClampMaxS(v - 1);                          // [B, 1]
-            var fallback = w.argmax(-1, keepdim: true);
-            tokens = torch.where(w.gather(1, t).gt(TorchScalars.Zero), t, fallback).squeeze(1);
+            long b = w.shape[0], s = BlockSize(v), nb = v / s;
+            var blocks = w.view(b, nb, s);
+            var mass = blocks.sum(-1);                                                                   // [B, nb]
+            var cdf = mass.cumsum(-1);
+            var target = u * cdf.narrow(1, nb - 1, 1);                                                   // < total (CounterRng)
+            var bi = torch.searchsorted(cdf, target, right: true).ClampMaxS(nb - 1);                      // [B, 1]
+            // A parallel scan can round a zero-mass step upwards: the heaviest block is always valid.
+            bi = torch.where(mass.gather(1, bi).gt(TorchScalars.Zero), bi, mass.argmax(-1, keepdim: true));
+            var m = mass.gather(1, bi);
+            var within = ((target - (cdf.gather(1, bi) - m)) / m).ClampS(0.0, MaxUniform);                // [B, 1] in [0, 1)
+            var block = blocks.gather(1, bi.unsqueeze(2).expand(b, 1, s)).squeeze(1);                    // [B, S]
+            var bcdf = block.cumsum(-1);
+            var j = torch.searchsorted(bcdf, within * bcdf.narrow(1, s - 1, 1), right: true).ClampMaxS(s - 1);
+            j = torch.where(block.gather(1, j).gt(TorchScalars.Zero), j, block.argmax(-1, keepdim: true));
+            tokens = bi.MulS(s).Plus(j).squeeze(1);
         }
         logProbs = probs.gather(1, tokens.unsqueeze(1)).squeeze(1).log();
         return (tokens.MoveToOuterDisposeScope(), logProbs.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The largest float32 below 1 (what CounterRng's uniforms stay under).</summary>
+    const double MaxUniform = 1.0 - 1.0 / (1 << 24);
+
+    /// <summary>Ids per block of the two-level inverse CDF: the smallest divisor of <paramref name="v"/> that is at least
+    /// √v (151,936 → 1,187, so 128 blocks; a prime vocabulary is one block).</summary>
+    public static long BlockSize(long v)
+    {
+        long root = (long)Math.Ceiling(Math.Sqrt(v));
+        for (long s = Math.Max(1, root); s < v; s++)
+            if (v % s == 0) return s;
+        return Math.Max(1, v);
     }
 }

@@ -104,6 +104,45 @@ public class TokenSamplerTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void TwoLevelDrawsFollowTheDistributionAcrossBlocksWithoutMass()
+    {
+        // 600 ids: blocks of 25 (BlockSize), 24 of them. Two whole blocks carry no mass (−inf), the last one included,
+        // and single ids inside other blocks too; the draws must still follow the softmax, and never land on them.
+        Assert.Equal(25, TokenSampler.BlockSize(600));
+        var rng = new Random(5);
+        var logits = Enumerable.Range(0, 600).Select(_ => rng.NextDouble() * 4 - 2).ToArray();
+        for (int i = 50; i < 75; i++) logits[i] = double.NegativeInfinity;
+        for (int i = 575; i < 600; i++) logits[i] = double.NegativeInfinity;
+        foreach (int i in new[] { 0, 124, 125, 300 }) logits[i] = double.NegativeInfinity;
+        var p = new SamplingParams { Temperature = 0.7, Seed = 9 };
+        var expected = Expected(logits, p);
+        const int n = 300_000;
+        var (tokens, _) = Draw(logits, p, n);
+        var counts = new long[logits.Length];
+        foreach (var t in tokens) counts[t]++;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            double f = (double)counts[i] / n, e = expected[i];
+            if (e == 0) { Assert.True(counts[i] == 0, $"id {i} has no mass but was drawn {counts[i]} times"); continue; }
+            Assert.True(Math.Abs(f - e) <= 5 * Math.Sqrt(e * (1 - e) / n), $"id {i}: frequency {f:F6}, expected {e:F6}");
+        }
+        // Block masses: the 22 blocks with mass, each within 5σ of its total.
+        for (int blk = 0; blk < 24; blk++)
+        {
+            double e = expected.Skip(blk * 25).Take(25).Sum(), f = counts.Skip(blk * 25).Take(25).Sum() / (double)n;
+            Assert.True(Math.Abs(f - e) <= 5 * Math.Sqrt(e * (1 - e) / n) + (e == 0 ? 0 : 1e-12), $"block {blk}: {f:F5} vs {e:F5}");
+        }
+    }
+
+    [Theory]
+    [InlineData(151936, 1187)]
+    [InlineData(1024, 32)]
+    [InlineData(12, 4)]
+    [InlineData(7, 7)]
+    [InlineData(1, 1)]
+    public void BlockSizeIsTheSmallestDivisorFromTheSquareRoot(long v, long expected) => Assert.Equal(expected, TokenSampler.BlockSize(v));
+
+    [Fact]
     public void GreedyTakesTheArgmaxAndLogSoftmaxAtTemperatureOne()
     {
         var p = new SamplingParams { Temperature = 0 };
