@@ -112,7 +112,7 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
                 d.scatter_add_(1, rel.ClampMinS(0L).ClampMaxS(c - 1).unsqueeze(1), g.mul(inChunk));
                 if (t != 1.0) d.DivS_(t);                                                             // through x = logits/T
                 var dl = d.to_type(w.dtype);                                                          // [N, c]
-                dh.add_(dl.mm(wc));
+                dh.Plus_(dl.mm(wc));
                 if (dw is not null) dw.narrow(0, v0, c).addmm_(dl.t(), hidden);
             }
             inputGrad = dh.to_type(hidden.dtype).DetachFromDisposeScope();
