@@ -76,6 +76,52 @@ public class BenchCommandTests(TinyModelFolder model) : IClassFixture<TinyModelF
     }
 
     [Fact]
+    public void BenchTrainSplitPhasesReportsForwardAndBackwardOfTheBestStep()
+    {
+        var (code, stdout, err) = Run("bench", "train", "--model", model.Dir, "--device", "cpu", "--dtype", "float32",
+            "--cases", "2x12", "--steps", "3", "--no-optimizer", "--split-phases");
+        Assert.True(code == 0, err);
+        var l = Assert.Single(JsonLines(stdout));
+        double fwd = l.GetProperty("fwd_s").GetDouble(), bwd = l.GetProperty("bwd_s").GetDouble(), total = l.GetProperty("seconds").GetDouble();
+        Assert.True(fwd > 0 && bwd > 0, $"fwd {fwd}, bwd {bwd}");
+        // fwd + bwd is the reported step (each rounded to 0.1 ms, the step to 1 ms).
+        Assert.InRange(fwd + bwd, total - 0.0006, total + 0.0006);
+        Assert.True(l.GetProperty("fwd_host_s").GetDouble() <= fwd + 1e-4);
+        Assert.Equal(JsonValueKind.Null, l.GetProperty("optimizer").ValueKind);
+    }
+
+    [Theory]
+    [InlineData("train")]
+    [InlineData("generate")]
+    public void ProfileKernelsNeedsCuda(string bench)
+    {
+        string[] args = bench == "train"
+            ? ["bench", "train", "--model", model.Dir, "--device", "cpu", "--dtype", "float32", "--cases", "2x8", "--profile-kernels", "prof"]
+            : ["bench", "generate", "--model", model.Dir, "--device", "cpu", "--dtype", "float32", "--cases", "1x1:4:text", "--profile-kernels", "prof"];
+        var (code, _, err) = Run(args);
+        Assert.Equal(1, code);
+        Assert.Contains("error:", err);
+        Assert.Contains("--profile-kernels", err);
+        Assert.Contains("--device cuda", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void KernelTablesSumTheirLaunchesAndTimes()
+    {
+        // name<TAB>launches<TAB>ns lines as the native profiler writes them; a name may itself hold tabs-free spaces and
+        // template commas, and unparsable lines are skipped.
+        var (seconds, launches) = KernelProfile.Totals([
+            "void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<c10::BFloat16>, std::array<char*, 3ul> >(int)\t370\t10030000",
+            "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT\t252\t29200000",
+            "Memset (Device)\t5\t1000",
+            "not a table line",
+        ]);
+        Assert.Equal(627, launches);
+        Assert.Equal(0.039231, seconds, 9);
+    }
+
+    [Fact]
     public void BenchGenerateWithForcedLengthsCompactsOnTheStaticStep()
     {
         // 4 prompts × 8 samples, forced log-normal lengths (median 10) capped at 48: the graph path's static step run
