@@ -29,7 +29,8 @@ public static class LogProbs
             for (long s = 0; s < t; s += chunkRows)
             {
                 long n = Math.Min(chunkRows, t - s);
-                row.Add(Rows(logits[i].narrow(0, s, n), idx[i].narrow(0, s, n), temperature).LogProbs);
+                using var chunk = NewDisposeScope();   // without grad, a chunk's fp32 copy is freed before the next
+                row.Add(Rows(logits[i].narrow(0, s, n), idx[i].narrow(0, s, n), temperature).LogProbs.MoveToOuterDisposeScope());
             }
             rows.Add(cat(row, 0));
         }

@@ -8,7 +8,8 @@
 // (native/lmmr1_kernels.cu) are compiled by nvcc ($CUDA_HOME/bin, /usr/local/cuda/bin or PATH) and linked in; without
 // nvcc, or when it fails, the library is built without them (one message; HasFusedKernels false) and the decode step
 // stays unfused. The kernel profiler (native/lmmr1_profiler.cpp, libtorch's Kineto API) is compiled the same way, as
-// its own object linked in only when it compiles (HasProfiler). Only CUDA runs ever load it, so the CPU build and CI need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
+// its own object linked in only when it compiles (HasProfiler). Only CUDA runs ever load it, so the CPU build and CI
+// need none of it. LMMR1_CUDA_GRAPHS=0 turns it off.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using TorchSharp;

@@ -51,13 +51,14 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
         var entropies = new List<Tensor>();
         for (long s = 0; s < n; s += head.ChunkRows)
         {
+            // One chunk's logits and their fp32 copies are freed before the next chunk (only [c] results leave).
+            using var chunk = torch.NewDisposeScope();
             long c = Math.Min(head.ChunkRows, n - s);
             var logits = nn.functional.linear(hidden.narrow(0, s, c), head.Weight);                 // [c, V] model dtype
             var (lp, lse) = LogProbs.Rows(logits, labels.narrow(0, s, c), head.Temperature);
-            lps.Add(lp);
-            lses.Add(lse);
-            if (head.WantsEntropy) entropies.Add(Algorithms.Entropy.FromLogits(logits, c));
-            logits.Dispose();
+            lps.Add(lp.MoveToOuterDisposeScope());
+            lses.Add(lse.MoveToOuterDisposeScope());
+            if (head.WantsEntropy) entropies.Add(Algorithms.Entropy.FromLogits(logits, c).MoveToOuterDisposeScope());
         }
         Tensor Joined(List<Tensor> parts) => n == 0 ? zeros([0], ScalarType.Float32, hidden.device) : cat(parts, 0);
         if (head.WantsEntropy) head.Entropy = Joined(entropies).DetachFromDisposeScope();
