@@ -49,12 +49,28 @@ internal sealed class Dense : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        if (lora is not { Enabled: true }) return nn.functional.linear(x, weight, bias);
+        if (lora is not { Enabled: true }) return Linear(x, weight, bias);
         using var scope = torch.NewDisposeScope();
-        var y = nn.functional.linear(x, weight, bias);
+        var y = Linear(x, weight, bias);
         var h = lora.Dropout > 0 && torch.is_grad_enabled() ? nn.functional.dropout(x, lora.Dropout, training: true) : x;
         var d = nn.functional.linear(nn.functional.linear(h, loraA!.Weight), loraB!.Weight);
         return y.PlusScaled(d, lora.Scale).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>x Wᵀ + b by at::linear's rule, which nn.Linear in transformers follows: a contiguous input of more than
+    /// two dimensions with a bias runs as one addmm over its flattened rows, the bias added inside the GEMM (cuBLASLt's
+    /// epilogue on CUDA). TorchSharp's functional linear is the C++ frontend's, which does that for 2-D inputs only and
+    /// otherwise runs matmul and then a separate bias add: one more kernel per q/k/v projection, and the sum rounded
+    /// to bf16 twice.</summary>
+    internal static Tensor Linear(Tensor x, Tensor w, Tensor? b)
+    {
+        if (b is null || x.dim() <= 2 || !x.is_contiguous()) return nn.functional.linear(x, w, b);
+        long[] shape = x.shape;
+        long rows = 1;
+        for (int i = 0; i < shape.Length - 1; i++) rows *= shape[i];
+        using var flat = x.view(rows, shape[^1]);
+        using var y = nn.functional.linear(flat, w, b);                                            // torch::addmm(b, x, Wᵀ)
+        return y.view([.. shape[..^1], w.shape[0]]);
     }
 }
 
