@@ -1,6 +1,7 @@
 // One sampling step for a batch of rows, all on the device with a fixed number of kernels (no per-row work, no host
 // reads): fp32 softmax of logits/T, optional top-k → top-p → min-p filtering (vLLM's order), then inverse-CDF sampling
-// with one given uniform per row (without top-k/top-p: in two levels, blocks of ids then the id in the block), plus the log-prob log_softmax(logits/T)[token] that OpenRLHF's actor recomputes.
+// with one given uniform per row (without top-k/top-p in two levels: a block of ids, then the id in the block), plus
+// the log-prob log_softmax(logits/T)[token] that OpenRLHF's actor recomputes.
 // Departs from vLLM/HF: the randomness is the caller's uniform (see CounterRng), not torch's generator, so identical
 // logits and uniforms give identical tokens whatever the batch. Ties at the top-k boundary keep exactly k (vLLM keeps all).
 using LmmR1.Infrastructure;
