@@ -8,22 +8,14 @@ Usage: python3 hf_train_profile.py [BATCH [SEQ [TABLE.tsv]]]      (default 4 102
 summarize_kernels.py's TSV format)
 """
 import json, sys, time, torch
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from summarize_kernels import category, write_table
 
 batch = int(sys.argv[1]) if len(sys.argv) > 1 else 4
 seq = int(sys.argv[2]) if len(sys.argv) > 2 else 1024
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
+from qwen25vl_3b import config
 torch.manual_seed(0)
-text = dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-            num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=128000, tie_word_embeddings=True,
-            rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [16, 24, 24]}, rope_theta=1e6)
-vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
-              temporal_patch_size=2, spatial_merge_size=2, in_channels=3, hidden_act="silu", window_size=112,
-              fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
-cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
-                       image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
-cfg._attn_implementation = "sdpa"
+cfg = config()
 with torch.device("cuda"):
     model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, torch_dtype=torch.bfloat16)
 model.train()

@@ -7,8 +7,8 @@ num_return_sequences expands pixel_values), a reward per sample, GRPO group adva
 loss (exp(lp - lp.detach()) * A - beta * k3-KL, masked mean per sample), TRL's get_per_token_logps (full-sequence
 logits, per-row log_softmax); one AdamW step with fp32 master weights (fused torch AdamW, as DeepSpeed's bf16
 optimizer keeps masters) after all micro-batches (gradient accumulation over the whole rollout), vision tower frozen,
-gradient checkpointing on the policy. Model: the Qwen2.5-VL-3B shape with random bf16 weights (hf_baseline.py's
-config), sdpa attention.
+gradient checkpointing on the policy. Model: the Qwen2.5-VL-3B shape with random bf16 weights (qwen25vl_3b.py,
+hf_baseline.py's config), sdpa attention.
 
 Random weights never emit EOS, so response lengths are forced like `lmmr1 bench rl-step --synthetic_response_len`:
 each sample's length is log-normal (median, sigma) and above --max-new it is truncated; generate runs --max-new
@@ -24,7 +24,8 @@ usage: python3 r1v_loop.py [--prompts 64] [--samples 8] [--max-new 512] [--promp
 import argparse, json, math, time
 import numpy as np
 import torch
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
+from qwen25vl_3b import config
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--prompts", type=int, default=64)
@@ -42,15 +43,7 @@ args = ap.parse_args()
 gen_prompts = args.gen_prompts or args.prompts
 
 torch.manual_seed(0)
-text = dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-            num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=128000, tie_word_embeddings=True,
-            rope_scaling={"type": "mrope", "rope_type": "default", "mrope_section": [16, 24, 24]}, rope_theta=1e6)
-vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
-              temporal_patch_size=2, spatial_merge_size=2, in_channels=3, hidden_act="silu", window_size=112,
-              fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
-cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True,
-                       image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653)
-cfg._attn_implementation = "sdpa"
+cfg = config()
 T0 = time.time()
 with torch.device("cuda"):
     policy = Qwen2_5_VLForConditionalGeneration._from_config(cfg, torch_dtype=torch.bfloat16)
