@@ -129,6 +129,12 @@ public static class BenchGenerateCommand
         return cmd;
     }
 
+    /// <summary>--attention-window of bench generate and bench graph-check: ≥ 0.</summary>
+    internal static void CheckAttentionWindow(int window)
+    {
+        if (window < 0) throw new InputException($"--attention-window: {window} is negative (0 = the whole capacity bucket)");
+    }
+
     /// <summary>Parses --cases into per-case settings.</summary>
     public static List<Settings> ExpandCases(Settings s)
     {
@@ -160,7 +166,7 @@ public static class BenchGenerateCommand
             if (s.Prompts < 1 || s.Samples < 1 || s.NewTokens < 1 || s.PromptLength < 1)
                 throw new InputException("--prompts, --samples, --new-tokens and --prompt-len must be ≥ 1");
             if (!s.TextOnly && s.ImageSide > 0 && s.ImageSide % 28 != 0) throw new InputException($"--image: {s.ImageSide} is not a multiple of 28");
-            if (s.AttentionWindow < 0) throw new InputException($"--attention-window: {s.AttentionWindow} is negative (0 = the whole capacity bucket)");
+            CheckAttentionWindow(s.AttentionWindow);
         }
         if (settings.ResponseLengths is { } rl) SyntheticLengths.Parse(rl, "--synthetic-response-len");
         if (settings.Threads > 0) torch.set_num_threads(settings.Threads);

@@ -50,7 +50,7 @@ public static class BenchGraphCheckCommand
 
     static void Run(string modelSpec, string deviceName, string dtypeName, string casesSpec, int promptLen, string? output, int loraRank = 0, int window = 128)
     {
-        if (window < 0) throw new InputException($"--attention-window: {window} is negative (0 = the whole capacity bucket)");
+        BenchGenerateCommand.CheckAttentionWindow(window);
         var device = ModelCommands.ParseDevice(deviceName);
         var dtype = ModelCommands.ParseDType(dtypeName);
         using var model = BenchGenerateCommand.LoadOrCreate(modelSpec, dtype, device);

@@ -106,6 +106,18 @@ public class BenchCommandTests(TinyModelFolder model) : IClassFixture<TinyModelF
         Assert.DoesNotContain("   at ", err);
     }
 
+    [Theory]
+    [InlineData("generate")]
+    [InlineData("graph-check")]
+    public void ANegativeAttentionWindowIsAnError(string bench)
+    {
+        var (code, _, err) = Run("bench", bench, "--model", model.Dir, "--device", "cpu", "--dtype", "float32", "--cases", "1x1:4:text",
+            "--attention-window", "-1");
+        Assert.Equal(1, code);
+        Assert.Contains("error: --attention-window: -1 is negative", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
     [Fact]
     public void KernelTablesSumTheirLaunchesAndTimes()
     {
