@@ -164,6 +164,273 @@ inline bool aligned16(const void* p) { return p == nullptr || (reinterpret_cast<
 
 int launched() { return cudaGetLastError() == cudaSuccess ? 0 : -1; }
 
+// ---------------------------------------------------------------- block reductions (blockDim a multiple of 32, ≤ 1024)
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+// Every thread gets the block's max (sum); sh holds ≥ 32 floats and may be reused right after.
+__device__ float block_max(float v, float* sh) {
+    v = warp_max(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (threadIdx.x & 31) < (blockDim.x >> 5) ? sh[threadIdx.x & 31] : -INFINITY;
+    return warp_max(v);
+}
+__device__ float block_sum(float v, float* sh) {
+    v = warp_sum(v);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = (threadIdx.x & 31) < (blockDim.x >> 5) ? sh[threadIdx.x & 31] : 0.0f;
+    return warp_sum(v);
+}
+
+// f(fp32 value) for every element of one row of n values, spread over the block's threads (16-byte loads for bf16 rows
+// whose length is a multiple of 8 and whose start is 16-byte aligned).
+template <typename F>
+__device__ __forceinline__ void row_each(const bf16* row, int64_t n, F f) {
+    if ((n & 7) == 0 && (reinterpret_cast<uintptr_t>(row) & 15u) == 0) {
+        const uint4* r8 = reinterpret_cast<const uint4*>(row);
+        for (int64_t i = threadIdx.x; i < n / 8; i += blockDim.x) {
+            const uint4 v = r8[i];
+            const bf16* a = lanes(v);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) f(load(a, k));
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) f(load(row, i));
+    }
+}
+template <typename F>
+__device__ __forceinline__ void row_each(const float* row, int64_t n, F f) {
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) f(row[i]);
+}
+
+// ---------------------------------------------------------------- lm_head log-softmax (HeadLogProbFunction)
+
+// One block per row of logits [rows, V] (row stride ld): with x = fp32(logit)·inv_t (no multiply when !scaled, as
+// ATen divides by a scalar: times its fp32 reciprocal), m = max x, lse = m + log Σ exp(x − m) (logsumexp's two passes,
+// its sum in another order), lp = x[label] − lse (NaN for a label outside 0..V−1). With ent: the raw logits' entropy
+// log Σ e − Σ e·(x' − m')/Σ e, e = exp(x' − m'), x' = fp32(logit) (Entropy.FromLogits: logsumexp − Σ softmax·x).
+template <typename T>
+__global__ void head_logsoftmax(const T* logits, int64_t ld, int64_t vocab, const int64_t* labels, float inv_t, int scaled, float* lp,
+                                float* lse, float* ent) {
+    __shared__ float sh[32];
+    const T* row = logits + blockIdx.x * ld;
+    float m = -INFINITY;
+    row_each(row, vocab, [&](float x) { m = fmaxf(m, x); });
+    m = block_max(m, sh);
+    // logsumexp's rule: an infinite max is subtracted as 0. Rounding is monotonic, so max(x·c) = round(max(x)·c), c > 0.
+    const float mr = isinf(m) ? 0.0f : m;
+    const float ms = scaled ? __fmul_rn(mr, inv_t) : mr;
+    float s = 0.0f, sr = 0.0f, wr = 0.0f;
+    const bool want = ent != nullptr;
+    row_each(row, vocab, [&](float x) {
+        const float e = expf(__fsub_rn(scaled ? __fmul_rn(x, inv_t) : x, ms));
+        s += e;
+        if (want) {
+            const float d = __fsub_rn(x, mr);
+            const float er = scaled ? expf(d) : e;
+            sr += er;
+            wr += er * d;
+        }
+    });
+    s = block_sum(s, sh);
+    if (want) {
+        sr = block_sum(sr, sh);
+        wr = block_sum(wr, sh);
+    }
+    if (threadIdx.x == 0) {
+        const float l = __fadd_rn(logf(s), ms);
+        lse[blockIdx.x] = l;
+        const int64_t label = labels[blockIdx.x];
+        if (label < 0 || label >= vocab) lp[blockIdx.x] = __int_as_float(0x7fc00000);
+        else {
+            const float x = load(row, label);
+            lp[blockIdx.x] = __fsub_rn(scaled ? __fmul_rn(x, inv_t) : x, l);
+        }
+        if (want) ent[blockIdx.x] = logf(sr) - wr / sr;
+    }
+}
+
+// The logits' gradient, in place over logits [rows, cols] (row stride ld) of the vocabulary columns v0 … v0+cols−1:
+// d = exp(x − lse)·(−g) (+ g at the label's column), then ·inv_t, rounded to T; x = fp32(logit)·inv_t. Op for op the
+// chain HeadLogProbFunction.backward runs without the kernels (Plus_(−lse), exp_, mul_(−g), scatter_add_, DivS_, to).
+// One block per row.
+__device__ __forceinline__ float dlogit(float x, float neg_lse, float gr, bool at_label, float inv_t, int scaled) {
+    if (scaled) x = __fmul_rn(x, inv_t);
+    float d = __fmul_rn(expf(__fadd_rn(x, neg_lse)), -gr);
+    if (at_label) d = __fadd_rn(d, gr);
+    return scaled ? __fmul_rn(d, inv_t) : d;
+}
+
+template <typename T>
+__global__ void head_dlogits(T* logits, int64_t ld, int64_t cols, const float* lse, const float* g, const int64_t* labels, int64_t v0,
+                             float inv_t, int scaled) {
+    const int64_t r = blockIdx.x;
+    T* row = logits + r * ld;
+    const float neg_lse = -lse[r], gr = g[r];
+    const int64_t at = labels[r] - v0;               // the label's column, maybe outside this chunk
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+        store(row, j, round_to(dlogit(load(row, j), neg_lse, gr, j == at, inv_t, scaled), row));
+}
+
+__global__ void head_dlogits_x8(uint4* logits, int64_t ld8, int64_t cols8, const float* lse, const float* g, const int64_t* labels, int64_t v0,
+                                float inv_t, int scaled) {
+    const int64_t r = blockIdx.x;
+    uint4* row = logits + r * ld8;
+    const float neg_lse = -lse[r], gr = g[r];
+    const int64_t at = labels[r] - v0;
+    for (int64_t j = threadIdx.x; j < cols8; j += blockDim.x) {
+        uint4 v = row[j];
+        bf16* a = lanes(v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) store(a, k, round_to(dlogit(load(a, k), neg_lse, gr, j * 8 + k == at, inv_t, scaled), a));
+        row[j] = v;
+    }
+}
+
+// ---------------------------------------------------------------- single-token decode attention (split over keys)
+
+// Eight consecutive values from a 16-byte-aligned address (the host checks the alignment).
+__device__ __forceinline__ void load8(const bf16* p, float* out) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const bf16* a = lanes(v);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = load(a, k);
+}
+__device__ __forceinline__ void load8(const float* p, float* out) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0], c = reinterpret_cast<const float4*>(p)[1];
+    out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w; out[4] = c.x; out[5] = c.y; out[6] = c.z; out[7] = c.w;
+}
+
+constexpr int kAttnKeys = 128;   // keys per block (one per thread in the score pass)
+constexpr int kAttnMaxGroup = 16;
+constexpr int kAttnMaxDim = 256;
+
+// One decode query per row against the static cache: q [B, KH·G, D] (contiguous), keys/values [B, KH, C, D]
+// (contiguous), valid [B, C] bool. A block takes kv head kh of row b and the keys split·128 … +127 that are ≤ *position
+// (the step's own key is written before attention) and valid; for each of the G query heads of that kv head it writes
+// the split's max score m, Σ exp(s − m) and Σ exp(s − m)·v (fp32) to the workspace; decode_attn_combine merges the
+// splits. Scores s = (q·k)·scale in fp32, softmax and P·V in fp32 (no bf16 rounding of P).
+template <typename T>
+__global__ void decode_attn_split(const T* q, const T* keys, const T* values, const bool* valid, const int64_t* position, int kv_heads,
+                                  int group, int dim, int64_t capacity, int splits, float scale, float* ws_ml, float* ws_o) {
+    extern __shared__ float attn_smem[];             // q of the group [G, D], then probabilities [G, 128]
+    float* qs = attn_smem;
+    float* ps = attn_smem + group * dim;
+    __shared__ float red[kAttnMaxGroup];
+    const int64_t bk = blockIdx.x;                   // b · KH + kh
+    const int split = blockIdx.y;
+    const int64_t b = bk / kv_heads;
+    const int64_t len = *position + 1;
+    const int64_t k0 = static_cast<int64_t>(split) * kAttnKeys;
+    if (k0 >= len) return;                           // the combine reads only the splits below len
+    const int t = threadIdx.x;
+    const T* qrow = q + bk * group * dim;            // heads kh·G … kh·G+G−1 of row b
+    for (int i = t; i < group * dim; i += blockDim.x) qs[i] = load(qrow, i);
+    __syncthreads();
+
+    // Scores: thread t takes key k0 + t.
+    const int64_t key = k0 + t;
+    const bool live = key < len && valid[b * capacity + key];
+    float acc[kAttnMaxGroup];
+#pragma unroll
+    for (int h = 0; h < kAttnMaxGroup; ++h) acc[h] = 0.0f;
+    if (live) {
+        const T* kr = keys + (bk * capacity + key) * dim;
+        for (int d0 = 0; d0 < dim; d0 += 8) {
+            float kv[8];
+            load8(kr + d0, kv);
+#pragma unroll
+            for (int h = 0; h < kAttnMaxGroup; ++h) {
+                if (h < group) {
+                    const float* qh = qs + h * dim + d0;
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) acc[h] = fmaf(qh[e], kv[e], acc[h]);
+                }
+            }
+        }
+    }
+    const int warps = blockDim.x >> 5, warp = t >> 5, lane = t & 31;
+#pragma unroll
+    for (int h = 0; h < kAttnMaxGroup; ++h) {
+        if (h < group) {
+            acc[h] = live ? acc[h] * scale : -INFINITY;
+            const float wm = warp_max(acc[h]);
+            if (lane == 0) ps[h * kAttnKeys + warp] = wm;   // per-warp maxima, parked in ps for a moment
+        }
+    }
+    __syncthreads();
+    if (t < group) {
+        float m = -INFINITY;
+        for (int w = 0; w < warps; ++w) m = fmaxf(m, ps[t * kAttnKeys + w]);
+        red[t] = m;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int h = 0; h < kAttnMaxGroup; ++h)
+        if (h < group) ps[h * kAttnKeys + t] = live ? expf(acc[h] - red[h]) : 0.0f;
+    __syncthreads();
+    const int n = static_cast<int>(len - k0 < kAttnKeys ? len - k0 : kAttnKeys);
+    if (t < group) {
+        float l = 0.0f;
+        for (int j = 0; j < n; ++j) l += ps[t * kAttnKeys + j];
+        float* ml = ws_ml + ((bk * splits + split) * group + t) * 2;
+        ml[0] = red[t];
+        ml[1] = l;
+    }
+    // P·V: thread t takes dimension t (and t + blockDim, …) for every head of the group.
+    for (int d = t; d < dim; d += blockDim.x) {
+        float o[kAttnMaxGroup];
+#pragma unroll
+        for (int h = 0; h < kAttnMaxGroup; ++h) o[h] = 0.0f;
+        const T* vcol = values + (bk * capacity + k0) * dim + d;
+        for (int j = 0; j < n; ++j) {
+            const float v = load(vcol, static_cast<int64_t>(j) * dim);
+#pragma unroll
+            for (int h = 0; h < kAttnMaxGroup; ++h)
+                if (h < group) o[h] = fmaf(ps[h * kAttnKeys + j], v, o[h]);
+        }
+        float* wo = ws_o + ((bk * splits + split) * group) * dim + d;
+#pragma unroll
+        for (int h = 0; h < kAttnMaxGroup; ++h)
+            if (h < group) wo[h * dim] = o[h];
+    }
+}
+
+// Merges the splits of decode_attn_split: one block per (row, query head), one thread per dimension. out [B, H, D].
+template <typename T>
+__global__ void decode_attn_combine(const float* ws_ml, const float* ws_o, const int64_t* position, int group, int dim, int splits, T* out) {
+    const int64_t rh = blockIdx.x;                   // (b · KH + kh) · G + gi = b · H + h
+    const int64_t bk = rh / group;
+    const int gi = static_cast<int>(rh % group);
+    const int64_t len = *position + 1;
+    const int used = static_cast<int>((len + kAttnKeys - 1) / kAttnKeys < splits ? (len + kAttnKeys - 1) / kAttnKeys : splits);
+    float mx = -INFINITY;
+    for (int s = 0; s < used; ++s) mx = fmaxf(mx, ws_ml[((bk * splits + s) * group + gi) * 2]);
+    for (int d = threadIdx.x; d < dim; d += blockDim.x) {
+        float l = 0.0f, o = 0.0f;
+        for (int s = 0; s < used; ++s) {
+            const float* ml = ws_ml + ((bk * splits + s) * group + gi) * 2;
+            if (ml[0] == -INFINITY) continue;        // a split without a valid key
+            const float c = expf(ml[0] - mx);
+            l = fmaf(ml[1], c, l);
+            o = fmaf(ws_o[((bk * splits + s) * group + gi) * dim + d], c, o);
+        }
+        store(out, rh * dim + d, round_to(o / l, out));
+    }
+}
+
 }  // namespace
 
 // dtype: 0 = float32, 1 = bfloat16. Each returns 0, or -1 when the launch failed (cudaGetLastError).
@@ -210,6 +477,59 @@ int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, 
         rope_decode<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v),
                                                           static_cast<const float*>(cosv), static_cast<const float*>(sinv), static_cast<float*>(qo),
                                                           static_cast<float*>(keys), static_cast<float*>(values), position, rows, heads, kv_heads, dim, capacity);
+    return launched();
+}
+
+
+// lm_head log-softmax rows (head_logsoftmax); ent may be null.
+int lmmr1_k_head_logsoftmax(int dtype, const void* logits, int64_t ld, int64_t rows, int64_t vocab, const int64_t* labels, float inv_t,
+                            int scaled, float* lp, float* lse, float* ent, void* stream) {
+    auto st = static_cast<cudaStream_t>(stream);
+    if (rows == 0) return 0;
+    if (dtype == 1) head_logsoftmax<bf16><<<static_cast<unsigned>(rows), 512, 0, st>>>(static_cast<const bf16*>(logits), ld, vocab, labels, inv_t, scaled, lp, lse, ent);
+    else head_logsoftmax<float><<<static_cast<unsigned>(rows), 512, 0, st>>>(static_cast<const float*>(logits), ld, vocab, labels, inv_t, scaled, lp, lse, ent);
+    return launched();
+}
+
+// The logits' gradient in place (head_dlogits).
+int lmmr1_k_head_dlogits(int dtype, void* logits, int64_t ld, int64_t rows, int64_t cols, const float* lse, const float* g, const int64_t* labels,
+                         int64_t v0, float inv_t, int scaled, void* stream) {
+    auto st = static_cast<cudaStream_t>(stream);
+    if (rows == 0 || cols == 0) return 0;
+    const unsigned grid = static_cast<unsigned>(rows);
+    if (dtype == 1 && cols % 8 == 0 && ld % 8 == 0 && aligned16(logits))
+        head_dlogits_x8<<<grid, 256, 0, st>>>(static_cast<uint4*>(logits), ld / 8, cols / 8, lse, g, labels, v0, inv_t, scaled);
+    else if (dtype == 1) head_dlogits<bf16><<<grid, 256, 0, st>>>(static_cast<bf16*>(logits), ld, cols, lse, g, labels, v0, inv_t, scaled);
+    else head_dlogits<float><<<grid, 256, 0, st>>>(static_cast<float*>(logits), ld, cols, lse, g, labels, v0, inv_t, scaled);
+    return launched();
+}
+
+// Keys per split of the decode attention (the workspace the caller allocates has ceil(capacity / this) splits).
+int lmmr1_k_decode_attention_split_keys() { return kAttnKeys; }
+
+// Single-token decode attention (decode_attn_split + decode_attn_combine). Returns -2 for a shape the kernels do not
+// take (group > 16, dim > 256 or not a multiple of 8, unaligned pointers): the caller keeps its SDPA path.
+int lmmr1_k_decode_attention(int dtype, const void* q, const void* keys, const void* values, const bool* valid, const int64_t* position,
+                             int64_t rows, int kv_heads, int group, int dim, int64_t capacity, float scale, float* ws_ml, float* ws_o, void* out,
+                             void* stream) {
+    if (group < 1 || group > kAttnMaxGroup || dim < 8 || dim > kAttnMaxDim || dim % 8 != 0) return -2;
+    if (!aligned16(q) || !aligned16(keys) || !aligned16(values)) return -2;
+    auto st = static_cast<cudaStream_t>(stream);
+    const int splits = static_cast<int>((capacity + kAttnKeys - 1) / kAttnKeys);
+    const dim3 grid(static_cast<unsigned>(rows * kv_heads), static_cast<unsigned>(splits));
+    const size_t smem = static_cast<size_t>(group) * (dim + kAttnKeys) * sizeof(float);   // ≤ 24 KiB: no opt-in needed
+    const int threads = dim < 32 ? 32 : (dim + 31) / 32 * 32;
+    if (dtype == 1) {
+        decode_attn_split<bf16><<<grid, kAttnKeys, smem, st>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(keys), static_cast<const bf16*>(values),
+                                                            valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
+        decode_attn_combine<bf16><<<static_cast<unsigned>(rows * kv_heads * group), threads, 0, st>>>(ws_ml, ws_o, position, group, dim, splits,
+                                                                                                     static_cast<bf16*>(out));
+    } else {
+        decode_attn_split<float><<<grid, kAttnKeys, smem, st>>>(static_cast<const float*>(q), static_cast<const float*>(keys), static_cast<const float*>(values),
+                                                             valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
+        decode_attn_combine<float><<<static_cast<unsigned>(rows * kv_heads * group), threads, 0, st>>>(ws_ml, ws_o, position, group, dim, splits,
+                                                                                                      static_cast<float*>(out));
+    }
     return launched();
 }
 

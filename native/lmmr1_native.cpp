@@ -17,6 +17,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -32,6 +33,14 @@ int lmmr1_k_rms_apply(int dtype, const void* h, const float* var, const void* w,
 int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, void* stream);
 int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, const void* cosv, const void* sinv, void* qo, void* keys,
                         void* values, const int64_t* position, int64_t rows, int heads, int kv_heads, int dim, int64_t capacity, void* stream);
+int lmmr1_k_head_logsoftmax(int dtype, const void* logits, int64_t ld, int64_t rows, int64_t vocab, const int64_t* labels, float inv_t,
+                            int scaled, float* lp, float* lse, float* ent, void* stream);
+int lmmr1_k_head_dlogits(int dtype, void* logits, int64_t ld, int64_t rows, int64_t cols, const float* lse, const float* g, const int64_t* labels,
+                         int64_t v0, float inv_t, int scaled, void* stream);
+int lmmr1_k_decode_attention_split_keys();
+int lmmr1_k_decode_attention(int dtype, const void* q, const void* keys, const void* values, const bool* valid, const int64_t* position,
+                             int64_t rows, int kv_heads, int group, int dim, int64_t capacity, float scale, float* ws_ml, float* ws_o, void* out,
+                             void* stream);
 }
 #endif
 
@@ -115,6 +124,9 @@ int lmmr1_fused_rope_decode(void*, void*, void*, void*, void*, void*, void*, voi
     last_error = "built without nvcc: no fused kernels";
     return -1;
 }
+int lmmr1_fused_head_logsoftmax(void*, void*, double, int, void**, void**, void**) { last_error = "built without nvcc: no fused kernels"; return -1; }
+int lmmr1_fused_head_dlogits(void*, void*, void*, void*, int64_t, double) { last_error = "built without nvcc: no fused kernels"; return -1; }
+int lmmr1_fused_decode_attention(void*, void*, void*, void*, void*, void**) { last_error = "built without nvcc: no fused kernels"; return -1; }
 #else
 int lmmr1_has_fused_kernels() { return 1; }
 
@@ -195,11 +207,87 @@ int lmmr1_fused_rope_decode(void* q, void* k, void* v, void* cosv, void* sinv, v
         return 0;
     } catch (const std::exception& e) { return fail(e); }
 }
+
+// ATen divides by a CPU scalar as a product with its fp32 reciprocal (div_true_kernel_cuda); the kernels do the same.
+float reciprocal(double temperature) { return 1.0f / static_cast<float>(temperature); }
+
+// logits [rows, V] float32/bf16 (last dim contiguous, any row stride), labels int64 [rows]. *lp = log_softmax(x)[label]
+// and *lse = logsumexp(x), x = fp32(logits)/T, float32 [rows]; with want_entropy *ent = the raw logits' entropy, else null.
+int lmmr1_fused_head_logsoftmax(void* logits, void* labels, double temperature, int want_entropy, void** lp_out, void** lse_out, void** ent_out) {
+    try {
+        auto& lt = T(logits);
+        int code = dtype_code(lt);
+        if (lt.dim() != 2 || !lt.is_cuda() || lt.stride(1) != 1) throw std::runtime_error("head_logsoftmax: logits must be a CUDA [rows, V] tensor with contiguous rows");
+        int64_t rows = lt.size(0);
+        need(T(labels), lt, at::kLong, rows, "head_logsoftmax labels");
+        auto opts = lt.options().dtype(at::kFloat);
+        auto lp = at::empty({rows}, opts), lse = at::empty({rows}, opts);
+        at::Tensor ent = want_entropy ? at::empty({rows}, opts) : at::Tensor();
+        launched(lmmr1_k_head_logsoftmax(code, lt.data_ptr(), lt.stride(0), rows, lt.size(1), T(labels).data_ptr<int64_t>(), reciprocal(temperature),
+                                         temperature != 1.0, lp.data_ptr<float>(), lse.data_ptr<float>(), want_entropy ? ent.data_ptr<float>() : nullptr,
+                                         stream_of(lt)), "head_logsoftmax");
+        *lp_out = new at::Tensor(std::move(lp));
+        *lse_out = new at::Tensor(std::move(lse));
+        *ent_out = want_entropy ? new at::Tensor(std::move(ent)) : nullptr;
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
+
+// In place: logits [rows, c] of the vocabulary columns v0 … v0+c−1 become the gradient of Σ g·log_softmax(x)[label]
+// with respect to them (lse, g float32 [rows]; labels int64 [rows]), rounded to the logits' dtype.
+int lmmr1_fused_head_dlogits(void* logits, void* lse, void* g, void* labels, int64_t v0, double temperature) {
+    try {
+        auto& lt = T(logits);
+        int code = dtype_code(lt);
+        if (lt.dim() != 2 || !lt.is_cuda() || lt.stride(1) != 1) throw std::runtime_error("head_dlogits: logits must be a CUDA [rows, c] tensor with contiguous rows");
+        int64_t rows = lt.size(0);
+        need(T(lse), lt, at::kFloat, rows, "head_dlogits lse");
+        need(T(g), lt, at::kFloat, rows, "head_dlogits grad");
+        need(T(labels), lt, at::kLong, rows, "head_dlogits labels");
+        launched(lmmr1_k_head_dlogits(code, lt.data_ptr(), lt.stride(0), rows, lt.size(1), T(lse).data_ptr<float>(), T(g).data_ptr<float>(),
+                                      T(labels).data_ptr<int64_t>(), v0, reciprocal(temperature), temperature != 1.0, stream_of(lt)), "head_dlogits");
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
+
+// One decode query per row: q [B, H, 1, D] (contiguous), keys/values [B, KH, C, D] (a layer's static cache), valid bool
+// [B, C], position int64 [1]. *out = softmax(q·kᵀ/√D over the valid keys 0 … *position)·v, [B, H, 1, D] like q.
+int lmmr1_fused_decode_attention(void* q, void* keys, void* values, void* valid, void* position, void** out) {
+    try {
+        auto& kc = T(keys);
+        int code = dtype_code(kc);
+        if (kc.dim() != 4) throw std::runtime_error("decode_attention: keys must be [B, KH, C, D]");
+        int64_t rows = kc.size(0), kvh = kc.size(1), cap = kc.size(2), dim = kc.size(3);
+        auto& qt = T(q);
+        if (qt.dim() != 4 || qt.size(0) != rows || qt.size(2) != 1 || qt.size(3) != dim || qt.size(1) % kvh != 0)
+            throw std::runtime_error("decode_attention: q must be [B, H, 1, D] with H a multiple of the keys' KH");
+        int64_t heads = qt.size(1);
+        need(qt, kc, kc.scalar_type(), qt.numel(), "decode_attention q");
+        need(kc, kc, kc.scalar_type(), kc.numel(), "decode_attention keys");
+        need(T(values), kc, kc.scalar_type(), kc.numel(), "decode_attention values");
+        need(T(valid), kc, at::kBool, rows * cap, "decode_attention valid");
+        need(T(position), kc, at::kLong, 1, "decode_attention position");
+        int64_t splits = (cap + lmmr1_k_decode_attention_split_keys() - 1) / lmmr1_k_decode_attention_split_keys();
+        int64_t group = heads / kvh;
+        auto f32 = kc.options().dtype(at::kFloat);
+        auto ml = at::empty({rows * kvh * splits * group * 2}, f32);
+        auto wo = at::empty({rows * kvh * splits * group * dim}, f32);
+        auto o = at::empty({rows, heads, 1, dim}, kc.options());
+        int rc = lmmr1_k_decode_attention(code, qt.data_ptr(), kc.data_ptr(), T(values).data_ptr(), T(valid).data_ptr<bool>(),
+                                          T(position).data_ptr<int64_t>(), rows, static_cast<int>(kvh), static_cast<int>(group), static_cast<int>(dim),
+                                          cap, static_cast<float>(1.0 / std::sqrt(static_cast<double>(dim))), ml.data_ptr<float>(), wo.data_ptr<float>(),
+                                          o.data_ptr(), stream_of(kc));
+        if (rc == -2) throw std::runtime_error("decode_attention: shape not supported (query heads per kv head ≤ 16, head dim a multiple of 8 up to 256)");
+        launched(rc, "decode_attention");
+        *out = new at::Tensor(std::move(o));
+        return 0;
+    } catch (const std::exception& e) { return fail(e); }
+}
 #endif
 
 const char* lmmr1_last_error() { return last_error.c_str(); }
 
-int lmmr1_abi_version() { return 4; }
+int lmmr1_abi_version() { return 5; }
 
 // Flash varlen attention (VarlenFlash above) on TorchSharp handles; *out receives a new at::Tensor* (the caller owns
 // it) whose grad_fn runs the flash backward when q, k or v require grad.

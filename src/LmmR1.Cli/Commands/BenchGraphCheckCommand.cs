@@ -9,7 +9,9 @@
 // LoRA adapters (all-linear, random B) first, so the adapters run inside the captured graphs and the in-place update
 // changes them too. Where the fused decode kernels run (FusedDecodeOps), (D) the static step with them switched off runs
 // too: B vs D is the fused vs the unfused arithmetic of one step, which is meant to be bit-identical
-// (fused_equals_unfused_rows).
+// (fused_equals_unfused_rows). Where the decode_attention kernel runs too (QwenVLModel.UsesFusedAttention), which is
+// equal only up to rounding, (E) the fused step with SDPA attention runs as well: E vs D is then the bit-identical
+// check, and B vs E (attention_kernel_vs_sdpa) counts equal rows, divergences and near-ties as above.
 using System.CommandLine;
 using System.Text.Json;
 using LmmR1.Generation;
@@ -88,8 +90,8 @@ public static class BenchGraphCheckCommand
                     var a = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, CudaGraphs = false, MaxTokensPerBatch = 0 }).Generate(prompts, sp);
                     using var bEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0, AttentionWindow = window });
                     var b = bEngine.Generate(prompts, sp);
-                    bool fused = model.UsesFusedDecode;
-                    IReadOnlyList<GenerationOutput>? dOut = null;
+                    bool fused = model.UsesFusedDecode, fusedAttention = model.UsesFusedAttention;
+                    IReadOnlyList<GenerationOutput>? dOut = null, eOut = null;
                     if (fused)
                     {
                         model.FusedDecode = false;
@@ -97,6 +99,15 @@ public static class BenchGraphCheckCommand
                         dOut = dEngine.Generate(prompts, sp);
                         model.FusedDecode = true;
                     }
+                    if (fusedAttention)
+                    {
+                        model.FusedAttention = false;
+                        using var eEngine = new GenerationEngine(model, new GenerationEngineOptions { CheckEvery = 4, StaticStepWithoutGraph = true, MaxTokensPerBatch = 0, AttentionWindow = window });
+                        eOut = eEngine.Generate(prompts, sp);
+                        model.FusedAttention = true;
+                    }
+                    // The bit-identical kernels are B vs D without the attention kernel (E vs D) when it runs.
+                    var elementwise = eOut ?? b;
                     int capturedBefore = graphEngine.CapturedGraphs;
                     var c = graphEngine.Generate(prompts, sp);
                     var st = graphEngine.LastStats;
@@ -108,8 +119,10 @@ public static class BenchGraphCheckCommand
                         ["graphs_captured_this_call"] = st.GraphCaptures, ["compactions"] = st.Compactions, ["row_steps"] = st.RowSteps,
                         ["static_compactions"] = bEngine.LastStats.Compactions, ["graphs_reused"] = st.GraphRows > 0 && st.GraphCaptures == 0 && capturedBefore > 0,
                         ["native"] = NativeExtension.TryGet()?.Path, ["native_unavailable"] = NativeExtension.UnavailableReason,
-                        ["fused_decode"] = fused, ["fused_equals_unfused_rows"] = dOut is null ? null : BitEqualRows(b, dOut),
-                        ["fused_vs_unfused_max_abs_logprob_diff"] = dOut is null ? null : MaxLogProbDiff(b, dOut),
+                        ["fused_decode"] = fused, ["fused_equals_unfused_rows"] = dOut is null ? null : BitEqualRows(elementwise, dOut),
+                        ["fused_vs_unfused_max_abs_logprob_diff"] = dOut is null ? null : MaxLogProbDiff(elementwise, dOut),
+                        ["fused_attention"] = fusedAttention,
+                        ["attention_kernel_vs_sdpa"] = eOut is null ? null : Divergences(eOut, b),
                     } : null);
                 }
             }
@@ -141,6 +154,24 @@ public static class BenchGraphCheckCommand
             for (int j = 0; j < Math.Min(p.TokenIds.Length, q.TokenIds.Length) && p.TokenIds[j] == q.TokenIds[j]; j++)
                 m = Math.Max(m, Math.Abs(p.LogProbs[j] - q.LogProbs[j]));
         return Math.Round(m, 7);
+    }
+
+    /// <summary>Rows of <paramref name="y"/> equal to <paramref name="x"/>, divergences and how many are near-ties (as
+    /// Compare counts them), and the largest |Δ log-prob| over the common prefixes.</summary>
+    static Dictionary<string, object?> Divergences(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y)
+    {
+        int same = 0, diverged = 0, nearTies = 0;
+        foreach (var (p, q) in x.Zip(y))
+        {
+            int n = Math.Min(p.TokenIds.Length, q.TokenIds.Length), j = 0;
+            double prefixLp = 0;
+            for (; j < n && p.TokenIds[j] == q.TokenIds[j]; j++) prefixLp = Math.Max(prefixLp, Math.Abs(p.LogProbs[j] - q.LogProbs[j]));
+            if (j == n && p.TokenIds.Length == q.TokenIds.Length) { same++; continue; }
+            diverged++;
+            if (prefixLp <= PrefixAgreement) nearTies++;
+        }
+        return new() { ["equal_rows"] = same, ["diverged_rows"] = diverged, ["near_tie_divergences"] = nearTies, ["other_divergences"] = diverged - nearTies,
+                       ["max_abs_logprob_diff_common_prefix"] = MaxLogProbDiff(x, y) };
     }
 
     static Dictionary<string, object?> Compare(IReadOnlyList<GenerationOutput> a, IReadOnlyList<GenerationOutput> b, IReadOnlyList<GenerationOutput> c)

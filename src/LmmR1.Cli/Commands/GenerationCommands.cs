@@ -23,6 +23,7 @@ public static class GenerationCommands
         bench.Subcommands.Add(BenchTrainCommand.Create());
         bench.Subcommands.Add(BenchRlStepCommand.Create());
         bench.Subcommands.Add(BenchPackingCheckCommand.Create());
+        bench.Subcommands.Add(BenchKernelCheckCommand.Create());
     }
 
     static Command CreateTinyModel()

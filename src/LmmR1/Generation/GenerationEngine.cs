@@ -64,7 +64,8 @@ public sealed class GenerationEngine : IDisposable
             arena.Kv?.Dispose();
             arena = (new StaticKvCache(model.Config.Text, key.Rows, key.Capacity, model.DType, model.Device), new GraphDecodeStep.GraphPool());
         }
-        g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always, arena.Kv, arena.Pool, Options.AttentionWindow);
+        // decode_attention reads the valid keys up to the position whatever the window: one graph per bucket then.
+        g = new GraphDecodeStep(native, model, key, sp, bans.Early, bans.Always, arena.Kv, arena.Pool, model.UsesFusedAttention ? 0 : Options.AttentionWindow);
         arenas[key.Capacity] = arena;
         graphs[key] = g;
         return g;

@@ -18,7 +18,7 @@ namespace LmmR1.Infrastructure;
 
 public sealed unsafe class NativeExtension
 {
-    public const int AbiVersion = 4;
+    public const int AbiVersion = 5;
     const string LibName = "liblmmr1_native.so";
 
     static readonly object Gate = new();
@@ -43,6 +43,9 @@ public sealed unsafe class NativeExtension
     readonly delegate* unmanaged<nint, nint, nint, double, nint*, int> rmsApply;
     readonly delegate* unmanaged<nint, nint, nint*, int> siluMul;
     readonly delegate* unmanaged<nint, nint, nint, nint, nint, nint, nint, nint, int, nint*, int> ropeDecode;
+    readonly delegate* unmanaged<nint, nint, double, int, nint*, nint*, nint*, int> headLogSoftmax;
+    readonly delegate* unmanaged<nint, nint, nint, nint, long, double, int> headDLogits;
+    readonly delegate* unmanaged<nint, nint, nint, nint, nint, nint*, int> decodeAttention;
     readonly delegate* unmanaged<int> profilerStart;
     readonly delegate* unmanaged<sbyte*, sbyte*, int> profilerStop;
     readonly delegate* unmanaged<sbyte*> profilerError;
@@ -73,6 +76,9 @@ public sealed unsafe class NativeExtension
         rmsApply = (delegate* unmanaged<nint, nint, nint, double, nint*, int>)F("lmmr1_fused_rms_apply");
         siluMul = (delegate* unmanaged<nint, nint, nint*, int>)F("lmmr1_fused_silu_mul");
         ropeDecode = (delegate* unmanaged<nint, nint, nint, nint, nint, nint, nint, nint, int, nint*, int>)F("lmmr1_fused_rope_decode");
+        headLogSoftmax = (delegate* unmanaged<nint, nint, double, int, nint*, nint*, nint*, int>)F("lmmr1_fused_head_logsoftmax");
+        headDLogits = (delegate* unmanaged<nint, nint, nint, nint, long, double, int>)F("lmmr1_fused_head_dlogits");
+        decodeAttention = (delegate* unmanaged<nint, nint, nint, nint, nint, nint*, int>)F("lmmr1_fused_decode_attention");
         // Optional (absent when lmmr1_profiler.cpp did not compile against this torch's headers).
         if (NativeLibrary.TryGetExport(h, "lmmr1_profiler_start", out nint ps) && NativeLibrary.TryGetExport(h, "lmmr1_profiler_stop", out nint pe)
             && NativeLibrary.TryGetExport(h, "lmmr1_profiler_error", out nint perr))
@@ -150,6 +156,35 @@ public sealed unsafe class NativeExtension
         Check(ropeDecode(q.Handle, k.Handle, v.Handle, cos.Handle, sin.Handle, keys.Handle, values.Handle, position.Handle, heads, &o), "fused rope_decode");
         GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v); GC.KeepAlive(cos); GC.KeepAlive(sin);
         GC.KeepAlive(keys); GC.KeepAlive(values); GC.KeepAlive(position);
+        return torch.Tensor.UnsafeCreateTensor(o);
+    }
+
+    /// <summary>(log_softmax(x)[label], logsumexp(x)) per row and, with <paramref name="entropy"/>, the raw logits'
+    /// entropy, x = fp32(logits)/T: logits [rows, V] float32/bf16 on CUDA (rows contiguous), labels int64 [rows] → float32
+    /// [rows] each (one kernel; LogProbs.Rows and Entropy.FromLogits are the op-by-op versions).</summary>
+    public (torch.Tensor LogProbs, torch.Tensor LogSumExp, torch.Tensor? Entropy) HeadLogSoftmax(torch.Tensor logits, torch.Tensor labels, double temperature, bool entropy)
+    {
+        nint lp, lse, ent;
+        Check(headLogSoftmax(logits.Handle, labels.Handle, temperature, entropy ? 1 : 0, &lp, &lse, &ent), "fused head_logsoftmax");
+        GC.KeepAlive(logits); GC.KeepAlive(labels);
+        return (torch.Tensor.UnsafeCreateTensor(lp), torch.Tensor.UnsafeCreateTensor(lse), ent == 0 ? null : torch.Tensor.UnsafeCreateTensor(ent));
+    }
+
+    /// <summary>In place: the logits [rows, c] of vocabulary columns v0 … v0+c−1 become d(Σ g·log_softmax(x)[label])/d logits,
+    /// x = fp32(logits)/T, rounded to their dtype (lse, g float32 [rows]; labels int64 [rows]).</summary>
+    public void HeadDLogits(torch.Tensor logits, torch.Tensor logSumExp, torch.Tensor grad, torch.Tensor labels, long v0, double temperature)
+    {
+        Check(headDLogits(logits.Handle, logSumExp.Handle, grad.Handle, labels.Handle, v0, temperature), "fused head_dlogits");
+        GC.KeepAlive(logits); GC.KeepAlive(logSumExp); GC.KeepAlive(grad); GC.KeepAlive(labels);
+    }
+
+    /// <summary>Single-token decode attention over a layer's static cache: q [B, H, 1, D], keys/values [B, KH, C, D],
+    /// valid bool [B, C], position int64 [1] → softmax(q·kᵀ/√D)·v over the valid keys 0 … *position, [B, H, 1, D].</summary>
+    public torch.Tensor DecodeAttention(torch.Tensor q, torch.Tensor keys, torch.Tensor values, torch.Tensor valid, torch.Tensor position)
+    {
+        nint o;
+        Check(decodeAttention(q.Handle, keys.Handle, values.Handle, valid.Handle, position.Handle, &o), "fused decode_attention");
+        GC.KeepAlive(q); GC.KeepAlive(keys); GC.KeepAlive(values); GC.KeepAlive(valid); GC.KeepAlive(position);
         return torch.Tensor.UnsafeCreateTensor(o);
     }
 

@@ -18,8 +18,10 @@ public class NativeSourcesTests
     }
 
     [Theory]
-    [InlineData("native", "lmmr1_graph_capture_begin", "lmmr1_graph_replay_n", "lmmr1_varlen_attention", "lmmr1_memory_stats", "lmmr1_fused_rope_decode")]
-    [InlineData("kernels", "lmmr1_k_add_square", "lmmr1_k_rms_apply", "lmmr1_k_silu_mul", "lmmr1_k_rope_decode")]
+    [InlineData("native", "lmmr1_graph_capture_begin", "lmmr1_graph_replay_n", "lmmr1_varlen_attention", "lmmr1_memory_stats", "lmmr1_fused_rope_decode",
+                "lmmr1_fused_head_logsoftmax", "lmmr1_fused_head_dlogits", "lmmr1_fused_decode_attention")]
+    [InlineData("kernels", "lmmr1_k_add_square", "lmmr1_k_rms_apply", "lmmr1_k_silu_mul", "lmmr1_k_rope_decode", "lmmr1_k_head_logsoftmax",
+                "lmmr1_k_head_dlogits", "lmmr1_k_decode_attention", "lmmr1_k_decode_attention_split_keys")]
     [InlineData("profiler", "lmmr1_profiler_start", "lmmr1_profiler_stop", "lmmr1_profiler_error")]
     public void EveryBoundEntryPointIsDefined(string source, params string[] names)
     {

@@ -9,6 +9,11 @@
 // Every rounding happens where ATen's separate kernels round, so the results are meant to be bit-identical to the
 // unfused path; bench/generation/graph_check.sh checks that on the GPU (fused step vs the eager loop, which stays
 // unfused), and LMMR1_FUSED_DECODE=0 switches the fusion off (QwenVLModel.FusedDecode) for A/B timing.
+// Attention is the exception: decode_attention replaces SDPA over the attention window under an additive mask with
+// its own split-key kernel that reads only the keys up to the cache's Position and skips invalid ones (GQA without
+// expanding K/V, fp32 softmax and P·V). It is a different computation, equal up to rounding, so it has its own switch
+// (QwenVLModel.FusedAttention, LMMR1_FUSED_ATTENTION=0) and graph-check reports it apart from the
+// bit-identical kernels.
 using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -20,6 +25,18 @@ internal sealed class FusedDecodeOps
     readonly NativeExtension native;
 
     FusedDecodeOps(NativeExtension native) => this.native = native;
+
+    /// <summary>Whether decode_attention takes this model's attention: at most 16 query heads per kv head, a head
+    /// dimension that is a multiple of 8 up to 256.</summary>
+    public static bool TakesAttention(QwenTextConfig c) => c.NumHeads % c.NumKvHeads == 0 && c.KvGroups <= 16 && c.HeadDim % 8 == 0 && c.HeadDim <= 256;
+
+    /// <summary>softmax(q·kᵀ/√D)·v of one decode token per row (q [B, H, 1, D]) over the layer's valid cached keys up to
+    /// cache.Position → [B, H, 1, D] (call only where <see cref="TakesAttention"/>).</summary>
+    public Tensor Attention(Tensor q, StaticKvCache cache, int layer)
+    {
+        var (keys, values) = cache.LayerTensors(layer);
+        return native.DecodeAttention(q, keys, values, cache.KeyValid, cache.Position);
+    }
 
     /// <summary>The fused ops for a model on <paramref name="device"/> in <paramref name="dtype"/>, or null where they
     /// cannot run (not CUDA, another dtype, no extension or one built without nvcc, LMMR1_FUSED_DECODE=0).</summary>

@@ -13,7 +13,11 @@
 // rounded to the model dtype) instead of one GEMM, and the GEMMs have other shapes. On request each chunk's raw-logit
 // entropy (Entropy.FromLogits, before the temperature) comes out too, without grad. The weight reaches backward through
 // the context, not as a graph input (the backward fills its .grad itself, as the checkpointed layers do), and gets no
-// gradient when it does not require one (a frozen or LoRA-wrapped head).
+// gradient when it does not require one (a frozen or LoRA-wrapped head). On CUDA, with the native extension's kernels,
+// each chunk's maths is one kernel instead of the op-by-op chains (QwenVLModel.FusedHead): head_logsoftmax reads the
+// model-dtype logits once for the max and once for Σ exp (no fp32 copy; the log-sum-exp equal up to the order of its
+// sum), head_dlogits writes the logits' gradient in place over the recomputed logits with the chain's own roundings
+// (bench kernel-check compares both with the ops on the GPU).
 using LmmR1.Algorithms;
 using LmmR1.Infrastructure;
 using TorchSharp;
@@ -26,8 +30,10 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
     public override string Name => "QwenHeadLogProbs";
 
     /// <summary>Carries the lm_head weight (kept out of the autograd inputs) and receives the entropy when asked.</summary>
-    internal sealed class Head(Tensor weight, double temperature, long chunkRows, long chunkColumns, bool entropy)
+    internal sealed class Head(Tensor weight, double temperature, long chunkRows, long chunkColumns, bool entropy, NativeExtension? kernels = null)
     {
+        /// <summary>The native extension whose head kernels run the per-chunk maths (CUDA), or null for the TorchSharp ops.</summary>
+        public NativeExtension? Kernels { get; } = kernels;
         public Tensor Weight { get; } = weight;
         public double Temperature { get; } = temperature;
         /// <summary>Positions per forward chunk.</summary>
@@ -55,10 +61,20 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
             using var chunk = torch.NewDisposeScope();
             long c = Math.Min(head.ChunkRows, n - s);
             var logits = nn.functional.linear(hidden.narrow(0, s, c), head.Weight);                 // [c, V] model dtype
-            var (lp, lse) = LogProbs.Rows(logits, labels.narrow(0, s, c), head.Temperature);
-            lps.Add(lp.MoveToOuterDisposeScope());
-            lses.Add(lse.MoveToOuterDisposeScope());
-            if (head.WantsEntropy) entropies.Add(Algorithms.Entropy.FromLogits(logits, c).MoveToOuterDisposeScope());
+            if (head.Kernels is { } k)
+            {
+                var (lp, lse, ent) = k.HeadLogSoftmax(logits, labels.narrow(0, s, c), head.Temperature, head.WantsEntropy);
+                lps.Add(lp.MoveToOuterDisposeScope());
+                lses.Add(lse.MoveToOuterDisposeScope());
+                if (ent is not null) entropies.Add(ent.MoveToOuterDisposeScope());
+            }
+            else
+            {
+                var (lp, lse) = LogProbs.Rows(logits, labels.narrow(0, s, c), head.Temperature);
+                lps.Add(lp.MoveToOuterDisposeScope());
+                lses.Add(lse.MoveToOuterDisposeScope());
+                if (head.WantsEntropy) entropies.Add(Algorithms.Entropy.FromLogits(logits, c).MoveToOuterDisposeScope());
+            }
         }
         Tensor Joined(List<Tensor> parts) => n == 0 ? zeros([0], ScalarType.Float32, hidden.device) : cat(parts, 0);
         if (head.WantsEntropy) head.Entropy = Joined(entropies).DetachFromDisposeScope();
@@ -84,7 +100,8 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
             long n = hidden.shape[0], vocab = w.shape[0];
             double t = head.Temperature;
             long cols = head.ChunkColumns > 0 ? head.ChunkColumns : Math.Max(1, (256L << 20) / 4 / Math.Max(1, n));
-            var g = grad.to_type(ScalarType.Float32).unsqueeze(1);                                    // [N, 1]
+            var gFlat = grad.to_type(ScalarType.Float32).contiguous();                                // [N]
+            var g = gFlat.unsqueeze(1);                                                               // [N, 1]
             var negG = g.neg();
             var negLse = lse.neg().unsqueeze(1);                                                      // [N, 1]
             var dh = zeros([n, hidden.shape[1]], ScalarType.Float32, hidden.device);
@@ -104,15 +121,24 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
                 long c = Math.Min(cols, vocab - v0);
                 var wc = w.narrow(0, v0, c);                                                          // [c, H]
                 var logits = nn.functional.linear(hidden, wc);                                        // [N, c] model dtype
-                // p = exp(x − lse) with x = fp32(logits)/T, as the forward's log-sum-exp saw it (logsumexp's own backward).
-                var d = (t == 1.0 ? logits.to_type(ScalarType.Float32) : logits.to_type(ScalarType.Float32).DivS(t)).Plus_(negLse);
-                d.exp_().mul_(negG);                                                                  // −g·p
-                // + g at the label, for the rows whose label is in this chunk (gather's backward).
-                var rel = labels.AddS(-v0);
-                var inChunk = rel.GeS(0L).logical_and_(rel.LtS(c)).unsqueeze(1);
-                d.scatter_add_(1, rel.ClampMinS(0L).ClampMaxS(c - 1).unsqueeze(1), g.mul(inChunk));
-                if (t != 1.0) d.DivS_(t);                                                             // through x = logits/T
-                var dl = d.to_type(w.dtype);                                                          // [N, c]
+                Tensor dl;
+                if (head.Kernels is { } k)
+                {
+                    k.HeadDLogits(logits, lse, gFlat, labels, v0, t);                                 // the chain below, one kernel, in place
+                    dl = logits;
+                }
+                else
+                {
+                    // p = exp(x − lse) with x = fp32(logits)/T, as the forward's log-sum-exp saw it (logsumexp's own backward).
+                    var d = (t == 1.0 ? logits.to_type(ScalarType.Float32) : logits.to_type(ScalarType.Float32).DivS(t)).Plus_(negLse);
+                    d.exp_().mul_(negG);                                                              // −g·p
+                    // + g at the label, for the rows whose label is in this chunk (gather's backward).
+                    var rel = labels.AddS(-v0);
+                    var inChunk = rel.GeS(0L).logical_and_(rel.LtS(c)).unsqueeze(1);
+                    d.scatter_add_(1, rel.ClampMinS(0L).ClampMaxS(c - 1).unsqueeze(1), g.mul(inChunk));
+                    if (t != 1.0) d.DivS_(t);                                                         // through x = logits/T
+                    dl = d.to_type(w.dtype);                                                          // [N, c]
+                }
                 dh.Plus_(dl.mm(wc));
                 if (dw is not null) dw.narrow(0, v0, c).addmm_(dl.t(), hidden);
             }

@@ -52,9 +52,22 @@ public sealed class QwenVLModel : nn.Module
     /// <summary>DecodeStatic uses the fused decode kernels where they can run (FusedDecodeOps: CUDA, float32/bf16, the
     /// native extension built with nvcc, LMMR1_FUSED_DECODE not 0). False: the unfused TorchSharp ops (A/B checks).</summary>
     public bool FusedDecode { get; set; } = true;
+    /// <summary>With <see cref="FusedDecode"/>: attention through the decode_attention kernel (FusedDecodeOps.TakesAttention:
+    /// only the valid keys up to the cache position) instead of SDPA over the window under a mask. Equal up to rounding,
+    /// not bit for bit; false for A/B checks (also LMMR1_FUSED_ATTENTION=0).</summary>
+    public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("LMMR1_FUSED_ATTENTION") != "0";
     readonly Lazy<FusedDecodeOps?> fusedOps;
     /// <summary>Whether DecodeStatic would run fused now.</summary>
     public bool UsesFusedDecode => FusedDecode && fusedOps.Value is not null;
+    /// <summary>Whether DecodeStatic would attend through decode_attention now (it then reads the valid keys up to the
+    /// cache position whatever the cache's Window, so attention windows gain nothing).</summary>
+    /// <summary>HeadLogProbs runs each chunk's log-softmax and gradient through the native extension's head kernels
+    /// where they can run (CUDA, float32/bf16, the extension built with nvcc); false, or LMMR1_FUSED_HEAD=0: the
+    /// TorchSharp ops (the log-sum-exp then differs in the order of its sum; the gradient is the same chain).</summary>
+    public bool FusedHead { get; set; } = Environment.GetEnvironmentVariable("LMMR1_FUSED_HEAD") != "0";
+    NativeExtension? HeadKernels => FusedHead && Device.type == DeviceType.CUDA && DType is ScalarType.Float32 or ScalarType.BFloat16
+                                     && NativeExtension.TryGet() is { HasFusedKernels: true } n ? n : null;
+    public bool UsesFusedAttention => UsesFusedDecode && FusedAttention && FusedDecodeOps.TakesAttention(Config.Text);
 
     /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
     QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device, bool withLmHead = true) : base(nameof(QwenVLModel))
@@ -218,8 +231,8 @@ public sealed class QwenVLModel : nn.Module
             throw new ArgumentException($"labels [{string.Join(",", labels.shape)}] do not match hidden [{string.Join(",", hidden.shape)}]");
         long rows = chunkRows > 0 ? chunkRows : Math.Max(1, (256L << 20) / 4 / Config.Text.VocabSize);
         using var scope = torch.NewDisposeScope();
-        var head = new HeadLogProbFunction.Head(LmHeadWeight, temperature, rows, chunkColumns, entropy);
-        var flatLabels = labels.reshape(-1).to_type(ScalarType.Int64).to(hidden.device);
+        var head = new HeadLogProbFunction.Head(LmHeadWeight, temperature, rows, chunkColumns, entropy, HeadKernels);
+        var flatLabels = labels.reshape(-1).to_type(ScalarType.Int64).to(hidden.device).contiguous();
         var lp = HeadLogProbFunction.apply(hidden.reshape(-1, hidden.shape[^1]), flatLabels, head).reshape(outer);
         var ent = head.Entropy?.reshape(outer).MoveToOuterDisposeScope();
         head.Entropy?.Dispose();
@@ -460,15 +473,16 @@ public sealed class QwenVLModel : nn.Module
         cache.KeyValid.index_fill_(1, cache.Position, True);
         var positions = cache.PositionOffsets.Plus(cache.Position).view(1, b, 1).expand(3, b, 1); // [3, B, 1]
         var (cos, sin) = MRope.CosSin(positions, Config.Text, DType);
-        long w = cache.Window;
-        var mask = torch.zeros([b, 1, 1, w], DType, Device)
-                        .FillS(cache.KeyValid.narrow(1, 0, w).logical_not().view(b, 1, 1, w), torch.finfo(DType).min);
         var h = embeds.to(DType);
         var layers = model.Layers;
         var fused = FusedDecode && !torch.is_grad_enabled() ? fusedOps.Value : null;
+        long w = cache.Window;
+        var mask = fused is not null && FusedAttention && FusedDecodeOps.TakesAttention(Config.Text)
+            ? null
+            : torch.zeros([b, 1, 1, w], DType, Device).FillS(cache.KeyValid.narrow(1, 0, w).logical_not().view(b, 1, 1, w), torch.finfo(DType).min);
         if (fused is null)
         {
-            for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardStatic(h, cos, sin, mask, cache, i, Attention);
+            for (int i = 0; i < layers.Count; i++) h = layers[i].ForwardStatic(h, cos, sin, mask!, cache, i, Attention);
             h = model.Norm.forward(h);
         }
         else

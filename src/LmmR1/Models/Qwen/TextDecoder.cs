@@ -65,14 +65,20 @@ internal sealed class QwenAttention : nn.Module
         return oProj.forward(o).MoveToOuterDisposeScope();
     }
 
-    /// <summary>ForwardStatic with RoPE and the cache write as one fused kernel (FusedDecodeOps; cos/sin contiguous).</summary>
-    public Tensor ForwardStaticFused(Tensor x, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer, AttentionImpl impl, FusedDecodeOps fused)
+    /// <summary>ForwardStatic with RoPE and the cache write as one fused kernel (FusedDecodeOps; cos/sin contiguous), and
+    /// attention too where <paramref name="mask"/> is null (QwenVLModel.UsesFusedAttention).</summary>
+    public Tensor ForwardStaticFused(Tensor x, Tensor cos, Tensor sin, Tensor? mask, StaticKvCache cache, int layer, AttentionImpl impl, FusedDecodeOps fused)
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0];
         var q = fused.RopeDecode(qProj.forward(x), kProj.forward(x), vProj.forward(x), cos, sin, cache, layer, heads);   // [B, H, 1, D]
-        var (keys, values) = cache.Attended(layer);                            // [B, kvH, Window, D]
-        var o = AttentionMath.TextAttention(q, keys, values, mask, impl);      // [B, H, 1, D]
+        Tensor o;
+        if (mask is null) o = fused.Attention(q, cache, layer);               // [B, H, 1, D]
+        else
+        {
+            var (keys, values) = cache.Attended(layer);                        // [B, kvH, Window, D]
+            o = AttentionMath.TextAttention(q, keys, values, mask, impl);
+        }
         o = o.transpose(1, 2).reshape(b, 1, heads * headDim);
         return oProj.forward(o).MoveToOuterDisposeScope();
     }
@@ -142,7 +148,7 @@ internal sealed class DecoderLayer : nn.Module
     /// <summary>ForwardStatic with the fused kernels. The layer's input is x + pending (the previous layer's last residual
     /// add, fused into this layer's first RMSNorm; pending null for the first layer); returns (h, m) with the output
     /// h + m left to the next layer or the final norm (FusedDecodeOps.AddRmsNorm).</summary>
-    public (Tensor H, Tensor Pending) ForwardStaticFused(Tensor x, Tensor? pending, Tensor cos, Tensor sin, Tensor mask, StaticKvCache cache, int layer,
+    public (Tensor H, Tensor Pending) ForwardStaticFused(Tensor x, Tensor? pending, Tensor cos, Tensor sin, Tensor? mask, StaticKvCache cache, int layer,
                                                          AttentionImpl impl, FusedDecodeOps fused)
     {
         using var scope = torch.NewDisposeScope();
