@@ -322,13 +322,13 @@ constexpr int kAttnMaxDim = 256;
 // (the step's own key is written before attention) and valid; for each of the G query heads of that kv head it writes
 // the split's max score m, Σ exp(s − m) and Σ exp(s − m)·v (fp32) to the workspace; decode_attn_combine merges the
 // splits. Scores s = (q·k)·scale in fp32, softmax and P·V in fp32 (no bf16 rounding of P).
-template <typename T>
-__global__ void decode_attn_split(const T* q, const T* keys, const T* values, const bool* valid, const int64_t* position, int kv_heads,
+template <typename T, int MaxG>
+__global__ void __launch_bounds__(kAttnKeys) decode_attn_split(const T* q, const T* keys, const T* values, const bool* valid, const int64_t* position, int kv_heads,
                                   int group, int dim, int64_t capacity, int splits, float scale, float* ws_ml, float* ws_o) {
     extern __shared__ float attn_smem[];             // q of the group [G, D], then probabilities [G, 128]
     float* qs = attn_smem;
     float* ps = attn_smem + group * dim;
-    __shared__ float red[kAttnMaxGroup];
+    __shared__ float red[MaxG];
     const int64_t bk = blockIdx.x;                   // b · KH + kh
     const int split = blockIdx.y;
     const int64_t b = bk / kv_heads;
@@ -343,27 +343,32 @@ __global__ void decode_attn_split(const T* q, const T* keys, const T* values, co
     // Scores: thread t takes key k0 + t.
     const int64_t key = k0 + t;
     const bool live = key < len && valid[b * capacity + key];
-    float acc[kAttnMaxGroup];
+    float acc[MaxG];
 #pragma unroll
-    for (int h = 0; h < kAttnMaxGroup; ++h) acc[h] = 0.0f;
+    for (int h = 0; h < MaxG; ++h) acc[h] = 0.0f;
     if (live) {
         const T* kr = keys + (bk * capacity + key) * dim;
+#pragma unroll 2
         for (int d0 = 0; d0 < dim; d0 += 8) {
             float kv[8];
             load8(kr + d0, kv);
 #pragma unroll
-            for (int h = 0; h < kAttnMaxGroup; ++h) {
+            for (int h = 0; h < MaxG; ++h) {
                 if (h < group) {
-                    const float* qh = qs + h * dim + d0;
-#pragma unroll
-                    for (int e = 0; e < 8; ++e) acc[h] = fmaf(qh[e], kv[e], acc[h]);
+                    // Every thread reads the same q: 16-byte broadcasts, a quarter of the shared-memory instructions.
+                    const float4 qa = *reinterpret_cast<const float4*>(qs + h * dim + d0);
+                    const float4 qb = *reinterpret_cast<const float4*>(qs + h * dim + d0 + 4);
+                    acc[h] = fmaf(qa.x, kv[0], acc[h]); acc[h] = fmaf(qa.y, kv[1], acc[h]);
+                    acc[h] = fmaf(qa.z, kv[2], acc[h]); acc[h] = fmaf(qa.w, kv[3], acc[h]);
+                    acc[h] = fmaf(qb.x, kv[4], acc[h]); acc[h] = fmaf(qb.y, kv[5], acc[h]);
+                    acc[h] = fmaf(qb.z, kv[6], acc[h]); acc[h] = fmaf(qb.w, kv[7], acc[h]);
                 }
             }
         }
     }
     const int warps = blockDim.x >> 5, warp = t >> 5, lane = t & 31;
 #pragma unroll
-    for (int h = 0; h < kAttnMaxGroup; ++h) {
+    for (int h = 0; h < MaxG; ++h) {
         if (h < group) {
             acc[h] = live ? acc[h] * scale : -INFINITY;
             const float wm = warp_max(acc[h]);
@@ -378,7 +383,7 @@ __global__ void decode_attn_split(const T* q, const T* keys, const T* values, co
     }
     __syncthreads();
 #pragma unroll
-    for (int h = 0; h < kAttnMaxGroup; ++h)
+    for (int h = 0; h < MaxG; ++h)
         if (h < group) ps[h * kAttnKeys + t] = live ? expf(acc[h] - red[h]) : 0.0f;
     __syncthreads();
     const int n = static_cast<int>(len - k0 < kAttnKeys ? len - k0 : kAttnKeys);
@@ -391,19 +396,28 @@ __global__ void decode_attn_split(const T* q, const T* keys, const T* values, co
     }
     // P·V: thread t takes dimension t (and t + blockDim, …) for every head of the group.
     for (int d = t; d < dim; d += blockDim.x) {
-        float o[kAttnMaxGroup];
+        float o[MaxG];
 #pragma unroll
-        for (int h = 0; h < kAttnMaxGroup; ++h) o[h] = 0.0f;
+        for (int h = 0; h < MaxG; ++h) o[h] = 0.0f;
         const T* vcol = values + (bk * capacity + k0) * dim + d;
-        for (int j = 0; j < n; ++j) {
-            const float v = load(vcol, static_cast<int64_t>(j) * dim);
+        // Four keys at a time: one 16-byte broadcast of each head's probabilities (zero beyond n: the tail of ps
+        // holds 0 for keys past len, written above; past the block's 128 keys nothing is read).
+        for (int j = 0; j < n; j += 4) {
+            float v[4];
 #pragma unroll
-            for (int h = 0; h < kAttnMaxGroup; ++h)
-                if (h < group) o[h] = fmaf(ps[h * kAttnKeys + j], v, o[h]);
+            for (int e = 0; e < 4; ++e) v[e] = j + e < n ? load(vcol, static_cast<int64_t>(j + e) * dim) : 0.0f;
+#pragma unroll
+            for (int h = 0; h < MaxG; ++h) {
+                if (h < group) {
+                    const float4 p4 = *reinterpret_cast<const float4*>(ps + h * kAttnKeys + j);
+                    o[h] = fmaf(p4.x, v[0], o[h]); o[h] = fmaf(p4.y, v[1], o[h]);
+                    o[h] = fmaf(p4.z, v[2], o[h]); o[h] = fmaf(p4.w, v[3], o[h]);
+                }
+            }
         }
         float* wo = ws_o + ((bk * splits + split) * group) * dim + d;
 #pragma unroll
-        for (int h = 0; h < kAttnMaxGroup; ++h)
+        for (int h = 0; h < MaxG; ++h)
             if (h < group) wo[h * dim] = o[h];
     }
 }
@@ -519,14 +533,23 @@ int lmmr1_k_decode_attention(int dtype, const void* q, const void* keys, const v
     const dim3 grid(static_cast<unsigned>(rows * kv_heads), static_cast<unsigned>(splits));
     const size_t smem = static_cast<size_t>(group) * (dim + kAttnKeys) * sizeof(float);   // ≤ 24 KiB: no opt-in needed
     const int threads = dim < 32 ? 32 : (dim + 31) / 32 * 32;
+    // Eight accumulators per thread when the group allows (Qwen2.5-VL-3B: 16 heads over 2), else sixteen.
     if (dtype == 1) {
-        decode_attn_split<bf16><<<grid, kAttnKeys, smem, st>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(keys), static_cast<const bf16*>(values),
-                                                            valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
+        if (group <= 8)
+            decode_attn_split<bf16, 8><<<grid, kAttnKeys, smem, st>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(keys), static_cast<const bf16*>(values),
+                                                                   valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
+        else
+            decode_attn_split<bf16, 16><<<grid, kAttnKeys, smem, st>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(keys), static_cast<const bf16*>(values),
+                                                                    valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
         decode_attn_combine<bf16><<<static_cast<unsigned>(rows * kv_heads * group), threads, 0, st>>>(ws_ml, ws_o, position, group, dim, splits,
                                                                                                      static_cast<bf16*>(out));
     } else {
-        decode_attn_split<float><<<grid, kAttnKeys, smem, st>>>(static_cast<const float*>(q), static_cast<const float*>(keys), static_cast<const float*>(values),
-                                                             valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
+        if (group <= 8)
+            decode_attn_split<float, 8><<<grid, kAttnKeys, smem, st>>>(static_cast<const float*>(q), static_cast<const float*>(keys), static_cast<const float*>(values),
+                                                                    valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
+        else
+            decode_attn_split<float, 16><<<grid, kAttnKeys, smem, st>>>(static_cast<const float*>(q), static_cast<const float*>(keys), static_cast<const float*>(values),
+                                                                     valid, position, kv_heads, group, dim, capacity, splits, scale, ws_ml, ws_o);
         decode_attn_combine<float><<<static_cast<unsigned>(rows * kv_heads * group), threads, 0, st>>>(ws_ml, ws_o, position, group, dim, splits,
                                                                                                       static_cast<float*>(out));
     }
