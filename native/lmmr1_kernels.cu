@@ -69,11 +69,12 @@ __global__ void silu_mul(const T* g, const T* u, T* out, int64_t n) {
 }
 
 // One decode token per row: q [B, H·D] → qo [B, H, D] rotated; k [B, KH·D] rotated into keys[b, kh, pos, :], v copied
-// into values[b, kh, pos, :] (keys/values [B, KH, C, D] contiguous), pos = *position. Rotation as ApplyRope:
+// into values[b, kh, pos, :] (keys/values [B, KH, C, D] contiguous), pos = *position. Rows of q, k and v are ldq, ldk
+// and ldv elements apart (views of one fused q/k/v GEMM's output, or contiguous). Rotation as ApplyRope:
 // round(round(x·cos) + round(rotate_half(x)·sin)), rotate_half(x)[d] = −x[d + D/2] for d < D/2, else x[d − D/2].
 template <typename T>
-__global__ void rope_decode(const T* q, const T* k, const T* v, const T* cosv, const T* sinv, T* qo, T* keys, T* values,
-                            const int64_t* position, int64_t rows, int heads, int kv_heads, int dim, int64_t capacity) {
+__global__ void rope_decode(const T* q, const T* k, const T* v, int64_t ldq, int64_t ldk, int64_t ldv, const T* cosv, const T* sinv, T* qo,
+                            T* keys, T* values, const int64_t* position, int64_t rows, int heads, int kv_heads, int dim, int64_t capacity) {
     const int all = heads + 2 * kv_heads, half = dim / 2;
     const int64_t n = rows * all * dim, pos = *position;
     GRID_STRIDE(i, n) {
@@ -83,10 +84,10 @@ __global__ void rope_decode(const T* q, const T* k, const T* v, const T* cosv, c
         const int64_t b = t / all;
         if (head >= heads + kv_heads) {
             const int64_t kh = head - heads - kv_heads;
-            store(values, ((b * kv_heads + kh) * capacity + pos) * dim + d, load(v, (b * kv_heads + kh) * dim + d));
+            store(values, ((b * kv_heads + kh) * capacity + pos) * dim + d, load(v, b * ldv + kh * dim + d));
             continue;
         }
-        const T* src = head < heads ? q + (b * heads + head) * dim : k + (b * kv_heads + (head - heads)) * dim;
+        const T* src = head < heads ? q + b * ldq + head * dim : k + b * ldk + (head - heads) * dim;
         const float x = load(src, d);
         const float rh = d < half ? -load(src, d + half) : load(src, d - half);
         const float c = load(cosv, b * dim + d), s = load(sinv, b * dim + d);
@@ -479,17 +480,18 @@ int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t
     return launched();
 }
 
-int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, const void* cosv, const void* sinv, void* qo, void* keys,
-                        void* values, const int64_t* position, int64_t rows, int heads, int kv_heads, int dim, int64_t capacity, void* stream) {
+int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, int64_t ldq, int64_t ldk, int64_t ldv, const void* cosv,
+                        const void* sinv, void* qo, void* keys, void* values, const int64_t* position, int64_t rows, int heads, int kv_heads,
+                        int dim, int64_t capacity, void* stream) {
     auto st = static_cast<cudaStream_t>(stream);
     int64_t n = rows * (heads + 2 * kv_heads) * dim;
     if (dtype == 1)
         rope_decode<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-                                                         static_cast<const bf16*>(cosv), static_cast<const bf16*>(sinv), static_cast<bf16*>(qo),
+                                                         ldq, ldk, ldv, static_cast<const bf16*>(cosv), static_cast<const bf16*>(sinv), static_cast<bf16*>(qo),
                                                          static_cast<bf16*>(keys), static_cast<bf16*>(values), position, rows, heads, kv_heads, dim, capacity);
     else
         rope_decode<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v),
-                                                          static_cast<const float*>(cosv), static_cast<const float*>(sinv), static_cast<float*>(qo),
+                                                          ldq, ldk, ldv, static_cast<const float*>(cosv), static_cast<const float*>(sinv), static_cast<float*>(qo),
                                                           static_cast<float*>(keys), static_cast<float*>(values), position, rows, heads, kv_heads, dim, capacity);
     return launched();
 }

@@ -31,8 +31,9 @@ extern "C" {
 int lmmr1_k_add_square(int dtype, const void* x, const void* r, void* h, float* sq, int64_t n, void* stream);
 int lmmr1_k_rms_apply(int dtype, const void* h, const float* var, const void* w, void* out, float eps, int64_t n, int64_t dim, void* stream);
 int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, void* stream);
-int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, const void* cosv, const void* sinv, void* qo, void* keys,
-                        void* values, const int64_t* position, int64_t rows, int heads, int kv_heads, int dim, int64_t capacity, void* stream);
+int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, int64_t ldq, int64_t ldk, int64_t ldv, const void* cosv,
+                        const void* sinv, void* qo, void* keys, void* values, const int64_t* position, int64_t rows, int heads, int kv_heads,
+                        int dim, int64_t capacity, void* stream);
 int lmmr1_k_head_logsoftmax(int dtype, const void* logits, int64_t ld, int64_t rows, int64_t vocab, const int64_t* labels, float inv_t,
                             int scaled, float* lp, float* lse, float* ent, void* stream);
 int lmmr1_k_head_dlogits(int dtype, void* logits, int64_t ld, int64_t rows, int64_t cols, const float* lse, const float* g, const int64_t* labels,
@@ -105,6 +106,19 @@ void need(const at::Tensor& t, const at::Tensor& x, at::ScalarType dt, int64_t n
     if (!t.is_cuda() || t.device() != x.device() || !t.is_contiguous() || t.scalar_type() != dt || t.numel() != numel)
         throw std::runtime_error(std::string(what) + ": expected a contiguous CUDA tensor of " + c10::toString(dt) + " with " +
                                  std::to_string(numel) + " elements on the input's device");
+}
+// The element distance between consecutive rows of t, `rows` rows of `width` contiguous elements on x's device in x's
+// dtype: contiguous (width), or [rows, 1, …, width] with unit dims between (a column slice of a wider row-major
+// tensor, as the q/k/v views of one fused GEMM's output).
+int64_t row_stride(const at::Tensor& t, const at::Tensor& x, int64_t rows, int64_t width, const char* what) {
+    if (t.is_cuda() && t.device() == x.device() && t.scalar_type() == x.scalar_type() && t.numel() == rows * width) {
+        if (t.is_contiguous()) return width;
+        bool ok = t.dim() >= 2 && t.size(0) == rows && t.size(-1) == width && t.stride(-1) == 1;
+        for (int64_t d = 1; ok && d < t.dim() - 1; ++d) ok = t.size(d) == 1;
+        if (ok) return t.stride(0);
+    }
+    throw std::runtime_error(std::string(what) + ": expected a CUDA tensor of " + c10::toString(x.scalar_type()) + " holding " + std::to_string(rows) +
+                             " rows of " + std::to_string(width) + " contiguous elements on the input's device");
 }
 void* stream_of(const at::Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
 void launched(int rc, const char* what) {
@@ -181,8 +195,8 @@ int lmmr1_fused_silu_mul(void* g, void* u, void** out) {
     } catch (const std::exception& e) { return fail(e); }
 }
 
-// One decode token per row. keys/values [B, KH, C, D] (the layer's static cache), q B·H·D, k/v B·KH·D, cos/sin B·D
-// elements (contiguous, any shape), position int64 [1]. Writes rotated k and v at cache index *position and returns
+// One decode token per row. keys/values [B, KH, C, D] (the layer's static cache), q B rows of H·D, k/v B rows of KH·D
+// (contiguous, or row-strided column slices: row_stride), cos/sin B·D elements (contiguous, any shape), position int64 [1]. Writes rotated k and v at cache index *position and returns
 // *q_out = rotated q [B, H, 1, D].
 int lmmr1_fused_rope_decode(void* q, void* k, void* v, void* cosv, void* sinv, void* keys, void* values, void* position, int heads,
                             void** q_out) {
@@ -193,14 +207,14 @@ int lmmr1_fused_rope_decode(void* q, void* k, void* v, void* cosv, void* sinv, v
         int64_t rows = kc.size(0), kvh = kc.size(1), cap = kc.size(2), dim = kc.size(3);
         need(kc, kc, kc.scalar_type(), kc.numel(), "rope_decode keys");
         need(T(values), kc, kc.scalar_type(), kc.numel(), "rope_decode values");
-        need(T(q), kc, kc.scalar_type(), rows * heads * dim, "rope_decode q");
-        need(T(k), kc, kc.scalar_type(), rows * kvh * dim, "rope_decode k");
-        need(T(v), kc, kc.scalar_type(), rows * kvh * dim, "rope_decode v");
+        int64_t ldq = row_stride(T(q), kc, rows, heads * dim, "rope_decode q");
+        int64_t ldk = row_stride(T(k), kc, rows, kvh * dim, "rope_decode k");
+        int64_t ldv = row_stride(T(v), kc, rows, kvh * dim, "rope_decode v");
         need(T(cosv), kc, kc.scalar_type(), rows * dim, "rope_decode cos");
         need(T(sinv), kc, kc.scalar_type(), rows * dim, "rope_decode sin");
         need(T(position), kc, at::kLong, 1, "rope_decode position");
         auto qo = at::empty({rows, heads, 1, dim}, kc.options());
-        launched(lmmr1_k_rope_decode(code, T(q).data_ptr(), T(k).data_ptr(), T(v).data_ptr(), T(cosv).data_ptr(), T(sinv).data_ptr(), qo.data_ptr(),
+        launched(lmmr1_k_rope_decode(code, T(q).data_ptr(), T(k).data_ptr(), T(v).data_ptr(), ldq, ldk, ldv, T(cosv).data_ptr(), T(sinv).data_ptr(), qo.data_ptr(),
                                      kc.data_ptr(), T(values).data_ptr(), T(position).data_ptr<int64_t>(), rows, heads, static_cast<int>(kvh),
                                      static_cast<int>(dim), cap, stream_of(kc)), "rope_decode");
         *q_out = new at::Tensor(std::move(qo));
@@ -288,6 +302,10 @@ int lmmr1_fused_decode_attention(void* q, void* keys, void* values, void* valid,
 const char* lmmr1_last_error() { return last_error.c_str(); }
 
 int lmmr1_abi_version() { return 5; }
+
+// The address of t's first element (storage pointer plus offset), 0 for a null handle: lets the managed side check that
+// parameters still are views of a fused tensor (TorchSharp 0.107 exposes no data pointer).
+int64_t lmmr1_data_ptr(void* t) { return t ? reinterpret_cast<int64_t>(T(t).data_ptr()) : 0; }
 
 // Flash varlen attention (VarlenFlash above) on TorchSharp handles; *out receives a new at::Tensor* (the caller owns
 // it) whose grad_fn runs the flash backward when q, k or v require grad.

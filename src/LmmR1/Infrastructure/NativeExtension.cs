@@ -46,6 +46,7 @@ public sealed unsafe class NativeExtension
     readonly delegate* unmanaged<nint, nint, double, int, nint*, nint*, nint*, int> headLogSoftmax;
     readonly delegate* unmanaged<nint, nint, nint, nint, long, double, int> headDLogits;
     readonly delegate* unmanaged<nint, nint, nint, nint, nint, nint*, int> decodeAttention;
+    readonly delegate* unmanaged<nint, long> dataPtr;
     readonly delegate* unmanaged<int> profilerStart;
     readonly delegate* unmanaged<sbyte*, sbyte*, int> profilerStop;
     readonly delegate* unmanaged<sbyte*> profilerError;
@@ -79,6 +80,7 @@ public sealed unsafe class NativeExtension
         headLogSoftmax = (delegate* unmanaged<nint, nint, double, int, nint*, nint*, nint*, int>)F("lmmr1_fused_head_logsoftmax");
         headDLogits = (delegate* unmanaged<nint, nint, nint, nint, long, double, int>)F("lmmr1_fused_head_dlogits");
         decodeAttention = (delegate* unmanaged<nint, nint, nint, nint, nint, nint*, int>)F("lmmr1_fused_decode_attention");
+        dataPtr = (delegate* unmanaged<nint, long>)F("lmmr1_data_ptr");
         // Optional (absent when lmmr1_profiler.cpp did not compile against this torch's headers).
         if (NativeLibrary.TryGetExport(h, "lmmr1_profiler_start", out nint ps) && NativeLibrary.TryGetExport(h, "lmmr1_profiler_stop", out nint pe)
             && NativeLibrary.TryGetExport(h, "lmmr1_profiler_error", out nint perr))
@@ -186,6 +188,14 @@ public sealed unsafe class NativeExtension
         Check(decodeAttention(q.Handle, keys.Handle, values.Handle, valid.Handle, position.Handle, &o), "fused decode_attention");
         GC.KeepAlive(q); GC.KeepAlive(keys); GC.KeepAlive(values); GC.KeepAlive(valid); GC.KeepAlive(position);
         return torch.Tensor.UnsafeCreateTensor(o);
+    }
+
+    /// <summary>The address of the tensor's first element (TorchSharp 0.107 exposes none).</summary>
+    public long DataPtr(torch.Tensor t)
+    {
+        long p = dataPtr(t.Handle);
+        GC.KeepAlive(t);
+        return p;
     }
 
     /// <summary>Whether the loaded library has the flash varlen entry point (every ABI-2 build does).</summary>

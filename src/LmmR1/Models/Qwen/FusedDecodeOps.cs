@@ -12,8 +12,8 @@
 // Attention is the exception: decode_attention replaces SDPA over the attention window under an additive mask with
 // its own split-key kernel that reads only the keys up to the cache's Position and skips invalid ones (GQA without
 // expanding K/V, fp32 softmax and P·V). It is a different computation, equal up to rounding, so it has its own switch
-// (QwenVLModel.FusedAttention, LMMR1_FUSED_ATTENTION=0) and graph-check reports it apart from the
-// bit-identical kernels.
+// (QwenVLModel.FusedAttention, off unless LMMR1_FUSED_ATTENTION=1: it is correct but slower than cuDNN's kernel, see
+// bench/README.md) and graph-check reports it apart from the bit-identical kernels.
 using LmmR1.Infrastructure;
 using TorchSharp;
 using static TorchSharp.torch;

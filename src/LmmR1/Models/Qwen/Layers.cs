@@ -31,7 +31,18 @@ internal sealed class Dense : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>A Dense whose weight (and bias) are <paramref name="weightView"/> (<paramref name="biasView"/>) made
+    /// parameters: views into a larger tensor (QwenAttention's fused q/k/v), the same memory, so loading, optimizer
+    /// steps and LoRA merges, all in place, change both.</summary>
+    public Dense(Tensor weightView, Tensor? biasView) : base(nameof(Dense))
+    {
+        weight = new Parameter(weightView, requires_grad: true);
+        bias = biasView is null ? null : new Parameter(biasView, requires_grad: true);
+        RegisterComponents();
+    }
+
     public Parameter Weight => weight;
+    internal Parameter? Bias => bias;
     internal LoraWeight? LoraA => loraA;
     internal LoraWeight? LoraB => loraB;
 

@@ -54,8 +54,9 @@ public sealed class QwenVLModel : nn.Module
     public bool FusedDecode { get; set; } = true;
     /// <summary>With <see cref="FusedDecode"/>: attention through the decode_attention kernel (FusedDecodeOps.TakesAttention:
     /// only the valid keys up to the cache position) instead of SDPA over the window under a mask. Equal up to rounding,
-    /// not bit for bit; false for A/B checks (also LMMR1_FUSED_ATTENTION=0).</summary>
-    public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("LMMR1_FUSED_ATTENTION") != "0";
+    /// not bit for bit. Off unless LMMR1_FUSED_ATTENTION=1: on the H100 it took 0.34 ms a layer against cuDNN's 0.18 at
+    /// 512 rows × 501 keys (bench kernel-check; bench/README.md), so it stays an opt-in for A/B work.</summary>
+    public bool FusedAttention { get; set; } = Environment.GetEnvironmentVariable("LMMR1_FUSED_ATTENTION") == "1";
     readonly Lazy<FusedDecodeOps?> fusedOps;
     /// <summary>Whether DecodeStatic would run fused now.</summary>
     public bool UsesFusedDecode => FusedDecode && fusedOps.Value is not null;
@@ -494,6 +495,9 @@ public sealed class QwenVLModel : nn.Module
         }
         return LmHead(h).squeeze(1).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Decoder layer <paramref name="i"/>'s self-attention (tests).</summary>
+    internal QwenAttention SelfAttention(int i) => model.Layers[i].SelfAttention;
 
     /// <summary>Frees handles that activation checkpointing and the chunked head hand to libtorch during backward (call
     /// after each backward() through the model; a no-op otherwise).</summary>

@@ -16,15 +16,77 @@ internal sealed class QwenAttention : nn.Module
     [ComponentName(Name = "v_proj")] readonly Dense vProj;
     [ComponentName(Name = "o_proj")] readonly Dense oProj;
     readonly int heads, kvHeads, headDim;
+    // q_proj, k_proj and v_proj are views of one [q; k; v] weight and bias (rows 0…qd−1, qd…qd+kd−1, qd+kd…), so that
+    // inference on CUDA runs one GEMM for the three (Project) while the parameters, their names and the checkpoint
+    // layout stay Hugging Face's. Held in a plain object so that RegisterComponents does not make them buffers: state
+    // dicts, optimizers and checkpoints see only the three views.
+    sealed class Fused(Tensor weight, Tensor bias)
+    {
+        public Tensor Weight { get; } = weight;
+        public Tensor Bias { get; } = bias;
+    }
+    readonly Fused qkv;
+    readonly long qd, kd;
 
     public QwenAttention(QwenTextConfig c, ScalarType dtype, Device device) : base(nameof(QwenAttention))
     {
         heads = c.NumHeads; kvHeads = c.NumKvHeads; headDim = c.HeadDim;
-        qProj = new Dense(c.HiddenSize, heads * headDim, true, dtype, device);
-        kProj = new Dense(c.HiddenSize, kvHeads * headDim, true, dtype, device);
-        vProj = new Dense(c.HiddenSize, kvHeads * headDim, true, dtype, device);
+        qd = (long)heads * headDim; kd = (long)kvHeads * headDim;
+        qkv = new Fused(torch.empty([qd + 2 * kd, c.HiddenSize], dtype, device).DetachFromDisposeScope(),
+                        torch.empty([qd + 2 * kd], dtype, device).DetachFromDisposeScope());
+        Tensor qkvWeight = qkv.Weight, qkvBias = qkv.Bias;
+        using (var w = qkvWeight.narrow(0, 0, qd)) using (var b = qkvBias.narrow(0, 0, qd)) qProj = new Dense(w, b);
+        using (var w = qkvWeight.narrow(0, qd, kd)) using (var b = qkvBias.narrow(0, qd, kd)) kProj = new Dense(w, b);
+        using (var w = qkvWeight.narrow(0, qd + kd, kd)) using (var b = qkvBias.narrow(0, qd + kd, kd)) vProj = new Dense(w, b);
         oProj = new Dense(heads * headDim, c.HiddenSize, false, dtype, device);
         RegisterComponents();
+    }
+
+    /// <summary>The fused [q; k; v] weight and bias whose views q_proj, k_proj and v_proj were made, or null once an
+    /// adapter is attached to one of them (the fused GEMM would leave it out).</summary>
+    internal (Tensor Weight, Tensor Bias)? FusedQkv() =>
+        qProj.LoraA is null && kProj.LoraA is null && vProj.LoraA is null ? (qkv.Weight, qkv.Bias) : null;
+
+    /// <summary>Whether q_proj, k_proj and v_proj (weights and biases) still start where their rows of the fused tensors
+    /// do, i.e. nothing replaced a parameter since construction (every load, optimizer step and merge is in place).</summary>
+    internal bool StillViews(NativeExtension native)
+    {
+        long w0 = native.DataPtr(qkv.Weight), b0 = native.DataPtr(qkv.Bias), es = qkv.Weight.ElementSize, row = qkv.Weight.shape[1] * es;
+        return native.DataPtr(qProj.Weight) == w0 && native.DataPtr(kProj.Weight) == w0 + qd * row && native.DataPtr(vProj.Weight) == w0 + (qd + kd) * row
+               && qProj.Bias is { } qb && native.DataPtr(qb) == b0 && kProj.Bias is { } kb && native.DataPtr(kb) == b0 + qd * es
+               && vProj.Bias is { } vb && native.DataPtr(vb) == b0 + (qd + kd) * es;
+    }
+
+    /// <summary>Whether the projections of a generation pass (<paramref name="generating"/>: a forward that fills a KV
+    /// cache, or a static decode step) run as one GEMM: on CUDA without grad, with the native extension loaded, while
+    /// <see cref="FusedQkv"/> and <see cref="StillViews"/> hold. All generation paths alike, so the eager engine, the
+    /// static step and the graphs still agree bit for bit; the log-prob, reference and training forwards keep the three
+    /// GEMMs, so their log-probs stay those of the update's own forward (a KL of exactly 0 at the first step).</summary>
+    internal bool ProjectsFused(Tensor x, bool generating) =>
+        generating && x.device.type == DeviceType.CUDA && !torch.is_grad_enabled() && FusedQkv() is not null
+        && NativeExtension.TryGet() is { } native && StillViews(native);
+
+    /// <summary>x [B, T, H] → q [B, T, qd], k, v [B, T, kd]: three GEMMs, or one over the fused weight whose output the
+    /// three are views of (<see cref="ProjectsFused"/>).</summary>
+    (Tensor Q, Tensor K, Tensor V) Project(Tensor x, bool generating)
+    {
+        if (ProjectsFused(x, generating))
+        {
+            var (w, b) = FusedQkv()!.Value;
+            var y = Dense.Linear(x, w, b);                                     // [B, T, qd + 2kd]
+            return (y.narrow(-1, 0, qd), y.narrow(-1, qd, kd), y.narrow(-1, qd + kd, kd));
+        }
+        return (qProj.forward(x), kProj.forward(x), vProj.forward(x));
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            qkv.Weight.Dispose();
+            qkv.Bias.Dispose();
+        }
+        base.Dispose(disposing);
     }
 
     /// <param name="x">[B, T, H]</param>
@@ -35,9 +97,10 @@ internal sealed class QwenAttention : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        var q = qProj.forward(x).view(b, t, heads, headDim).transpose(1, 2);   // [B, H, T, D]
-        var k = kProj.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // [B, kvH, T, D]
-        var v = vProj.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2);
+        var (qp, kp, vp) = Project(x, generating: cache is not null);
+        var q = qp.view(b, t, heads, headDim).transpose(1, 2);                 // [B, H, T, D]
+        var k = kp.view(b, t, kvHeads, headDim).transpose(1, 2);               // [B, kvH, T, D]
+        var v = vp.view(b, t, kvHeads, headDim).transpose(1, 2);
         q = AttentionMath.ApplyRope(q, cos, sin);
         k = AttentionMath.ApplyRope(k, cos, sin);
         if (cache is not null) (k, v) = cache.Write(layer, k, v);            // [B, kvH, past+T, D]
@@ -54,9 +117,10 @@ internal sealed class QwenAttention : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0];
-        var q = qProj.forward(x).view(b, 1, heads, headDim).transpose(1, 2);   // [B, H, 1, D]
-        var k = kProj.forward(x).view(b, 1, kvHeads, headDim).transpose(1, 2); // [B, kvH, 1, D]
-        var v = vProj.forward(x).view(b, 1, kvHeads, headDim).transpose(1, 2);
+        var (qp, kp, vp) = Project(x, generating: true);
+        var q = qp.view(b, 1, heads, headDim).transpose(1, 2);                 // [B, H, 1, D]
+        var k = kp.view(b, 1, kvHeads, headDim).transpose(1, 2);               // [B, kvH, 1, D]
+        var v = vp.view(b, 1, kvHeads, headDim).transpose(1, 2);
         q = AttentionMath.ApplyRope(q, cos, sin);
         k = AttentionMath.ApplyRope(k, cos, sin);
         var (keys, values) = cache.Write(layer, k, v);                         // [B, kvH, Window, D]
@@ -71,7 +135,8 @@ internal sealed class QwenAttention : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         long b = x.shape[0];
-        var q = fused.RopeDecode(qProj.forward(x), kProj.forward(x), vProj.forward(x), cos, sin, cache, layer, heads);   // [B, H, 1, D]
+        var (qp, kp, vp) = Project(x, generating: true);                       // views of one GEMM's rows (row-strided)
+        var q = fused.RopeDecode(qp, kp, vp, cos, sin, cache, layer, heads);   // [B, H, 1, D]
         Tensor o;
         if (mask is null) o = fused.Attention(q, cache, layer);               // [B, H, 1, D]
         else
@@ -128,6 +193,8 @@ internal sealed class DecoderLayer : nn.Module
         postNorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype, device);
         RegisterComponents();
     }
+
+    internal QwenAttention SelfAttention => attn;
 
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl, PackedSequences? packed = null)
     {
