@@ -151,7 +151,7 @@ public static class BenchRlStepCommand
             {
                 ["what"] = "lmmr1_rl_step", ["step"] = report.GlobalStep, ["estimator"] = config.Algorithm.Estimator.CliName(),
                 ["reference"] = models.Reference is not null, ["kl_coef"] = config.Algorithm.InitKlCoef,
-                ["device"] = config.Model.Device, ["bf16"] = config.Model.Bf16, ["gradient_checkpointing"] = config.Model.GradientCheckpointing,
+                ["device"] = config.Model.Device, ["bf16"] = config.Model.Bf16, ["gradient_checkpointing"] = config.Model.GradientCheckpointing, ["gradient_checkpointing_layers"] = config.Model.GradientCheckpointingLayers,
                 ["model"] = actorConfig.ModelType, ["pretrain"] = pretrain, ["load_s"] = Math.Round(loadS, 2),
                 ["prompts"] = rb, ["samples_per_prompt"] = config.Rollout.SamplesPerPrompt, ["samples"] = m.Rollout.Samples,
                 ["generate_max_len"] = config.Rollout.GenerateMaxLen, ["synthetic_response_len"] = b.ResponseLengths,

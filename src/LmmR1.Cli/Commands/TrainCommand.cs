@@ -90,7 +90,7 @@ public static class TrainCommand
         public readonly Option<double?> KlTarget;
         public readonly Option<long> KlHorizon;
         public readonly Option<bool> UseKlLoss, NoAdvantageStdNorm;
-        public readonly Option<int> FreezingActorSteps;
+        public readonly Option<int> FreezingActorSteps, GradientCheckpointingLayers;
         public readonly Option<string> PolicyLossType, LossAggMode;
         public readonly Option<double[]> EpsClipLowHigh, DynamicFilteringRange;
         public readonly Option<double?> DualClip;
@@ -128,6 +128,7 @@ public static class TrainCommand
             FreezePrefix.DefaultValueFactory = _ => [];
             Bf16 = Add<bool>("--bf16", "bf16 weights, fp32 master weights in AdamW");
             GradientCheckpointing = Add<bool>("--gradient_checkpointing", "Recompute decoder layers in backward");
+            GradientCheckpointingLayers = Add("--gradient_checkpointing_layers", "With --gradient_checkpointing: recompute only the first N decoder layers (ours; 0 = all)", 0);
             PackingSamples = Add<bool>("--packing_samples", "Log-prob, reference, value and update passes without padding (rows packed into one sequence)");
             ValueHeadPrefix = Add<string?>("--value_head_prefix", "Critic value head name", "score");
             Device = Add<string?>("--device", "cpu, cuda or cuda:N (one process holds every model)", "cpu");
@@ -299,6 +300,7 @@ public static class TrainCommand
                     FreezePrefix = pr.GetValue(FreezePrefix) ?? [],
                     Bf16 = pr.GetValue(Bf16),
                     GradientCheckpointing = pr.GetValue(GradientCheckpointing),
+                    GradientCheckpointingLayers = pr.GetValue(GradientCheckpointingLayers),
                     PackingSamples = pr.GetValue(PackingSamples),
                     ValueHeadPrefix = pr.GetValue(ValueHeadPrefix) ?? "score",
                     Device = pr.GetValue(Device) ?? "cpu",
@@ -417,6 +419,7 @@ public static class TrainCommand
         var actorConfig = LoadConfig(pretrain, "--pretrain");
         QwenVLConfig? criticConfig = config.UsesCritic ? LoadConfig(config.Model.CriticPretrain!, "--critic_pretrain") : null;
         config.Model.Lora?.Select(LoraLayout.LinearLayers(actorConfig).Select(l => l.Name).ToList());   // --target_modules against the config
+        config.Model.CheckCheckpointLayers(actorConfig.Text.NumLayers);
         var tokenizer = LoadTokenizer(pretrain);
         if (tokenizer.VocabSize > actorConfig.Text.VocabSize)
             throw InputException.At(null, null, "--pretrain", $"the tokenizer has {tokenizer.VocabSize} ids but config.json's vocab_size is {actorConfig.Text.VocabSize}");

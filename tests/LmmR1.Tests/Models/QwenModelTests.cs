@@ -148,15 +148,19 @@ public class QwenModelTests(QwenFixtures fx) : IClassFixture<QwenFixtures>
         TensorAssert.Equal(full.Logits!, viaEmbeds.Logits!, "logits from image embeddings");
     }
 
-    [Fact]
-    public void GradientCheckpointingGivesTheSameGradients()
+    [Theory]
+    [InlineData(0)]      // every layer recomputed
+    [InlineData(1)]      // --gradient_checkpointing_layers 1: the first of the fixture's two layers only
+    public void GradientCheckpointingGivesTheSameGradients(int checkpointLayers)
     {
         using var r = new QwenReference("qwen25vl-tiny");
         using var model = r.Load();
+        Assert.True(model.Config.Text.NumLayers > checkpointLayers);
         using var scope = torch.NewDisposeScope();
         Dictionary<string, Tensor> Grads(bool checkpoint)
         {
             model.GradientCheckpointing = checkpoint;
+            model.CheckpointLayers = checkpointLayers;
             model.zero_grad();
             using (var o = model.Forward(r.InputIds, r.AttentionMask, r.PixelValues, r.ImageGridThw))
             {

@@ -58,15 +58,17 @@ public class PackingTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(false, AttentionImpl.Sdpa)]
-    [InlineData(true, AttentionImpl.Sdpa)]
-    [InlineData(false, AttentionImpl.Eager)]
-    public void PackedLogProbsLossAndGradientsEqualThePaddedOnes(bool checkpointing, AttentionImpl impl)
+    [InlineData(false, AttentionImpl.Sdpa, 0)]
+    [InlineData(true, AttentionImpl.Sdpa, 0)]
+    [InlineData(true, AttentionImpl.Sdpa, 1)]      // selective: only the first layer recomputed
+    [InlineData(false, AttentionImpl.Eager, 0)]
+    public void PackedLogProbsLossAndGradientsEqualThePaddedOnes(bool checkpointing, AttentionImpl impl, int checkpointLayers)
     {
         var c = TinyRl.Config(TestPaths.NewTempDir("packing"));
         using var model = QwenVLModel.Load(TinyRl.Model, ScalarType.Float32, torch.CPU);
         model.Attention = impl;
         model.GradientCheckpointing = checkpointing;
+        model.CheckpointLayers = checkpointLayers;
         var (items, visions) = VisionSharingTests.Items(c, seed: 5);
         try
         {

@@ -93,6 +93,9 @@ public class TrainCommandTests(ITestOutputHelper output)
     [InlineData("--processor_kwargs", new[] { "--processor_kwargs", "{\"min_pixels\": 10, \"max_pixels\": 5}" })]
     [InlineData("--rollout_batch_size", new[] { "--rollout_batch_size", "4", "--train_batch_size", "8" })]   // 4 > 3 prompts
     [InlineData("--pretrain", new[] { "--pretrain", "/nonexistent/model" })]
+    [InlineData("--gradient_checkpointing_layers", new[] { "--gradient_checkpointing", "--gradient_checkpointing_layers", "-1" })]
+    [InlineData("--gradient_checkpointing_layers", new[] { "--gradient_checkpointing_layers", "1" })]                    // without --gradient_checkpointing
+    [InlineData("--gradient_checkpointing_layers", new[] { "--gradient_checkpointing", "--gradient_checkpointing_layers", "3" })]   // the model has 2
     public void InvalidFlagsFailAtStartNamingTheFlag(string flag, string[] args)
     {
         var (code, _, stderr) = Run(Valid(args));

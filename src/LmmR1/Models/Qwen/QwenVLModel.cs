@@ -47,6 +47,12 @@ public sealed class QwenVLModel : nn.Module
     /// <summary>Recompute each decoder layer in backward instead of keeping its activations (training only; ignored
     /// without grad mode or with a KV cache).</summary>
     public bool GradientCheckpointing { get; set; }
+    /// <summary>With <see cref="GradientCheckpointing"/>: recompute only the first N decoder layers in backward and keep
+    /// the others' activations (0: every layer). Trades memory for the recompute's time where memory is left over.</summary>
+    public int CheckpointLayers { get; set; }
+
+    /// <summary>Whether decoder layer <paramref name="i"/> is recomputed in backward (checkpointing on for this pass).</summary>
+    bool Checkpointed(bool checkpoint, int i) => checkpoint && (CheckpointLayers <= 0 || i < CheckpointLayers);
     /// <summary>The LoRA adapters attached by <see cref="AttachLora"/>, or null (Lora.cs).</summary>
     public LoraAdapters? Lora { get; private set; }
     /// <summary>DecodeStatic uses the fused decode kernels where they can run (FusedDecodeOps: CUDA, float32/bf16, the
@@ -387,7 +393,7 @@ public sealed class QwenVLModel : nn.Module
         for (int i = 0; i < layers.Count; i++)
         {
             var layer = layers[i];
-            if (checkpoint)
+            if (Checkpointed(checkpoint, i))
             {
                 int li = i;
                 Func<Tensor, IReadOnlyList<Tensor>, Tensor> fn = (x, aux) =>
@@ -444,7 +450,7 @@ public sealed class QwenVLModel : nn.Module
         for (int i = 0; i < layers.Count; i++)
         {
             var layer = layers[i];
-            if (checkpoint)
+            if (Checkpointed(checkpoint, i))
             {
                 int li = i;
                 Func<Tensor, IReadOnlyList<Tensor>, Tensor> fn = (x, aux) => layer.Forward(x, aux[0], aux[1], null, null, li, Attention, packed);

@@ -24,6 +24,19 @@ public sealed record PpoModelSettings
     public bool Bf16 { get; init; }
     /// <summary>--gradient_checkpointing: recompute decoder layers in backward.</summary>
     public bool GradientCheckpointing { get; init; }
+    /// <summary>--gradient_checkpointing_layers N (ours): with --gradient_checkpointing, recompute only the first N decoder
+    /// layers of the actor and critic and keep the activations of the others (0: all layers, OpenRLHF's behaviour).
+    /// Each layer left out saves its recompute in backward and holds its activations instead.</summary>
+    public int GradientCheckpointingLayers { get; init; }
+
+    /// <summary>Throws when --gradient_checkpointing_layers names more layers than a model of <paramref name="layers"/>
+    /// decoder layers has (checked once the model's config is read).</summary>
+    public void CheckCheckpointLayers(int layers)
+    {
+        if (GradientCheckpointingLayers > layers)
+            throw InputException.At(null, null, "--gradient_checkpointing_layers",
+                $"{GradientCheckpointingLayers} exceeds the model's {layers} decoder layers (0 = all of them)");
+    }
     /// <summary>--packing_samples: the log-prob, reference, value and update passes run each micro-batch's rows as one
     /// sequence without padding (per-row attention and M-RoPE positions; flash varlen on CUDA). Same numbers up to
     /// rounding; generation is unaffected.</summary>
@@ -291,6 +304,10 @@ public sealed record PpoConfig
         if (string.IsNullOrWhiteSpace(Model.ValueHeadPrefix)) throw Flag("--value_head_prefix", "must not be empty");
         foreach (var p in Model.FreezePrefix)
             if (string.IsNullOrWhiteSpace(p)) throw Flag("--freeze_prefix", "prefixes must not be empty");
+        if (Model.GradientCheckpointingLayers < 0)
+            throw Flag("--gradient_checkpointing_layers", $"must be ≥ 0 (0 = every layer), got {Model.GradientCheckpointingLayers}");
+        if (Model.GradientCheckpointingLayers > 0 && !Model.GradientCheckpointing)
+            throw Flag("--gradient_checkpointing_layers", "chooses how many layers --gradient_checkpointing recomputes: add --gradient_checkpointing");
         if (Model.Lora is { } lora)
         {
             lora.Validate();

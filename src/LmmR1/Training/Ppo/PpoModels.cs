@@ -70,8 +70,14 @@ public sealed class PpoModels : IDisposable
             log?.Invoke($"froze {frozen} actor parameter tensor(s) with prefix(es) {string.Join(", ", c.Model.FreezePrefix)}");
         if (reference is not null && !ReferenceEquals(reference, actor))
             foreach (var p in reference.parameters()) p.requires_grad = false;
+        c.Model.CheckCheckpointLayers(actor.Config.Text.NumLayers);
         actor.GradientCheckpointing = c.Model.GradientCheckpointing;
-        if (critic is not null) critic.GradientCheckpointing = c.Model.GradientCheckpointing;
+        actor.CheckpointLayers = c.Model.GradientCheckpointingLayers;
+        if (critic is not null)
+        {
+            critic.GradientCheckpointing = c.Model.GradientCheckpointing;
+            critic.Backbone.CheckpointLayers = c.Model.GradientCheckpointingLayers;
+        }
         if (c.Model.GradientCheckpointing && actor.Lora is null && IsFrozen(actor, "model.embed_tokens.weight"))
             throw InputException.At(null, null, "--freeze_prefix",
                 "freezing the token embeddings with --gradient_checkpointing leaves the checkpointed layers without gradients; drop one of them");

@@ -191,9 +191,12 @@ public sealed record MemoryEstimate(IReadOnlyList<(string Part, double Bytes)> P
         long b = c.Optim.MicroTrainBatchSize;
         double perLayer = (double)b * seq * (8.0 * t.HiddenSize + 4.0 * t.IntermediateSize) * w;
         double layerInputs = (double)b * seq * t.HiddenSize * w;
-        double acts = c.Model.GradientCheckpointing ? t.NumLayers * layerInputs + perLayer : t.NumLayers * perLayer;
+        // Checkpointed layers keep their inputs (plus one layer's activations while it is recomputed); the others keep all.
+        int recomputed = !c.Model.GradientCheckpointing ? 0 : c.Model.GradientCheckpointingLayers is > 0 and var n ? Math.Min(n, t.NumLayers) : t.NumLayers;
+        double acts = recomputed * layerInputs + (t.NumLayers - recomputed) * perLayer + (recomputed > 0 ? perLayer : 0);
         double logits = (double)b * c.Rollout.GenerateMaxLen * t.VocabSize * (w + 8);
-        parts.Add(($"actor activations (micro-batch {b} × {seq}, {(c.Model.GradientCheckpointing ? "checkpointed" : "no checkpointing")})", acts));
+        string ckpt = recomputed == 0 ? "no checkpointing" : recomputed == t.NumLayers ? "checkpointed" : $"{recomputed} of {t.NumLayers} layers checkpointed";
+        parts.Add(($"actor activations (micro-batch {b} × {seq}, {ckpt})", acts));
         parts.Add(("actor action logits + fp32 log-softmax", logits));
         if (c.UsesCritic) parts.Add(("critic activations", acts));
         return new MemoryEstimate(parts) { Notes = notes };
