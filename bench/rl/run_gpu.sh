@@ -13,7 +13,8 @@
 #   train_pack, rl_rb_pack, rl_gn_pack  train / rl_rb / rl_gn with --packing_samples (padding-free passes, flash varlen)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
 # LENS (MEDIAN:SIGMA, 256:0.5; none = no forced stops, every response MAXNEW long) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
-# gradient checkpointing, vision tower frozen. STEPS (2) steps each. JSON lines go to $OUT/rl.jsonl; a table last.
+# gradient checkpointing, vision tower frozen. STEPS (2) steps each. RL_EXTRA: more flags for every rl-step part (e.g.
+# "--gradient_checkpointing_layers 28"). JSON lines go to $OUT/rl.jsonl; a table last.
 # usage: OUT=... bash bench/rl/run_gpu.sh LMMR1_TARBALL TOKENIZER_DIR [BASELINE_DIR]
 set -uo pipefail
 TAR=$1; TOK=$2; BASE=${3:-$(cd "$(dirname "$0")" && pwd)}
@@ -38,7 +39,7 @@ rl() {  # rl NAME extra-flags...
     --freeze_prefix visual --rollout_batch_size "$PROMPTS" --n_samples_per_prompt "$SAMPLES" --train_batch_size $(( PROMPTS * SAMPLES )) \
     --micro_train_batch_size 8 --micro_rollout_batch_size ${MICRO_ROLLOUT:-8} --generate_max_len "$MAXNEW" --prompt_max_len 8192 \
     $( [[ "$LENS" == none ]] || echo --synthetic_response_len "$LENS" ) --synthetic_reward --bench_steps "$STEPS" --actor_learning_rate 1e-6 --temperature 1.0 \
-    --work_dir /tmp/rl-data --output "$RES" "$@" > "$OUT/$name.log" 2>&1
+    --work_dir /tmp/rl-data --output "$RES" "$@" ${RL_EXTRA:-} > "$OUT/$name.log" 2>&1
   el "$name exit $?: $(grep -c lmmr1_rl_step "$OUT/$name.log") steps"; grep -v '^{' "$OUT/$name.log" | tail -4 >&2
 }
 
