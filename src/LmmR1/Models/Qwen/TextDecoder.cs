@@ -57,13 +57,16 @@ internal sealed class QwenAttention : nn.Module
                && vProj.Bias is { } vb && native.DataPtr(vb) == b0 + (qd + kd) * es;
     }
 
+    /// <summary>LMMR1_FUSED_QKV=0 keeps the three GEMMs in generation too (A/B timing).</summary>
+    static readonly bool FusedQkvOn = Environment.GetEnvironmentVariable("LMMR1_FUSED_QKV") != "0";
+
     /// <summary>Whether the projections of a generation pass (<paramref name="generating"/>: a forward that fills a KV
     /// cache, or a static decode step) run as one GEMM: on CUDA without grad, with the native extension loaded, while
     /// <see cref="FusedQkv"/> and <see cref="StillViews"/> hold. All generation paths alike, so the eager engine, the
     /// static step and the graphs still agree bit for bit; the log-prob, reference and training forwards keep the three
     /// GEMMs, so their log-probs stay those of the update's own forward (a KL of exactly 0 at the first step).</summary>
     internal bool ProjectsFused(Tensor x, bool generating) =>
-        generating && x.device.type == DeviceType.CUDA && !torch.is_grad_enabled() && FusedQkv() is not null
+        generating && x.device.type == DeviceType.CUDA && !torch.is_grad_enabled() && FusedQkvOn && FusedQkv() is not null
         && NativeExtension.TryGet() is { } native && StillViews(native);
 
     /// <summary>x [B, T, H] → q [B, T, qd], k, v [B, T, kd]: three GEMMs, or one over the fused weight whose output the
