@@ -146,30 +146,26 @@ public static class BenchGraphCheckCommand
 
     static int BitEqualRows(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y) => x.Zip(y).Count(p => BitEqual(p.First, p.Second));
 
-    /// <summary>Largest |Δ log-prob| over each row's common token prefix.</summary>
-    static double MaxLogProbDiff(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y)
+    /// <summary>How two rows agree: the length of their common token prefix, the largest |Δ log-prob| over it, and
+    /// whether they are the same tokens throughout.</summary>
+    static (int Common, double PrefixLp, bool Same) Agreement(GenerationOutput p, GenerationOutput q)
     {
-        double m = 0;
-        foreach (var (p, q) in x.Zip(y))
-            for (int j = 0; j < Math.Min(p.TokenIds.Length, q.TokenIds.Length) && p.TokenIds[j] == q.TokenIds[j]; j++)
-                m = Math.Max(m, Math.Abs(p.LogProbs[j] - q.LogProbs[j]));
-        return Math.Round(m, 7);
+        int n = Math.Min(p.TokenIds.Length, q.TokenIds.Length), j = 0;
+        double prefixLp = 0;
+        for (; j < n && p.TokenIds[j] == q.TokenIds[j]; j++) prefixLp = Math.Max(prefixLp, Math.Abs(p.LogProbs[j] - q.LogProbs[j]));
+        return (j, prefixLp, j == n && p.TokenIds.Length == q.TokenIds.Length);
     }
+
+    /// <summary>Largest |Δ log-prob| over each row's common token prefix.</summary>
+    static double MaxLogProbDiff(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y) =>
+        Math.Round(x.Zip(y).Select(r => Agreement(r.First, r.Second).PrefixLp).DefaultIfEmpty(0).Max(), 7);
 
     /// <summary>Rows of <paramref name="y"/> equal to <paramref name="x"/>, divergences and how many are near-ties (as
     /// Compare counts them), and the largest |Δ log-prob| over the common prefixes.</summary>
     static Dictionary<string, object?> Divergences(IReadOnlyList<GenerationOutput> x, IReadOnlyList<GenerationOutput> y)
     {
-        int same = 0, diverged = 0, nearTies = 0;
-        foreach (var (p, q) in x.Zip(y))
-        {
-            int n = Math.Min(p.TokenIds.Length, q.TokenIds.Length), j = 0;
-            double prefixLp = 0;
-            for (; j < n && p.TokenIds[j] == q.TokenIds[j]; j++) prefixLp = Math.Max(prefixLp, Math.Abs(p.LogProbs[j] - q.LogProbs[j]));
-            if (j == n && p.TokenIds.Length == q.TokenIds.Length) { same++; continue; }
-            diverged++;
-            if (prefixLp <= PrefixAgreement) nearTies++;
-        }
+        var rows = x.Zip(y).Select(r => Agreement(r.First, r.Second)).ToList();
+        int same = rows.Count(r => r.Same), diverged = rows.Count - same, nearTies = rows.Count(r => !r.Same && r.PrefixLp <= PrefixAgreement);
         return new() { ["equal_rows"] = same, ["diverged_rows"] = diverged, ["near_tie_divergences"] = nearTies, ["other_divergences"] = diverged - nearTies,
                        ["max_abs_logprob_diff_common_prefix"] = MaxLogProbDiff(x, y) };
     }
@@ -184,17 +180,11 @@ public static class BenchGraphCheckCommand
         {
             if (BitEqual(b[i], c[i])) bitExact++;
             tokens += c[i].TokenIds.Length;
-            int n = Math.Min(a[i].TokenIds.Length, c[i].TokenIds.Length), j = 0;
-            double prefixLp = 0;
-            while (j < n && a[i].TokenIds[j] == c[i].TokenIds[j])
-            {
-                prefixLp = Math.Max(prefixLp, Math.Abs(a[i].LogProbs[j] - c[i].LogProbs[j]));
-                j++;
-            }
+            var (common, prefixLp, equal) = Agreement(a[i], c[i]);
             maxPrefixLp = Math.Max(maxPrefixLp, prefixLp);
-            if (j == n && a[i].TokenIds.Length == c[i].TokenIds.Length) { same++; continue; }
+            if (equal) { same++; continue; }
             diverged++;
-            firstSteps.Add(j);
+            firstSteps.Add(common);
             if (prefixLp <= PrefixAgreement) nearTies++;
         }
         return new Dictionary<string, object?>
