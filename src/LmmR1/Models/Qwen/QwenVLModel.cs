@@ -68,13 +68,16 @@ public sealed class QwenVLModel : nn.Module
     public bool UsesFusedDecode => FusedDecode && fusedOps.Value is not null;
     /// <summary>Whether DecodeStatic would attend through decode_attention now (it then reads the valid keys up to the
     /// cache position whatever the cache's Window, so attention windows gain nothing).</summary>
+    public bool UsesFusedAttention => UsesFusedDecode && AttendsFused;
+    /// <summary>FusedAttention is on and decode_attention takes this model's shape (DecodeStatic's fused step then attends
+    /// through it).</summary>
+    bool AttendsFused => FusedAttention && FusedDecodeOps.TakesAttention(Config.Text);
     /// <summary>HeadLogProbs runs each chunk's log-softmax and gradient through the native extension's head kernels
     /// where they can run (CUDA, float32/bf16, the extension built with nvcc); false, or LMMR1_FUSED_HEAD=0: the
     /// TorchSharp ops (the log-sum-exp then differs in the order of its sum; the gradient is the same chain).</summary>
     public bool FusedHead { get; set; } = Environment.GetEnvironmentVariable("LMMR1_FUSED_HEAD") != "0";
     NativeExtension? HeadKernels => FusedHead && Device.type == DeviceType.CUDA && DType is ScalarType.Float32 or ScalarType.BFloat16
                                      && NativeExtension.TryGet() is { HasFusedKernels: true } n ? n : null;
-    public bool UsesFusedAttention => UsesFusedDecode && FusedAttention && FusedDecodeOps.TakesAttention(Config.Text);
 
     /// <summary>Builds the module with uninitialised (torch.empty) parameters; use Load or Create.</summary>
     QwenVLModel(QwenVLConfig config, ScalarType dtype, Device device, bool withLmHead = true) : base(nameof(QwenVLModel))
@@ -484,7 +487,7 @@ public sealed class QwenVLModel : nn.Module
         var layers = model.Layers;
         var fused = FusedDecode && !torch.is_grad_enabled() ? fusedOps.Value : null;
         long w = cache.Window;
-        var mask = fused is not null && FusedAttention && FusedDecodeOps.TakesAttention(Config.Text)
+        var mask = fused is not null && AttendsFused
             ? null
             : torch.zeros([b, 1, 1, w], DType, Device).FillS(cache.KeyValid.narrow(1, 0, w).logical_not().view(b, 1, 1, w), torch.finfo(DType).min);
         if (fused is null)
