@@ -137,15 +137,8 @@ public static class BenchKernelCheckCommand
     // The chain HeadLogProbFunction.backward runs without the kernels, on one chunk of columns [v0, v0 + c).
     static Tensor DLogitsOps(Tensor logits, Tensor lse, Tensor g, Tensor labels, long v0, double t)
     {
-        long c = logits.shape[1];
         var gc = g.unsqueeze(1);
-        var d = (t == 1.0 ? logits.to_type(ScalarType.Float32) : logits.to_type(ScalarType.Float32).DivS(t)).Plus_(lse.neg().unsqueeze(1));
-        d.exp_().mul_(gc.neg());
-        var rel = labels.AddS(-v0);
-        var inChunk = rel.GeS(0L).logical_and_(rel.LtS(c)).unsqueeze(1);
-        d.scatter_add_(1, rel.ClampMinS(0L).ClampMaxS(c - 1).unsqueeze(1), gc.mul(inChunk));
-        if (t != 1.0) d.DivS_(t);
-        return d.to_type(logits.dtype);
+        return HeadLogProbFunction.LogitGradient(logits, lse.neg().unsqueeze(1), gc, gc.neg(), labels, v0, t);
     }
 
     static Dictionary<string, object?> CheckDLogits(NativeExtension native, Device dev, ScalarType dtype, int rows, int cols, double t)

@@ -86,6 +86,24 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
         return Joined(lps).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The op chain of the logits' gradient for vocabulary columns v0 … v0+c−1 (what head_dlogits does in one
+    /// kernel, bench kernel-check's reference): logits [N, c], negLse = −lse and g, negG = ±grad as [N, 1] fp32, labels
+    /// [N] → d(Σ g·log_softmax(x)[label])/d logits in the logits' dtype, x = fp32(logits)/T, in the caller's scope.
+    /// Works in place on fp32 logits (to_type is then the same tensor).</summary>
+    internal static Tensor LogitGradient(Tensor logits, Tensor negLse, Tensor g, Tensor negG, Tensor labels, long v0, double t)
+    {
+        long c = logits.shape[1];
+        // p = exp(x − lse) with x = fp32(logits)/T, as the forward's log-sum-exp saw it (logsumexp's own backward).
+        var d = (t == 1.0 ? logits.to_type(ScalarType.Float32) : logits.to_type(ScalarType.Float32).DivS(t)).Plus_(negLse);
+        d.exp_().mul_(negG);                                                                          // −g·p
+        // + g at the label, for the rows whose label is in this chunk (gather's backward).
+        var rel = labels.AddS(-v0);
+        var inChunk = rel.GeS(0L).logical_and_(rel.LtS(c)).unsqueeze(1);
+        d.scatter_add_(1, rel.ClampMinS(0L).ClampMaxS(c - 1).unsqueeze(1), g.mul(inChunk));
+        if (t != 1.0) d.DivS_(t);                                                                     // through x = logits/T
+        return d.to_type(logits.dtype);
+    }
+
     public override List<Tensor> backward(torch.autograd.AutogradContext ctx, Tensor grad)
     {
         var head = (Head)ctx.get_data("head");
@@ -127,18 +145,7 @@ internal sealed class HeadLogProbFunction : torch.autograd.SingleTensorFunction<
                     k.HeadDLogits(logits, lse, gFlat, labels, v0, t);                                 // the chain below, one kernel, in place
                     dl = logits;
                 }
-                else
-                {
-                    // p = exp(x − lse) with x = fp32(logits)/T, as the forward's log-sum-exp saw it (logsumexp's own backward).
-                    var d = (t == 1.0 ? logits.to_type(ScalarType.Float32) : logits.to_type(ScalarType.Float32).DivS(t)).Plus_(negLse);
-                    d.exp_().mul_(negG);                                                              // −g·p
-                    // + g at the label, for the rows whose label is in this chunk (gather's backward).
-                    var rel = labels.AddS(-v0);
-                    var inChunk = rel.GeS(0L).logical_and_(rel.LtS(c)).unsqueeze(1);
-                    d.scatter_add_(1, rel.ClampMinS(0L).ClampMaxS(c - 1).unsqueeze(1), g.mul(inChunk));
-                    if (t != 1.0) d.DivS_(t);                                                         // through x = logits/T
-                    dl = d.to_type(w.dtype);                                                          // [N, c]
-                }
+                else dl = LogitGradient(logits, negLse, g, negG, labels, v0, t);                       // [N, c]
                 dh.Plus_(dl.mm(wc));
                 if (dw is not null) dw.narrow(0, v0, c).addmm_(dl.t(), hidden);
             }
