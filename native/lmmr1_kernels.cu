@@ -58,13 +58,15 @@ __global__ void rms_apply(const T* h, const float* var, const T* w, T* out, floa
     }
 }
 
-// out = round(round(silu(g)) · u), silu(g) = g / (1 + exp(−g)) in fp32.
+// out = round(round(silu(g)) · u), silu(g) = g / (1 + exp(−g)) in fp32; out [n / width, width] contiguous, rows of g and
+// u ldg and ldu elements apart (views of one fused gate/up GEMM's output, or contiguous: ld = width).
 template <typename T>
-__global__ void silu_mul(const T* g, const T* u, T* out, int64_t n) {
+__global__ void silu_mul(const T* g, const T* u, T* out, int64_t n, int64_t width, int64_t ldg, int64_t ldu) {
     GRID_STRIDE(i, n) {
-        float x = load(g, i);
+        const int64_t r = i / width, c = i % width;
+        float x = load(g, r * ldg + c);
         float s = round_to(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), g);
-        store(out, i, round_to(__fmul_rn(s, load(u, i)), g));
+        store(out, i, round_to(__fmul_rn(s, load(u, r * ldu + c)), g));
     }
 }
 
@@ -144,9 +146,10 @@ __global__ void rms_apply_x8(const uint4* h, const float* var, const uint4* w, u
     }
 }
 
-__global__ void silu_mul_x8(const uint4* g, const uint4* u, uint4* out, int64_t n8) {
+__global__ void silu_mul_x8(const uint4* g, const uint4* u, uint4* out, int64_t n8, int64_t width8, int64_t ldg8, int64_t ldu8) {
     GRID_STRIDE(i, n8) {
-        const uint4 gv = g[i], uv = u[i];
+        const int64_t r = i / width8, c = i % width8;
+        const uint4 gv = g[r * ldg8 + c], uv = u[r * ldu8 + c];
         const bf16* ga = lanes(gv);
         const bf16* ua = lanes(uv);
         uint4 ov;
@@ -471,12 +474,14 @@ int lmmr1_k_rms_apply(int dtype, const void* h, const float* var, const void* w,
     return launched();
 }
 
-int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, void* stream) {
+int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, int64_t width, int64_t ldg, int64_t ldu, void* stream) {
     auto st = static_cast<cudaStream_t>(stream);
-    if (dtype == 1 && n % 8 == 0 && aligned16(g) && aligned16(u) && aligned16(out))
-        silu_mul_x8<<<blocks_for(n / 8), 256, 0, st>>>(static_cast<const uint4*>(g), static_cast<const uint4*>(u), static_cast<uint4*>(out), n / 8);
-    else if (dtype == 1) silu_mul<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(g), static_cast<const bf16*>(u), static_cast<bf16*>(out), n);
-    else silu_mul<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(g), static_cast<const float*>(u), static_cast<float*>(out), n);
+    if (dtype == 1 && width % 8 == 0 && ldg % 8 == 0 && ldu % 8 == 0 && aligned16(g) && aligned16(u) && aligned16(out))
+        silu_mul_x8<<<blocks_for(n / 8), 256, 0, st>>>(static_cast<const uint4*>(g), static_cast<const uint4*>(u), static_cast<uint4*>(out), n / 8,
+                                                     width / 8, ldg / 8, ldu / 8);
+    else if (dtype == 1)
+        silu_mul<bf16><<<blocks_for(n), 256, 0, st>>>(static_cast<const bf16*>(g), static_cast<const bf16*>(u), static_cast<bf16*>(out), n, width, ldg, ldu);
+    else silu_mul<float><<<blocks_for(n), 256, 0, st>>>(static_cast<const float*>(g), static_cast<const float*>(u), static_cast<float*>(out), n, width, ldg, ldu);
     return launched();
 }
 

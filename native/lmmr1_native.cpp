@@ -30,7 +30,7 @@
 extern "C" {
 int lmmr1_k_add_square(int dtype, const void* x, const void* r, void* h, float* sq, int64_t n, void* stream);
 int lmmr1_k_rms_apply(int dtype, const void* h, const float* var, const void* w, void* out, float eps, int64_t n, int64_t dim, void* stream);
-int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, void* stream);
+int lmmr1_k_silu_mul(int dtype, const void* g, const void* u, void* out, int64_t n, int64_t width, int64_t ldg, int64_t ldu, void* stream);
 int lmmr1_k_rope_decode(int dtype, const void* q, const void* k, const void* v, int64_t ldq, int64_t ldk, int64_t ldv, const void* cosv,
                         const void* sinv, void* qo, void* keys, void* values, const int64_t* position, int64_t rows, int heads, int kv_heads,
                         int dim, int64_t capacity, void* stream);
@@ -108,14 +108,19 @@ void need(const at::Tensor& t, const at::Tensor& x, at::ScalarType dt, int64_t n
                                  std::to_string(numel) + " elements on the input's device");
 }
 // The element distance between consecutive rows of t, `rows` rows of `width` contiguous elements on x's device in x's
-// dtype: contiguous (width), or [rows, 1, …, width] with unit dims between (a column slice of a wider row-major
-// tensor, as the q/k/v views of one fused GEMM's output).
+// dtype: contiguous (width), or [.., width] whose leading dims collapse into one of a single pitch ≥ width (a column
+// slice of a wider row-major tensor, as the q/k/v or gate/up views of one fused GEMM's output).
 int64_t row_stride(const at::Tensor& t, const at::Tensor& x, int64_t rows, int64_t width, const char* what) {
     if (t.is_cuda() && t.device() == x.device() && t.scalar_type() == x.scalar_type() && t.numel() == rows * width) {
         if (t.is_contiguous()) return width;
-        bool ok = t.dim() >= 2 && t.size(0) == rows && t.size(-1) == width && t.stride(-1) == 1;
-        for (int64_t d = 1; ok && d < t.dim() - 1; ++d) ok = t.size(d) == 1;
-        if (ok) return t.stride(0);
+        bool ok = t.dim() >= 2 && t.size(-1) == width && t.stride(-1) == 1;
+        int64_t pitch = -1, next = 0;          // next: the stride the next non-unit leading dim must have to collapse
+        for (int64_t d = t.dim() - 2; ok && d >= 0; --d) {
+            if (t.size(d) == 1) continue;
+            if (pitch < 0) { pitch = t.stride(d); ok = pitch >= width; next = pitch * t.size(d); }
+            else { ok = t.stride(d) == next; next *= t.size(d); }
+        }
+        if (ok) return pitch < 0 ? width : pitch;
     }
     throw std::runtime_error(std::string(what) + ": expected a CUDA tensor of " + c10::toString(x.scalar_type()) + " holding " + std::to_string(rows) +
                              " rows of " + std::to_string(width) + " contiguous elements on the input's device");
@@ -181,15 +186,18 @@ int lmmr1_fused_rms_apply(void* h, void* var, void* w, double eps, void** out) {
     } catch (const std::exception& e) { return fail(e); }
 }
 
-// *out = round(silu(g)) · u, like g.
+// g, u [rows, …, width] (contiguous, or row-strided column slices: row_stride, as the gate/up views of one fused GEMM's
+// output). *out = round(silu(g)) · u, contiguous in g's shape and dtype.
 int lmmr1_fused_silu_mul(void* g, void* u, void** out) {
     try {
         auto& gt = T(g);
         int code = dtype_code(gt);
-        need(gt, gt, gt.scalar_type(), gt.numel(), "silu_mul gate");
-        need(T(u), gt, gt.scalar_type(), gt.numel(), "silu_mul up");
-        auto o = at::empty(gt.sizes(), gt.options());
-        launched(lmmr1_k_silu_mul(code, gt.data_ptr(), T(u).data_ptr(), o.data_ptr(), gt.numel(), stream_of(gt)), "silu_mul");
+        if (gt.dim() < 1 || gt.numel() == 0) throw std::runtime_error("silu_mul: gate must be a non-empty tensor");
+        int64_t width = gt.size(-1), rows = gt.numel() / width;
+        int64_t ldg = row_stride(gt, gt, rows, width, "silu_mul gate");
+        int64_t ldu = row_stride(T(u), gt, rows, width, "silu_mul up");
+        auto o = at::empty(gt.sizes(), gt.options().memory_format(at::MemoryFormat::Contiguous));
+        launched(lmmr1_k_silu_mul(code, gt.data_ptr(), T(u).data_ptr(), o.data_ptr(), gt.numel(), width, ldg, ldu, stream_of(gt)), "silu_mul");
         *out = new at::Tensor(std::move(o));
         return 0;
     } catch (const std::exception& e) { return fail(e); }
@@ -301,7 +309,7 @@ int lmmr1_fused_decode_attention(void* q, void* keys, void* values, void* valid,
 
 const char* lmmr1_last_error() { return last_error.c_str(); }
 
-int lmmr1_abi_version() { return 5; }
+int lmmr1_abi_version() { return 6; }
 
 // The address of t's first element (storage pointer plus offset), 0 for a null handle: lets the managed side check that
 // parameters still are views of a fused tensor (TorchSharp 0.107 exposes no data pointer).

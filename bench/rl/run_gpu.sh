@@ -31,7 +31,8 @@ L=$(find /tmp/lmmr1-bin -name lmmr1 -type f | head -1); chmod +x "$L"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt" >&2
 echo "{\"what\":\"env\",\"gpu\":\"$(head -1 "$OUT/gpu.txt")\",\"date\":\"$(date -u +%FT%TZ)\"}" >> "$RES"
 MEM_GB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-timeout 120 "$L" native build > "$OUT/native.log" 2>&1; el "native build: $(tail -1 "$OUT/native.log")"
+# SKIP_NATIVE=1: no native build (PARTS=r1v alone needs none).
+[[ "${SKIP_NATIVE:-0}" == 1 ]] || { timeout 120 "$L" native build > "$OUT/native.log" 2>&1; el "native build: $(tail -1 "$OUT/native.log")"; }
 
 rl() {  # rl NAME extra-flags...
   local name=$1; shift

@@ -1,4 +1,4 @@
-// `lmmr1 bench kernel-check`: the native extension's lm_head and decode-attention kernels (native/lmmr1_kernels.cu)
+// `lmmr1 bench kernel-check`: the native extension's lm_head, decode-attention and SwiGLU kernels (native/lmmr1_kernels.cu)
 // against the TorchSharp ops they replace, on the GPU (CUDA only; the CPU never runs them). Random inputs of the 3B
 // shape by default (vocabulary 151,936, hidden 2,048; 16 query heads over 2 kv heads of 128). One JSON line per check
 // and PASS/FAIL:
@@ -13,6 +13,9 @@
 //  decode_attention vs SDPA over the window under the additive mask, both against fp32 eager maths of the same inputs
 //                   (left padding, invalid holes, keys beyond the position unwritten): PASS when the kernel's max
 //                   error ≤ SDPA's + one bf16 half-ulp of the output's scale (bf16), or ≤ 1e-5 (fp32).
+//  silu_mul         vs silu(g) · u, on contiguous gate/up tensors and on the row-strided views of one fused gate/up
+//                   GEMM's output ([rows, 1, 2I] split in two, as the decode step has them): the same roundings, so
+//                   bit-equal.
 // Each line also gives one warm timing of both sides (mean of 20 runs, synchronised; not a benchmark).
 using System.CommandLine;
 using System.Diagnostics;
@@ -34,7 +37,7 @@ public static class BenchKernelCheckCommand
         var rows = new Option<int>("--rows") { Description = "Positions of the head checks", DefaultValueFactory = _ => 1024 };
         var attn = new Option<string>("--attention") { Description = "ROWSxCAPACITY:POSITION of the decode_attention check", DefaultValueFactory = _ => "512x640:500" };
         var output = new Option<string?>("--output") { Description = "Also append the JSON lines to this file" };
-        var cmd = new Command("kernel-check", "Compare the native head and decode-attention kernels with the ops they replace (CUDA; prints JSON, PASS/FAIL)")
+        var cmd = new Command("kernel-check", "Compare the native head, decode-attention and SwiGLU kernels with the ops they replace (CUDA; prints JSON, PASS/FAIL)")
         {
             dtype, vocab, hidden, rows, attn, output,
         };
@@ -73,6 +76,7 @@ public static class BenchKernelCheckCommand
         }
         using (torch.enable_grad()) Emit(CheckAutograd(native, dev, dtype, rows, vocab, hidden, 0.7));
         Emit(CheckAttention(native, dev, dtype, aRows, aCap, aPos));
+        foreach (bool strided in new[] { false, true }) Emit(CheckSiluMul(native, dev, dtype, aRows, 11008, strided));
         Console.Error.WriteLine(allPass ? "PASS: every kernel check" : "FAIL: see the JSON lines");
         return allPass ? 0 : 1;
     }
@@ -194,6 +198,34 @@ public static class BenchKernelCheckCommand
             ["max_abs_diff_logprob"] = dLp, ["rel_diff_grad_hidden"] = rH, ["rel_diff_grad_weight"] = rW, ["grad_tolerance"] = gradTol,
             ["kernels_fwd_bwd_ms"] = Math.Round(k.Ms, 3), ["ops_fwd_bwd_ms"] = Math.Round(o.Ms, 3),
             ["pass"] = dLp <= 1e-4 && rH <= gradTol && rW <= gradTol,
+        };
+    }
+
+    static Dictionary<string, object?> CheckSiluMul(NativeExtension native, Device dev, ScalarType dtype, int rows, int width, bool strided)
+    {
+        using var scope = torch.NewDisposeScope();
+        Tensor g, u;
+        if (strided)
+        {
+            var y = torch.randn([rows, 1, 2L * width], ScalarType.Float32, dev).MulS_(3.0).to_type(dtype);
+            g = y.narrow(-1, 0, width);
+            u = y.narrow(-1, width, width);
+        }
+        else
+        {
+            g = torch.randn([rows, 1, width], ScalarType.Float32, dev).MulS_(3.0).to_type(dtype);
+            u = torch.randn([rows, 1, width], ScalarType.Float32, dev).to_type(dtype);
+        }
+        var mine = native.SiluMul(g, u);
+        var reference = nn.functional.silu(g).mul(u);
+        long unequal = mine.ne(reference).sum().item<long>();
+        return new()
+        {
+            ["what"] = "kernel_check", ["check"] = strided ? "silu_mul_row_strided" : "silu_mul", ["rows"] = rows, ["width"] = width,
+            ["elements"] = mine.numel(), ["unequal_elements"] = unequal, ["max_abs_diff"] = MaxAbs(mine, reference),
+            ["contiguous_output"] = mine.is_contiguous(),
+            ["kernel_ms"] = Timed(() => native.SiluMul(g, u)), ["ops_ms"] = Timed(() => nn.functional.silu(g).mul(u)),
+            ["pass"] = unequal == 0 && mine.is_contiguous(),
         };
     }
 

@@ -142,6 +142,7 @@ public static class BenchRlStepCommand
             phasePeaks.Clear();
             mem?.Reset();
             native?.ResetPeakMemory(devIndex);
+            var before = (trainer.Maker.Stats.ProcessSeconds, trainer.Maker.Stats.VisionSeconds, trainer.Maker.Stats.CollectSeconds);
             var report = trainer.TrainStep(batch);
             var m = report.Metrics;
             var gen = trainer.Maker.Engine.LastStats;
@@ -175,6 +176,13 @@ public static class BenchRlStepCommand
                     ["micro_batches"] = gen.MicroBatches, ["max_rows"] = gen.MaxRows, ["graph_rows"] = gen.GraphRows, ["decode_steps"] = gen.DecodeSteps,
                     ["prefill_s"] = Math.Round(gen.PrefillSeconds, 3), ["decode_s"] = Math.Round(gen.DecodeSeconds, 3),
                     ["graph_captures"] = gen.GraphCaptures, ["capture_s"] = Math.Round(gen.GraphCaptureSeconds, 3),
+                },
+                // The generate phase outside the engine: processor, vision tower (once per prompt), collecting the samples.
+                ["rollout_outside_engine_s"] = new Dictionary<string, double>
+                {
+                    ["process"] = Math.Round(trainer.Maker.Stats.ProcessSeconds - before.ProcessSeconds, 3),
+                    ["vision"] = Math.Round(trainer.Maker.Stats.VisionSeconds - before.VisionSeconds, 3),
+                    ["collect"] = Math.Round(trainer.Maker.Stats.CollectSeconds - before.CollectSeconds, 3),
                 },
                 ["reward"] = Math.Round(m.Rollout.Reward, 4), ["policy_loss"] = m.Actor?.PolicyLoss, ["kl"] = m.Kl,
                 ["keep_cuda_graphs"] = config.Rollout.KeepCudaGraphs,

@@ -18,7 +18,7 @@ namespace LmmR1.Infrastructure;
 
 public sealed unsafe class NativeExtension
 {
-    public const int AbiVersion = 5;
+    public const int AbiVersion = 6;
     const string LibName = "liblmmr1_native.so";
 
     static readonly object Gate = new();

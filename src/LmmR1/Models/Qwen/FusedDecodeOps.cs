@@ -71,7 +71,7 @@ internal sealed class FusedDecodeOps
         return native.RmsApply(h, variance, norm.Weight, norm.Eps);
     }
 
-    /// <summary>silu(g) * u.</summary>
+    /// <summary>silu(g) * u; g and u contiguous, or the row-strided views of one fused gate/up GEMM's output.</summary>
     public Tensor SiluMul(Tensor g, Tensor u) => native.SiluMul(g, u);
 
     /// <summary>ApplyRope on q [B, 1, H·D] and k [B, 1, kvH·D] with cos/sin [B, 1, 1, D] (contiguous), then k and v written

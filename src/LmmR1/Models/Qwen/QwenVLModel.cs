@@ -507,6 +507,7 @@ public sealed class QwenVLModel : nn.Module
 
     /// <summary>Decoder layer <paramref name="i"/>'s self-attention (tests).</summary>
     internal QwenAttention SelfAttention(int i) => model.Layers[i].SelfAttention;
+    internal QwenMlp Mlp(int i) => model.Layers[i].Mlp;
 
     /// <summary>Frees handles that activation checkpointing and the chunked head hand to libtorch during backward (call
     /// after each backward() through the model; a no-op otherwise).</summary>

@@ -1,6 +1,7 @@
 // The Qwen2 / Qwen2.5 text decoder shared by all three families (spec §3): pre-norm layers of GQA self-attention
 // (q/k/v with bias, o_proj without, M-RoPE on q and k, the cache holding rotated k) and a SwiGLU MLP, then a final
 // RMSNorm. Module and field names give the classic checkpoint keys: model.embed_tokens / model.layers.{i} / model.norm.
+// Departure from HF: q/k/v and gate/up are views of one fused weight each (FusedDense), one GEMM in generation on CUDA.
 using LmmR1.Infrastructure;
 using TorchSharp;
 using TorchSharp.Utils;
@@ -17,57 +18,38 @@ internal sealed class QwenAttention : nn.Module
     [ComponentName(Name = "o_proj")] readonly Dense oProj;
     readonly int heads, kvHeads, headDim;
     // q_proj, k_proj and v_proj are views of one [q; k; v] weight and bias (rows 0…qd−1, qd…qd+kd−1, qd+kd…), so that
-    // inference on CUDA runs one GEMM for the three (Project) while the parameters, their names and the checkpoint
-    // layout stay Hugging Face's. Held in a plain object so that RegisterComponents does not make them buffers: state
-    // dicts, optimizers and checkpoints see only the three views.
-    sealed class Fused(Tensor weight, Tensor bias)
-    {
-        public Tensor Weight { get; } = weight;
-        public Tensor Bias { get; } = bias;
-    }
-    readonly Fused qkv;
+    // generation on CUDA runs one GEMM for the three (Project) while the parameters, their names and the checkpoint
+    // layout stay Hugging Face's.
+    readonly FusedDense qkv;
     readonly long qd, kd;
 
     public QwenAttention(QwenTextConfig c, ScalarType dtype, Device device) : base(nameof(QwenAttention))
     {
         heads = c.NumHeads; kvHeads = c.NumKvHeads; headDim = c.HeadDim;
         qd = (long)heads * headDim; kd = (long)kvHeads * headDim;
-        qkv = new Fused(torch.empty([qd + 2 * kd, c.HiddenSize], dtype, device).DetachFromDisposeScope(),
-                        torch.empty([qd + 2 * kd], dtype, device).DetachFromDisposeScope());
-        Tensor qkvWeight = qkv.Weight, qkvBias = qkv.Bias;
-        using (var w = qkvWeight.narrow(0, 0, qd)) using (var b = qkvBias.narrow(0, 0, qd)) qProj = new Dense(w, b);
-        using (var w = qkvWeight.narrow(0, qd, kd)) using (var b = qkvBias.narrow(0, qd, kd)) kProj = new Dense(w, b);
-        using (var w = qkvWeight.narrow(0, qd + kd, kd)) using (var b = qkvBias.narrow(0, qd + kd, kd)) vProj = new Dense(w, b);
+        qkv = new FusedDense(c.HiddenSize, [qd, kd, kd], true, dtype, device);
+        qProj = qkv[0]; kProj = qkv[1]; vProj = qkv[2];
         oProj = new Dense(heads * headDim, c.HiddenSize, false, dtype, device);
         RegisterComponents();
     }
 
     /// <summary>The fused [q; k; v] weight and bias whose views q_proj, k_proj and v_proj were made, or null once an
     /// adapter is attached to one of them (the fused GEMM would leave it out).</summary>
-    internal (Tensor Weight, Tensor Bias)? FusedQkv() =>
-        qProj.LoraA is null && kProj.LoraA is null && vProj.LoraA is null ? (qkv.Weight, qkv.Bias) : null;
+    internal (Tensor Weight, Tensor Bias)? FusedQkv() => qkv.Available ? (qkv.Weight, qkv.Bias!) : null;
 
     /// <summary>Whether q_proj, k_proj and v_proj (weights and biases) still start where their rows of the fused tensors
     /// do, i.e. nothing replaced a parameter since construction (every load, optimizer step and merge is in place).</summary>
-    internal bool StillViews(NativeExtension native)
-    {
-        long w0 = native.DataPtr(qkv.Weight), b0 = native.DataPtr(qkv.Bias), es = qkv.Weight.ElementSize, row = qkv.Weight.shape[1] * es;
-        return native.DataPtr(qProj.Weight) == w0 && native.DataPtr(kProj.Weight) == w0 + qd * row && native.DataPtr(vProj.Weight) == w0 + (qd + kd) * row
-               && qProj.Bias is { } qb && native.DataPtr(qb) == b0 && kProj.Bias is { } kb && native.DataPtr(kb) == b0 + qd * es
-               && vProj.Bias is { } vb && native.DataPtr(vb) == b0 + (qd + kd) * es;
-    }
+    internal bool StillViews(NativeExtension native) => qkv.StillViews(native);
 
     /// <summary>LMMR1_FUSED_QKV=0 keeps the three GEMMs in generation too (A/B timing).</summary>
     static readonly bool FusedQkvOn = Environment.GetEnvironmentVariable("LMMR1_FUSED_QKV") != "0";
 
     /// <summary>Whether the projections of a generation pass (<paramref name="generating"/>: a forward that fills a KV
-    /// cache, or a static decode step) run as one GEMM: on CUDA without grad, with the native extension loaded, while
-    /// <see cref="FusedQkv"/> and <see cref="StillViews"/> hold. All generation paths alike, so the eager engine, the
-    /// static step and the graphs still agree bit for bit; the log-prob, reference and training forwards keep the three
-    /// GEMMs, so their log-probs stay those of the update's own forward (a KL of exactly 0 at the first step).</summary>
-    internal bool ProjectsFused(Tensor x, bool generating) =>
-        generating && x.device.type == DeviceType.CUDA && !torch.is_grad_enabled() && FusedQkvOn && FusedQkv() is not null
-        && NativeExtension.TryGet() is { } native && StillViews(native);
+    /// cache, or a static decode step) run as one GEMM (<see cref="FusedDense.Fuses"/>). All generation paths alike,
+    /// so the eager engine, the static step and the graphs still agree bit for bit; the log-prob, reference and
+    /// training forwards keep the three GEMMs, so their log-probs stay those of the update's own forward (a KL of
+    /// exactly 0 at the first step).</summary>
+    internal bool ProjectsFused(Tensor x, bool generating) => qkv.Fuses(x, generating, FusedQkvOn);
 
     /// <summary>x [B, T, H] → q [B, T, qd], k, v [B, T, kd]: three GEMMs, or one over the fused weight whose output the
     /// three are views of (<see cref="ProjectsFused"/>).</summary>
@@ -75,20 +57,15 @@ internal sealed class QwenAttention : nn.Module
     {
         if (ProjectsFused(x, generating))
         {
-            var (w, b) = FusedQkv()!.Value;
-            var y = Dense.Linear(x, w, b);                                     // [B, T, qd + 2kd]
-            return (y.narrow(-1, 0, qd), y.narrow(-1, qd, kd), y.narrow(-1, qd + kd, kd));
+            var parts = qkv.Split(qkv.Linear(x));                              // views of [B, T, qd + 2kd]
+            return (parts[0], parts[1], parts[2]);
         }
         return (qProj.forward(x), kProj.forward(x), vProj.forward(x));
     }
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing)
-        {
-            qkv.Weight.Dispose();
-            qkv.Bias.Dispose();
-        }
+        if (disposing) qkv.Dispose();
         base.Dispose(disposing);
     }
 
@@ -157,27 +134,60 @@ internal sealed class QwenMlp : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "gate_proj")] readonly Dense gate;
     [ComponentName(Name = "up_proj")] readonly Dense up;
     [ComponentName(Name = "down_proj")] readonly Dense down;
+    // gate_proj and up_proj are views of one [gate; up] weight (and bias), so that generation on CUDA runs one GEMM for
+    // both (as q/k/v in QwenAttention); parameters and checkpoint layout stay Hugging Face's.
+    readonly FusedDense gateUp;
 
     public QwenMlp(long hidden, long intermediate, bool bias, ScalarType dtype, Device device) : base(nameof(QwenMlp))
     {
-        gate = new Dense(hidden, intermediate, bias, dtype, device);
-        up = new Dense(hidden, intermediate, bias, dtype, device);
+        gateUp = new FusedDense(hidden, [intermediate, intermediate], bias, dtype, device);
+        gate = gateUp[0]; up = gateUp[1];
         down = new Dense(intermediate, hidden, bias, dtype, device);
         RegisterComponents();
     }
 
-    /// <summary>down(silu(gate(x)) · up(x)).</summary>
-    public override Tensor forward(Tensor x)
+    /// <summary>LMMR1_FUSED_GATE_UP=0 keeps the two GEMMs in generation too (A/B timing).</summary>
+    static readonly bool FusedGateUpOn = Environment.GetEnvironmentVariable("LMMR1_FUSED_GATE_UP") != "0";
+
+    /// <summary>Whether a generation pass runs gate and up as one GEMM (<see cref="FusedDense.Fuses"/>; the same rule as
+    /// QwenAttention.ProjectsFused, so all generation paths agree and the log-prob and training forwards keep two).</summary>
+    internal bool Fuses(Tensor x, bool generating) => gateUp.Fuses(x, generating, FusedGateUpOn);
+
+    /// <summary>The fused [gate; up] weight, or null once an adapter is attached to gate_proj or up_proj.</summary>
+    internal Tensor? FusedGateUp() => gateUp.Available ? gateUp.Weight : null;
+
+    /// <summary>(gate(x), up(x)): two GEMMs, or views of one over the fused weight (<see cref="Fuses"/>).</summary>
+    (Tensor Gate, Tensor Up) Project(Tensor x, bool generating)
     {
-        using var scope = torch.NewDisposeScope();
-        return down.forward(nn.functional.silu(gate.forward(x)) * up.forward(x)).MoveToOuterDisposeScope();
+        if (!Fuses(x, generating)) return (gate.forward(x), up.forward(x));
+        var parts = gateUp.Split(gateUp.Linear(x));
+        return (parts[0], parts[1]);
     }
 
-    /// <summary>forward with silu(gate) · up as one fused kernel.</summary>
+    /// <summary>down(silu(gate(x)) · up(x)).</summary>
+    public override Tensor forward(Tensor x) => Forward(x, generating: false);
+
+    /// <summary>forward; <paramref name="generating"/>: a pass that fills a KV cache or a static decode step.</summary>
+    public Tensor Forward(Tensor x, bool generating)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (g, u) = Project(x, generating);
+        return down.forward(nn.functional.silu(g) * u).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The decode step's forward with silu(gate) · up as one fused kernel (which reads the fused GEMM's
+    /// row-strided views as they are).</summary>
     public Tensor ForwardFused(Tensor x, FusedDecodeOps fused)
     {
         using var scope = torch.NewDisposeScope();
-        return down.forward(fused.SiluMul(gate.forward(x), up.forward(x))).MoveToOuterDisposeScope();
+        var (g, u) = Project(x, generating: true);
+        return down.forward(fused.SiluMul(g, u)).MoveToOuterDisposeScope();
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) gateUp.Dispose();
+        base.Dispose(disposing);
     }
 }
 
@@ -198,12 +208,13 @@ internal sealed class DecoderLayer : nn.Module
     }
 
     internal QwenAttention SelfAttention => attn;
+    internal QwenMlp Mlp => mlp;
 
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer, AttentionImpl impl, PackedSequences? packed = null)
     {
         using var scope = torch.NewDisposeScope();
         var h = x.Plus(attn.Forward(inputNorm.forward(x), cos, sin, mask, cache, layer, impl, packed));
-        h = h.Plus(mlp.forward(postNorm.forward(h)));
+        h = h.Plus(mlp.Forward(postNorm.forward(h), generating: cache is not null));
         return h.MoveToOuterDisposeScope();
     }
 
@@ -211,7 +222,7 @@ internal sealed class DecoderLayer : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         var h = x.Plus(attn.ForwardStatic(inputNorm.forward(x), cos, sin, mask, cache, layer, impl));
-        h = h.Plus(mlp.forward(postNorm.forward(h)));
+        h = h.Plus(mlp.Forward(postNorm.forward(h), generating: true));
         return h.MoveToOuterDisposeScope();
     }
 

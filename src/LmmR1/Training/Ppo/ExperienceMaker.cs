@@ -87,13 +87,20 @@ public sealed class Rollout : IDisposable
     }
 }
 
-/// <summary>Counters the tests and reports read: how often each model ran a forward pass.</summary>
+/// <summary>Counters the tests and reports read: how often each model ran a forward pass; and where the generate
+/// phase's time outside the engine goes (seconds, summed over rollouts; the vision time waits for the device).</summary>
 public sealed class ExperienceStats
 {
     public long ActorForwards { get; set; }
     public long ReferenceForwards { get; set; }
     public long CriticForwards { get; set; }
     public long VisionEncodes { get; set; }
+    /// <summary>The processor: chat template, image resizing and patches, tokens.</summary>
+    public double ProcessSeconds { get; set; }
+    /// <summary>The actor's vision tower once per prompt (CacheVision).</summary>
+    public double VisionSeconds { get; set; }
+    /// <summary>After the engine: the samples' token lists and query texts.</summary>
+    public double CollectSeconds { get; set; }
 }
 
 public sealed class ExperienceMaker
@@ -162,7 +169,9 @@ public sealed class ExperienceMaker
     public Rollout Generate(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, CancellationToken ct = default,
                             Action<GenerationProgress>? progress = null)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var processed = processor.ProcessMany(prompts);
+        Stats.ProcessSeconds += clock.Elapsed.TotalSeconds;
         var visions = new VisionInput?[prompts.Count];
         var genPrompts = new List<GenerationPrompt>(prompts.Count);
         try
@@ -180,7 +189,13 @@ public sealed class ExperienceMaker
                     visions[i] = new VisionInput { PixelValues = p.PixelValues.DetachFromDisposeScope(), ImageGridThw = p.ImageGridThw!.DetachFromDisposeScope() };
             }
             // The actor's vision tower once per prompt: the engine's prefill and the old log-probs reuse it.
-            if (models.Actor.Config.Vision is not null) CacheVision(visions);
+            if (models.Actor.Config.Vision is not null)
+            {
+                clock.Restart();
+                CacheVision(visions);
+                if (Device.type == DeviceType.CUDA) torch.cuda.synchronize(Device);
+                Stats.VisionSeconds += clock.Elapsed.TotalSeconds;
+            }
             for (int i = 0; i < prompts.Count; i++)
                 genPrompts.Add(new GenerationPrompt(processed[i].InputIds.Select(t => (int)t).ToArray(), processed[i].PixelValues, processed[i].ImageGridThw)
                 {
@@ -213,6 +228,7 @@ public sealed class ExperienceMaker
             throw;
         }
 
+        clock.Restart();
         var items = new List<ExperienceItem>(outputs.Count);
         var queries = new List<string>(outputs.Count);
         foreach (var o in outputs)
@@ -230,7 +246,9 @@ public sealed class ExperienceMaker
             });
             queries.Add(tokenizer.Decode(promptIds.Select(t => (int)t).Concat(o.TokenIds), skipSpecialTokens: false));
         }
-        return new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries, ActionMask = ActionTensors.Mask(items, Device) };
+        var rollout = new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries, ActionMask = ActionTensors.Mask(items, Device) };
+        Stats.CollectSeconds += clock.Elapsed.TotalSeconds;
+        return rollout;
     }
 
     /// <summary>engine.Generate; on CUDA out-of-memory the rows per micro-batch are halved (and stay halved for the
