@@ -156,6 +156,40 @@ public class VisionSharingTests(ITestOutputHelper output)
         trainer.DataOrder(0).Take(c.Rollout.RolloutBatchSize).Select(i => TinyRl.Data(c)[i].Images.Count).ToArray();
 
     [Fact]
+    public void PromptsAreEncodedTogetherInOneTowerCallWithThePerPromptEmbeddings()
+    {
+        var config = TinyRl.Config(TestPaths.NewTempDir("vision-batched"), new AlgorithmSettings { Estimator = AdvantageEstimator.ReinforceBaseline });
+        var (trainer, models) = Build(config);
+        using var _m = models;
+        using var _t = trainer;
+        var (_, visions) = Items(trainer.Config, 3);
+        try
+        {
+            long calls = models.Actor.VisionTowerCalls, items = models.Actor.VisionTowerItems;
+            trainer.Maker.CacheVision([visions[0], null, visions[1], visions[0]]);           // a text prompt, a repeat
+            Assert.Equal(calls + 1, models.Actor.VisionTowerCalls);                           // both prompts in one pass
+            Assert.Equal(items + 2, models.Actor.VisionTowerItems);
+            using var noGrad = torch.no_grad();
+            foreach (var v in visions)
+            {
+                // Per prompt, as before: the same tower, other GEMM shapes (fp32 on the CPU: rounding only).
+                using var alone = models.Actor.EncodeVision(v.PixelValues, v.ImageGridThw);
+                Assert.Equal(v.MergedTokens(models.Actor.Config.Vision!.MergeUnit), alone.shape[0]);
+                TensorAssert.Close(alone, v.ImageEmbeds!, 1e-5, "batched embeddings");
+            }
+        }
+        finally { foreach (var v in visions) v.Dispose(); }
+    }
+
+    [Fact]
+    public void VisionChunksKeepPromptsInOrderWithinThePatchBudget()
+    {
+        Assert.Equal([(0, 3), (3, 1), (4, 2)], ExperienceMaker.VisionChunks([10, 20, 30, 100, 40, 20], 60));
+        Assert.Equal([(0, 1), (1, 1)], ExperienceMaker.VisionChunks([70, 80], 60));          // over the budget: alone
+        Assert.Empty(ExperienceMaker.VisionChunks([], 60));
+    }
+
+    [Fact]
     public void FrozenTowerEncodesEachPromptOnceForTheWholeStep()
     {
         var config = TinyRl.Config(TestPaths.NewTempDir("vision-frozen"),

@@ -22,6 +22,16 @@ public sealed class VisionInput : IDisposable
     public required Tensor ImageGridThw { get; init; }
     public Tensor? ImageEmbeds { get; set; }
 
+    /// <summary>The vision tower's merged tokens for these images: Σ t·h·w / merge² over the rows of ImageGridThw.</summary>
+    public long MergedTokens(long mergeUnit)
+    {
+        using var g = ImageGridThw.to(ScalarType.Int64, torch.CPU).contiguous();
+        var thw = g.data<long>().ToArray();
+        long sum = 0;
+        for (int i = 0; i + 2 < thw.Length; i += 3) sum += thw[i] * thw[i + 1] * thw[i + 2];
+        return sum / mergeUnit;
+    }
+
     /// <summary>Drops the cached embeddings (the actor's vision weights changed).</summary>
     public void ForgetEmbeds()
     {
@@ -157,13 +167,7 @@ public sealed class Experience : IDisposable
         if (RowVisions.Count == Visions.Count) return features.MoveToOuterDisposeScope();              // no image shared by two rows
         // Merged tokens per distinct prompt: Σ t·h·w / merge² over its images.
         long unit = model.Config.Vision!.MergeUnit;
-        var counts = Visions.Select(v =>
-        {
-            var g = v.ImageGridThw.to(ScalarType.Int64, torch.CPU).contiguous().data<long>().ToArray();
-            long sum = 0;
-            for (int i = 0; i + 2 < g.Length; i += 3) sum += g[i] * g[i + 1] * g[i + 2];
-            return sum / unit;
-        }).ToArray();
+        var counts = Visions.Select(v => v.MergedTokens(unit)).ToArray();
         var offsets = new long[counts.Length];
         for (int i = 1; i < counts.Length; i++) offsets[i] = offsets[i - 1] + counts[i - 1];
         var index = RowVisions.SelectMany(k => Enumerable.Range(0, (int)counts[k]).Select(j => offsets[k] + j)).ToArray();

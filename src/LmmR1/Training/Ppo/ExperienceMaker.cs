@@ -388,14 +388,8 @@ public sealed class ExperienceMaker
     /// them on the device in <see cref="VisionInput.ImageEmbeds"/>.</summary>
     public void CacheVision(IReadOnlyList<VisionInput?> visions)
     {
-        using var noGrad = torch.no_grad();
-        foreach (var v in visions)
-        {
-            if (v is null || v.ImageEmbeds is not null) continue;
-            using var scope = torch.NewDisposeScope();   // EncodeVision leaves temporaries in the caller's scope
-            v.ImageEmbeds = models.Actor.EncodeVision(v.PixelValues, v.ImageGridThw).DetachFromDisposeScope();
-            Stats.VisionEncodes++;
-        }
+        var todo = Distinct(visions, v => v.ImageEmbeds is null);
+        EncodeBatched(models.Actor, todo, (v, e) => v.ImageEmbeds = e);
     }
 
     /// <summary><paramref name="model"/>'s vision tower (no grad) once per prompt, for one phase.</summary>
@@ -403,15 +397,67 @@ public sealed class ExperienceMaker
     {
         var result = new PhaseEmbeds();
         if (model.Config.Vision is null) return result;
-        using var noGrad = torch.no_grad();
-        foreach (var v in visions)
-        {
-            if (v is null || result.Map.ContainsKey(v)) continue;
-            using var scope = torch.NewDisposeScope();
-            result.Map[v] = model.EncodeVision(v.PixelValues, v.ImageGridThw).DetachFromDisposeScope();
-            Stats.VisionEncodes++;
-        }
+        EncodeBatched(model, Distinct(visions, _ => true), (v, e) => result.Map[v] = e);
         return result;
+    }
+
+    static List<VisionInput> Distinct(IReadOnlyList<VisionInput?> visions, Func<VisionInput, bool> needed)
+    {
+        var seen = new HashSet<VisionInput>(ReferenceEqualityComparer.Instance);
+        return [.. visions.Where(v => v is not null && needed(v) && seen.Add(v)).Select(v => v!)];
+    }
+
+    /// <summary>Patches per vision-tower call when prompts are encoded together: 64 images of 448² (1,024 patches each);
+    /// a larger prompt goes alone.</summary>
+    internal const long VisionPatchesPerCall = 1L << 16;
+
+    /// <summary>The vision tower of <paramref name="model"/> (no grad) over the prompts' images, several prompts per call
+    /// (up to <see cref="VisionPatchesPerCall"/> patches): one pass of a few hundred ops for all of them instead of one
+    /// per prompt, which on the GPU is bound by the host's op calls, not by the device. Each prompt's merged tokens are a
+    /// row range of the call's output (attention stays within each image: the tower's segments). Prompts in the same
+    /// order, so the same calls and bits, for the actor's cache and for the reference's and critic's passes.</summary>
+    void EncodeBatched(QwenVLModel model, List<VisionInput> todo, Action<VisionInput, Tensor> store)
+    {
+        using var noGrad = torch.no_grad();
+        long unit = model.Config.Vision!.MergeUnit;
+        foreach (var (start, count) in VisionChunks(todo.Select(v => v.PixelValues.shape[0]).ToList(), VisionPatchesPerCall))
+        {
+            using var scope = torch.NewDisposeScope();   // EncodeVision leaves temporaries in the caller's scope
+            var chunk = todo.GetRange(start, count);
+            Tensor features;
+            if (chunk.Count == 1) features = model.EncodeVision(chunk[0].PixelValues, chunk[0].ImageGridThw);
+            else
+            {
+                var pixels = torch.cat(chunk.Select(v => v.PixelValues.to(model.Device)).ToArray(), 0);
+                var grid = torch.cat(chunk.Select(v => v.ImageGridThw).ToArray(), 0);
+                features = model.EncodeVision(pixels, grid);                                           // [Σ tokens, H]
+            }
+            long offset = 0;
+            foreach (var v in chunk)
+            {
+                long tokens = v.MergedTokens(unit);
+                store(v, (chunk.Count == 1 ? features.alias() : features.narrow(0, offset, tokens)).DetachFromDisposeScope());
+                offset += tokens;
+                Stats.VisionEncodes++;
+            }
+            if (offset != features.shape[0]) throw new InvalidOperationException($"the vision tower gave {features.shape[0]} tokens for {offset} expected");
+        }
+    }
+
+    /// <summary>Consecutive runs of prompts (start, count) whose patches sum to at most <paramref name="budget"/>; a prompt
+    /// over the budget forms a run alone.</summary>
+    internal static List<(int Start, int Count)> VisionChunks(IReadOnlyList<long> patches, long budget)
+    {
+        var runs = new List<(int, int)>();
+        for (int i = 0; i < patches.Count;)
+        {
+            int j = i + 1;
+            long sum = patches[i];
+            while (j < patches.Count && sum + patches[j] <= budget) sum += patches[j++];
+            runs.Add((i, j - i));
+            i = j;
+        }
+        return runs;
     }
 
     /// <summary>One phase's vision-tower outputs of a model other than the actor, by prompt; owns them.</summary>
