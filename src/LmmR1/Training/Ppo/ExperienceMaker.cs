@@ -230,7 +230,10 @@ public sealed class ExperienceMaker
 
         clock.Restart();
         var items = new List<ExperienceItem>(outputs.Count);
-        var queries = new List<string>(outputs.Count);
+        // The query texts the reward reads (prompt + response, special tokens kept): decoded on all cores.
+        var queries = new string[outputs.Count];
+        Parallel.For(0, outputs.Count, i => queries[i] = tokenizer.Decode(
+            processed[outputs[i].PromptIndex].InputIds.Select(t => (int)t).Concat(outputs[i].TokenIds), skipSpecialTokens: false));
         foreach (var o in outputs)
         {
             var promptIds = processed[o.PromptIndex].InputIds;
@@ -244,7 +247,6 @@ public sealed class ExperienceMaker
                 Vision = visions[o.PromptIndex],
                 RolloutLogProbs = o.LogProbs,
             });
-            queries.Add(tokenizer.Decode(promptIds.Select(t => (int)t).Concat(o.TokenIds), skipSpecialTokens: false));
         }
         var rollout = new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries, ActionMask = ActionTensors.Mask(items, Device) };
         Stats.CollectSeconds += clock.Elapsed.TotalSeconds;
