@@ -1,7 +1,8 @@
 """Baseline numbers for the performance compass: Hugging Face transformers on a Qwen2.5-VL-3B-shaped model
 (random bf16 weights) on one GPU. Prints JSON lines.
-Usage: python3 hf_baseline.py [gen|images|rollout|gen+rollout|images+rollout|issue12|text512|train|all]
+Usage: python3 hf_baseline.py [gen|images|rollout|gen+rollout|images+rollout|issue12|text512|image512|train|all]
 "text512": only the warm-up and 512 rows x 512 new tokens of text (the cheapest baseline of issue 12's 6x target).
+"image512": only the warm-up and 512 rows x 512 new tokens with one 448x448 image each (issue 12's image case).
 "issue12": the three cases of issue 12 (512 rows text, 64 rows text, 512 rows with one 448x448 image each), 512 new tokens.
 Copied from /work/shared/bench/hf_baseline.py; added "rollout": 512 rows (= 64 prompts x 8 samples, each row with its
 own copy of the prompt and image, which is what HF generate does with num_return_sequences) x 512 new tokens with one
@@ -78,7 +79,7 @@ def train(batch, seq, ckpt):
                       "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}), flush=True)
     model.eval()
 
-if what in ("gen", "images", "rollout", "gen+rollout", "images+rollout", "issue12", "text512", "all"):
+if what in ("gen", "images", "rollout", "gen+rollout", "images+rollout", "issue12", "text512", "image512", "all"):
     gen(8, 128, 128)  # warm-up
 if what == "text512":
     gen(512, 128, 512)
@@ -89,7 +90,7 @@ if what in ("gen", "gen+rollout", "all"):
     gen(64, 128, 256, images=True)
 if what in ("images", "images+rollout"):
     gen(64, 128, 256, images=True)
-if what in ("rollout", "gen+rollout", "images+rollout", "issue12"):
+if what in ("rollout", "gen+rollout", "images+rollout", "issue12", "image512"):
     gen(512, 128, 512, images=True)
 if what in ("train", "all"):
     train(4, 1024, False)
