@@ -32,6 +32,16 @@ public sealed class VisionInput : IDisposable
         return sum / mergeUnit;
     }
 
+    /// <summary>[Σ tokens, H] <paramref name="model"/>'s vision tower over the images of <paramref name="visions"/> in one
+    /// call, in their order (attention stays within each image), in the caller's dispose scope and grad mode.</summary>
+    public static Tensor EncodeTogether(QwenVLModel model, IReadOnlyList<VisionInput> visions)
+    {
+        if (visions.Count == 1) return model.EncodeVision(visions[0].PixelValues, visions[0].ImageGridThw);
+        var pixels = torch.cat(visions.Select(v => v.PixelValues.to(model.Device)).ToArray(), 0);
+        var grid = torch.cat(visions.Select(v => v.ImageGridThw).ToArray(), 0);
+        return model.EncodeVision(pixels, grid);
+    }
+
     /// <summary>Drops the cached embeddings (the actor's vision weights changed).</summary>
     public void ForgetEmbeds()
     {
@@ -161,9 +171,7 @@ public sealed class Experience : IDisposable
         if (ImageEmbeds is not null) return ImageEmbeds.alias();
         if (Visions.Count == 0) return null;
         using var scope = torch.NewDisposeScope();
-        var pixels = torch.cat(Visions.Select(v => v.PixelValues.to(model.Device)).ToArray(), 0);
-        var grid = torch.cat(Visions.Select(v => v.ImageGridThw).ToArray(), 0);
-        var features = model.EncodeVision(pixels, grid);                                               // [Σ_distinct, H]
+        var features = VisionInput.EncodeTogether(model, Visions);                                      // [Σ_distinct, H]
         if (RowVisions.Count == Visions.Count) return features.MoveToOuterDisposeScope();              // no image shared by two rows
         // Merged tokens per distinct prompt: Σ t·h·w / merge² over its images.
         long unit = model.Config.Vision!.MergeUnit;

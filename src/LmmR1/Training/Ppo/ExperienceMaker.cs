@@ -97,7 +97,7 @@ public sealed class ExperienceStats
     public long VisionEncodes { get; set; }
     /// <summary>The processor: chat template, image resizing and patches, tokens.</summary>
     public double ProcessSeconds { get; set; }
-    /// <summary>The actor's vision tower once per prompt (CacheVision).</summary>
+    /// <summary>The actor's vision tower once per prompt, prompts together (CacheVision).</summary>
     public double VisionSeconds { get; set; }
     /// <summary>After the engine: the samples' token lists and query texts.</summary>
     public double CollectSeconds { get; set; }
@@ -426,19 +426,12 @@ public sealed class ExperienceMaker
         {
             using var scope = torch.NewDisposeScope();   // EncodeVision leaves temporaries in the caller's scope
             var chunk = todo.GetRange(start, count);
-            Tensor features;
-            if (chunk.Count == 1) features = model.EncodeVision(chunk[0].PixelValues, chunk[0].ImageGridThw);
-            else
-            {
-                var pixels = torch.cat(chunk.Select(v => v.PixelValues.to(model.Device)).ToArray(), 0);
-                var grid = torch.cat(chunk.Select(v => v.ImageGridThw).ToArray(), 0);
-                features = model.EncodeVision(pixels, grid);                                           // [Σ tokens, H]
-            }
+            var features = VisionInput.EncodeTogether(model, chunk);                                      // [Σ tokens, H]
             long offset = 0;
             foreach (var v in chunk)
             {
                 long tokens = v.MergedTokens(unit);
-                store(v, (chunk.Count == 1 ? features.alias() : features.narrow(0, offset, tokens)).DetachFromDisposeScope());
+                store(v, features.narrow(0, offset, tokens).DetachFromDisposeScope());
                 offset += tokens;
                 Stats.VisionEncodes++;
             }
