@@ -7,6 +7,7 @@
 # varlen, plus per-segment as a control) and on the random Qwen2.5-VL-3B-shaped checkpoint (bf16, flash varlen, one
 # 448² image per row, with and without gradient checkpointing). JSON lines in $OUT/packing_check.jsonl, a summary of
 # PASS/FAIL lines in $OUT/packing_check.txt.
+# Shared prompts (--packing_share_prompts): --samples N --share-prompts steps on the tiny fixtures and the 3B shape.
 # usage: bash bench/gpu/packing_check.sh LMMR1_DIR_OR_TARBALL FIXTURES_DIR   (env: OUT, CKPT (a folder, or preset:qwen2.5-vl-3b: no file); SKIP_TINY=1, SKIP_3B=1, SKIP_BF16_3B=1, FP32_3B=0|1; ROWS_3B, ROWS_3B_NOCKPT, ROWS_3B_FP32, RESP_3B)
 set -uo pipefail
 SRC=$1; FIX=$2
@@ -37,6 +38,9 @@ for m in qwen2vl-tiny qwen25vl-tiny; do
   step "$m-fp32" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype float32 --rows 6 --image 56 --response-len 1-48 --output "$RES"
   step "$m-bf16-flash" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype bfloat16 --rows 6 --image 56 --response-len 1-48 --kernel flash --output "$RES"
   step "$m-bf16-segments" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype bfloat16 --rows 6 --image 56 --response-len 1-48 --kernel per-segment --output "$RES"
+  # --packing_share_prompts: 2 prompts × 3 samples, each prompt once in the packed sequence.
+  step "$m-fp32-shared" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype float32 --rows 6 --samples 3 --share-prompts --image 56 --response-len 1-48 --output "$RES"
+  step "$m-bf16-flash-shared" "$L" bench packing-check --model "$FIX/$m" --device cuda --dtype bfloat16 --rows 6 --samples 3 --share-prompts --image 56 --response-len 1-48 --kernel flash --output "$RES"
 done
 if [[ "${SKIP_3B:-0}" != 1 ]]; then
   [[ "$CKPT" == preset:* || -f "$CKPT/config.json" ]] || "$L" debug synth-checkpoint --config qwen2.5-vl-3b --dtype bfloat16 --output "$CKPT" > "$OUT/synth.log" 2>&1
@@ -52,6 +56,8 @@ if [[ "${SKIP_3B:-0}" != 1 ]]; then
   if [[ "${SKIP_BF16_3B:-0}" != 1 ]]; then
   step 3b-flash "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B_NOCKPT:-4}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --output "$RES"
   step 3b-flash-ckpt "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B:-8}" --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --gradient-checkpointing --output "$RES"
+  # Shared prompts at the 3B shape: 2 prompts × 4 samples (a 448² image each), each prompt packed once.
+  step 3b-flash-ckpt-shared "$L" bench packing-check --model "$CKPT" --device cuda --dtype bfloat16 --rows "${ROWS_3B:-8}" --samples 4 --share-prompts --image 448 --prompt-len 32-256 --response-len "${RESP_3B:-1-512}" --kernel flash --gradient-checkpointing --output "$RES"
   fi
 fi
 cat "$SUM"

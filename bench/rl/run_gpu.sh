@@ -11,6 +11,7 @@
 #   r1v     the R1-V-style transformers loop (bench/rl/r1v_loop.py)
 #   rl_rb_keep  rl_rb with --rollout_keep_cuda_graphs (memory with the graphs kept)
 #   train_pack, rl_rb_pack, rl_gn_pack  train / rl_rb / rl_gn with --packing_samples (padding-free passes, flash varlen)
+#   rl_rb_share, rl_gn_share  rl_rb_pack / rl_gn_pack plus --packing_share_prompts (each prompt once per micro-batch)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
 # LENS (MEDIAN:SIGMA, 256:0.5; none = no forced stops, every response MAXNEW long) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
 # gradient checkpointing, vision tower frozen. STEPS (2) steps each. RL_EXTRA: more flags for every rl-step part (e.g.
@@ -71,6 +72,8 @@ part_rl_gn() { rl rl_gn --advantage_estimator group_norm --init_kl_coef 0.001 --
 part_rl_gn_recompute() { rl rl_gn_recompute --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 --recompute_old_log_prob; }
 part_rl_rb_pack() { rl rl_rb_pack --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --packing_samples; }
 part_rl_gn_pack() { rl rl_gn_pack --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 --packing_samples; }
+part_rl_rb_share() { rl rl_rb_share --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --packing_samples --packing_share_prompts; }
+part_rl_gn_share() { rl rl_gn_share --advantage_estimator group_norm --init_kl_coef 0.001 --use_kl_loss --kl_estimator k3 --packing_samples --packing_share_prompts; }
 part_rl_rb_keep() { STEPS=${KEEP_STEPS:-$STEPS} RL_TIMEOUT=${KEEP_TIMEOUT:-${RL_TIMEOUT:-400}} rl rl_rb_keep --advantage_estimator reinforce_baseline --init_kl_coef 0.001 --rollout_keep_cuda_graphs; }
 # The parts run in the order PARTS names them.
 for p in ${PARTS//,/ }; do "part_$p"; done

@@ -8,6 +8,8 @@
 // under a hard cap: fp32 ε 1e-5 / cap 1e-4 (log-prob), ε 1e-5 / cap 1e-3 (gradient); bf16 ε 1e-3 / cap 0.1 (a logit of
 // magnitude ~10 is cast to bf16, u = 2⁻⁹, i.e. ±0.02 per logit, before the fp32 log-softmax), ε 1e-3 / cap 0.05.
 // Also reports the tokens each layout computes and the fwd+bwd time of each (not a benchmark: one warm run each).
+// --samples N gives each prompt N rows (a prompt's samples); --share-prompts packs each prompt once for its rows
+// (--packing_share_prompts), checked against the same padded reference.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
@@ -33,14 +35,16 @@ public static class BenchPackingCheckCommand
         var image = new Option<int>("--image") { Description = "Side of one random image per row (multiple of 28; 0 = text only)", DefaultValueFactory = _ => 0 };
         var kernel = new Option<string>("--kernel") { Description = "auto, flash or per-segment", DefaultValueFactory = _ => "auto" };
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute decoder layers in backward" };
+        var samples = new Option<int>("--samples") { Description = "Rows per prompt (same prompt and image, different responses); --rows must be a multiple", DefaultValueFactory = _ => 1 };
+        var share = new Option<bool>("--share-prompts") { Description = "Pack each prompt once for its rows (--packing_share_prompts)" };
         var output = new Option<string?>("--output") { Description = "Also append the JSON line to this file" };
         var cmd = new Command("packing-check", "Compare packed (padding-free) with padded log-probs and gradients (prints JSON, PASS/FAIL)")
         {
-            model, device, dtype, rows, prompt, response, image, kernel, checkpointing, output,
+            model, device, dtype, rows, prompt, response, image, kernel, checkpointing, samples, share, output,
         };
         cmd.SetAction(pr => InputsCli.Guard(() => Run(pr.GetValue(model)!, pr.GetValue(device)!, pr.GetValue(dtype)!, pr.GetValue(rows),
             Range(pr.GetValue(prompt)!, "--prompt-len"), Range(pr.GetValue(response)!, "--response-len"), pr.GetValue(image),
-            pr.GetValue(kernel)!, pr.GetValue(checkpointing), pr.GetValue(output))));
+            pr.GetValue(kernel)!, pr.GetValue(checkpointing), pr.GetValue(samples), pr.GetValue(share), pr.GetValue(output))));
         return cmd;
     }
 
@@ -54,7 +58,7 @@ public static class BenchPackingCheckCommand
     sealed record Pass(Tensor LogProbs, Dictionary<string, Tensor> Grads, double Milliseconds);
 
     static int Run(string modelSpec, string deviceName, string dtypeName, int rows, (int Min, int Max) promptLen, (int Min, int Max) responseLen,
-                   int imageSide, string kernelName, bool checkpointing, string? output)
+                   int imageSide, string kernelName, bool checkpointing, int samples, bool share, string? output)
     {
         var kernel = kernelName switch
         {
@@ -62,6 +66,7 @@ public static class BenchPackingCheckCommand
             _ => throw new InputException($"--kernel: '{kernelName}' is not auto, flash or per-segment"),
         };
         if (rows < 1) throw new InputException("--rows must be at least 1");
+        if (samples < 1 || rows % samples != 0) throw new InputException($"--samples: {samples} must be ≥ 1 and divide --rows ({rows})");
         if (imageSide % 28 != 0) throw new InputException($"--image: {imageSide} is not a multiple of 28");
         var device = ModelCommands.ParseDevice(deviceName);
         var dtype = ModelCommands.ParseDType(dtypeName);
@@ -79,17 +84,20 @@ public static class BenchPackingCheckCommand
         int textVocab = Math.Min(150000, cfg.Text.VocabSize);
         var visions = new List<VisionInput>();
         var items = new List<ExperienceItem>();
-        for (int r = 0; r < rows; r++)
+        for (int g = 0; g < rows / samples; g++)
         {
-            var p = prompts[r];
+            var p = prompts[g];
             int visionPart = p.TokenIds.Count - promptLen.Max;
             var ids = p.TokenIds.Take(visionPart + rng.Next(promptLen.Min, promptLen.Max + 1)).Select(t => (long)t).ToArray();
-            var resp = new List<long>();
-            int len = rng.Next(responseLen.Min, responseLen.Max + 1);
-            while (resp.Count < len) { int t = rng.Next(textVocab); if (!specials.Contains(t)) resp.Add(t); }
             VisionInput? v = p.PixelValues is null ? null : new VisionInput { PixelValues = p.PixelValues, ImageGridThw = p.ImageGridThw! };
             if (v is not null) visions.Add(v);
-            items.Add(new ExperienceItem { PromptIndex = r, SampleIndex = 0, PromptIds = ids, ResponseIds = resp.ToArray(), Vision = v });
+            for (int j = 0; j < samples; j++)
+            {
+                var resp = new List<long>();
+                int len = rng.Next(responseLen.Min, responseLen.Max + 1);
+                while (resp.Count < len) { int t = rng.Next(textVocab); if (!specials.Contains(t)) resp.Add(t); }
+                items.Add(new ExperienceItem { PromptIndex = g, SampleIndex = j, PromptIds = ids, ResponseIds = resp.ToArray(), Vision = v });
+            }
         }
         try
         {
@@ -134,7 +142,8 @@ public static class BenchPackingCheckCommand
 
             // The same micro-batch laid out for the packed forward with the requested kernel (Collate would pick Auto);
             // it borrows the padded experience's tensors, so it is not disposed itself.
-            using var packing = PackedSequences.FromLengths(items.Select(i => i.TotalLength).ToList(), device, kernel);
+            using var packing = share ? PackedSequences.FromRows(Experience.PromptGroups(items), device, kernel)
+                                      : PackedSequences.FromLengths(items.Select(i => i.TotalLength).ToList(), device, kernel);
             var packedWithKernel = new Experience
             {
                 Sequences = padded.Sequences, AttentionMask = padded.AttentionMask, ActionMask = padded.ActionMask,
@@ -196,6 +205,7 @@ public static class BenchPackingCheckCommand
                 ["what"] = "packing_check", ["model"] = cfg.ModelType, ["layers"] = cfg.Text.NumLayers, ["hidden"] = cfg.Text.HiddenSize,
                 ["dtype"] = dtypeName, ["device"] = deviceName, ["rows"] = rows, ["image_side"] = images ? imageSide : 0,
                 ["gradient_checkpointing"] = checkpointing, ["kernel"] = kernelName, ["flash_varlen_used"] = flash,
+                ["samples_per_prompt"] = samples, ["share_prompts"] = share, ["key_tokens"] = packing.KeyTokens,
                 ["native"] = device.type == DeviceType.CUDA ? NativeExtension.TryGet()?.Path : null,
                 ["native_unavailable"] = device.type == DeviceType.CUDA ? NativeExtension.UnavailableReason : null,
                 ["tokens_real"] = packing.TotalTokens, ["tokens_padded"] = padded.Sequences.numel(), ["action_slots"] = (long)count,
@@ -209,7 +219,8 @@ public static class BenchPackingCheckCommand
             string json = JsonSerializer.Serialize(result);
             Console.WriteLine(json);
             if (output is not null) File.AppendAllText(output, json + Environment.NewLine);
-            Console.Error.WriteLine($"{(pass ? "PASS" : "FAIL")}: {cfg.ModelType} {dtypeName} kernel {kernelName}{(flash ? " (flash varlen)" : "")}: " +
+            Console.Error.WriteLine($"{(pass ? "PASS" : "FAIL")}: {cfg.ModelType} {dtypeName} kernel {kernelName}{(flash ? " (flash varlen)" : "")}" +
+                $"{(share ? $", {samples} rows share each prompt" : "")}: " +
                 $"max |Δ log-prob| {kLp:G3} (tolerance {tolLp:G3}; floor {floorLp:G3}), ‖Δg‖/‖g‖ {kG.Global:G3} (tolerance {tolG:G3}; floor {floorG.Global:G3}); " +
                 $"tokens {packing.TotalTokens} packed vs {padded.Sequences.numel()} padded; fwd+bwd {k.Milliseconds:F1} vs {p.Milliseconds:F1} ms");
             foreach (var t in p.Grads.Values.Concat(k.Grads.Values).Concat(floorGrads.Values)) t.Dispose();

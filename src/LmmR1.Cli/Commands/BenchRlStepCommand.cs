@@ -162,6 +162,7 @@ public static class BenchRlStepCommand
                 // for the rest; none with --recompute_old_log_prob).
                 ["old_logprobs_from_update"] = m.OldLogProbsFromUpdate, ["recompute_old_log_prob"] = config.Optim.RecomputeOldLogProb,
                 ["packing_samples"] = config.Model.PackingSamples,
+                ["packing_share_prompts"] = config.Model.PackingSharePrompts,
                 ["step_s"] = Math.Round(m.StepSeconds, 3),
                 ["phases_s"] = m.Seconds.ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 3)),
                 ["other_s"] = Math.Round(m.StepSeconds - phaseSum, 3),

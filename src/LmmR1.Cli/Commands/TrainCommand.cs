@@ -69,7 +69,7 @@ public static class TrainCommand
         // models
         public readonly Option<string?> Pretrain, CriticPretrain, ValueHeadPrefix, Device, RewardPretrain;
         public readonly Option<string[]> FreezePrefix;
-        public readonly Option<bool> Bf16, GradientCheckpointing, PackingSamples, SaveValueNetwork;
+        public readonly Option<bool> Bf16, GradientCheckpointing, PackingSamples, PackingSharePrompts, SaveValueNetwork;
         // data
         public readonly PromptDataFlags Data;
         public readonly Option<int> PromptMaxLen;
@@ -130,6 +130,7 @@ public static class TrainCommand
             GradientCheckpointing = Add<bool>("--gradient_checkpointing", "Recompute decoder layers in backward");
             GradientCheckpointingLayers = Add("--gradient_checkpointing_layers", "With --gradient_checkpointing: recompute only the first N decoder layers (ours; 0 = all)", 0);
             PackingSamples = Add<bool>("--packing_samples", "Log-prob, reference, value and update passes without padding (rows packed into one sequence)");
+            PackingSharePrompts = Add<bool>("--packing_share_prompts", "With --packing_samples: a prompt's samples hold the prompt once in the packed sequence; update micro-batches keep prompt groups together (ours)");
             ValueHeadPrefix = Add<string?>("--value_head_prefix", "Critic value head name", "score");
             Device = Add<string?>("--device", "cpu, cuda or cuda:N (one process holds every model)", "cpu");
             SaveValueNetwork = Add<bool>("--save_value_network", "Also save the critic to {save_path}_critic");
@@ -302,6 +303,7 @@ public static class TrainCommand
                     GradientCheckpointing = pr.GetValue(GradientCheckpointing),
                     GradientCheckpointingLayers = pr.GetValue(GradientCheckpointingLayers),
                     PackingSamples = pr.GetValue(PackingSamples),
+                    PackingSharePrompts = pr.GetValue(PackingSharePrompts),
                     ValueHeadPrefix = pr.GetValue(ValueHeadPrefix) ?? "score",
                     Device = pr.GetValue(Device) ?? "cpu",
                     SaveValueNetwork = pr.GetValue(SaveValueNetwork),

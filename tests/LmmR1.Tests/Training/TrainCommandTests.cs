@@ -96,6 +96,7 @@ public class TrainCommandTests(ITestOutputHelper output)
     [InlineData("--gradient_checkpointing_layers", new[] { "--gradient_checkpointing", "--gradient_checkpointing_layers", "-1" })]
     [InlineData("--gradient_checkpointing_layers", new[] { "--gradient_checkpointing_layers", "1" })]                    // without --gradient_checkpointing
     [InlineData("--gradient_checkpointing_layers", new[] { "--gradient_checkpointing", "--gradient_checkpointing_layers", "3" })]   // the model has 2
+    [InlineData("--packing_share_prompts", new[] { "--packing_share_prompts" })]                                         // without --packing_samples
     public void InvalidFlagsFailAtStartNamingTheFlag(string flag, string[] args)
     {
         var (code, _, stderr) = Run(Valid(args));

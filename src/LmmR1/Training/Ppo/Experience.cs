@@ -109,8 +109,10 @@ public sealed class Experience : IDisposable
     /// <summary>Builds the micro-batch. With <paramref name="cachedEmbeds"/> (a prompt's images → that model's cached
     /// vision-tower output), rows with images take those (every prompt with images must have one then).</summary>
     /// <param name="pack">Also lay the rows out for the padding-free forward (--packing_samples).</param>
+    /// <param name="sharePrompts">With <paramref name="pack"/>: rows with the same prompt (tokens and images) hold it once
+    /// in the packed sequence (--packing_share_prompts).</param>
     public static Experience Collate(IReadOnlyList<ExperienceItem> items, Device device, long padTokenId,
-                                     Func<VisionInput, Tensor?>? cachedEmbeds = null, bool pack = false)
+                                     Func<VisionInput, Tensor?>? cachedEmbeds = null, bool pack = false, bool sharePrompts = false)
     {
         if (items.Count == 0) throw new ArgumentException("cannot collate an empty micro-batch");
         int b = items.Count;
@@ -158,28 +160,73 @@ public sealed class Experience : IDisposable
             Visions = distinct,
             RowVisions = rowVisions,
             Items = items,
-            Packing = pack ? PackedSequences.FromLengths(items.Select(i => i.TotalLength).ToList(), device) : null,
+            Packing = !pack ? null
+                : sharePrompts ? PackedSequences.FromRows(PromptGroups(items), device)
+                : PackedSequences.FromLengths(items.Select(i => i.TotalLength).ToList(), device),
         };
+    }
+
+    /// <summary>Rows grouped by identical prompts: the same images (the same <see cref="VisionInput"/>, or none) and the same
+    /// prompt tokens.</summary>
+    public static List<PackedRow> PromptGroups(IReadOnlyList<ExperienceItem> items)
+    {
+        var groups = new List<(ExperienceItem First, int Id)>();
+        var rows = new List<PackedRow>(items.Count);
+        foreach (var it in items)
+        {
+            int id = -1;
+            foreach (var (first, gid) in groups)
+                if (ReferenceEquals(first.Vision, it.Vision) && (ReferenceEquals(first.PromptIds, it.PromptIds) || first.PromptIds.AsSpan().SequenceEqual(it.PromptIds)))
+                { id = gid; break; }
+            if (id < 0) { id = groups.Count; groups.Add((it, id)); }
+            rows.Add(new PackedRow(id, it.PromptIds.Length, it.ResponseLength));
+        }
+        return rows;
     }
 
     /// <summary>[Σ tokens, H] the vision features of every row's images in row order, in the caller's dispose scope:
     /// the cached embeddings when Collate had them, else one vision-tower pass of <paramref name="model"/> over the
     /// distinct prompts' images (each encoded once, however many of its samples are here), copied to the rows by
     /// index_select, so in grad mode every row's gradient flows back into that one pass. Null without images.</summary>
-    public Tensor? ImageFeatures(QwenVLModel model)
+    public Tensor? ImageFeatures(QwenVLModel model) => ImageFeatures(model, null);
+
+    /// <summary>The features the forward of this micro-batch consumes: those of the rows whose prompt the packed sequence
+    /// holds when it shares prompts (one copy per group), else every row's (<see cref="ImageFeatures(QwenVLModel)"/>).</summary>
+    public Tensor? ForwardImageFeatures(QwenVLModel model) =>
+        Packing is { SharesPrompts: true } p ? ImageFeatures(model, p.PromptRows()) : ImageFeatures(model, null);
+
+    // The features of the images of rows (null = every row) in that order.
+    Tensor? ImageFeatures(QwenVLModel model, IReadOnlyList<int>? rows)
     {
-        if (ImageEmbeds is not null) return ImageEmbeds.alias();
         if (Visions.Count == 0) return null;
+        // Position of each row with images among those rows (RowVisions and a cached ImageEmbeds are in that order).
+        var imageRow = new Dictionary<int, int>();
+        for (int r = 0; r < Items.Count; r++) if (Items[r].Vision is not null) imageRow[r] = imageRow.Count;
+        var wanted = rows?.Where(imageRow.ContainsKey).Select(r => imageRow[r]).ToList();
+        bool everyRow = wanted is null || wanted.SequenceEqual(Enumerable.Range(0, imageRow.Count));
+        if (ImageEmbeds is not null && everyRow) return ImageEmbeds.alias();
         using var scope = torch.NewDisposeScope();
-        var features = VisionInput.EncodeTogether(model, Visions);                                      // [Σ_distinct, H]
-        if (RowVisions.Count == Visions.Count) return features.MoveToOuterDisposeScope();              // no image shared by two rows
-        // Merged tokens per distinct prompt: Σ t·h·w / merge² over its images.
         long unit = model.Config.Vision!.MergeUnit;
-        var counts = Visions.Select(v => v.MergedTokens(unit)).ToArray();
+        Tensor source;
+        long[] counts;
+        int[] unitOf;   // per wanted image row, its unit (row with images, or distinct prompt) in source
+        if (ImageEmbeds is not null)
+        {
+            source = ImageEmbeds;
+            counts = Items.Where(i => i.Vision is not null).Select(i => i.Vision!.MergedTokens(unit)).ToArray();
+            unitOf = [.. wanted!];
+        }
+        else
+        {
+            source = VisionInput.EncodeTogether(model, Visions);                                      // [Σ_distinct, H]
+            counts = Visions.Select(v => v.MergedTokens(unit)).ToArray();
+            unitOf = (wanted ?? Enumerable.Range(0, imageRow.Count).ToList()).Select(k => RowVisions[k]).ToArray();
+            if (unitOf.SequenceEqual(Enumerable.Range(0, Visions.Count))) return source.MoveToOuterDisposeScope();   // each prompt once, in order
+        }
         var offsets = new long[counts.Length];
         for (int i = 1; i < counts.Length; i++) offsets[i] = offsets[i - 1] + counts[i - 1];
-        var index = RowVisions.SelectMany(k => Enumerable.Range(0, (int)counts[k]).Select(j => offsets[k] + j)).ToArray();
-        return features.index_select(0, torch.tensor(index, device: features.device)).MoveToOuterDisposeScope();
+        var index = unitOf.SelectMany(k => Enumerable.Range(0, (int)counts[k]).Select(j => offsets[k] + j)).ToArray();
+        return source.index_select(0, torch.tensor(index, device: source.device)).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

@@ -380,7 +380,7 @@ public sealed class ExperienceMaker
         for (int start = 0; start < items.Count; start += micro)
         {
             using var scope = torch.NewDisposeScope();
-            using var e = Experience.Collate(items.Skip(start).Take(micro).ToList(), Device, Pad, embeds, config.Model.PackingSamples);
+            using var e = Experience.Collate(items.Skip(start).Take(micro).ToList(), Device, Pad, embeds, config.Model.PackingSamples, config.Model.PackingSharePrompts);
             parts.Add(ActionTensors.Align(forward(e), e.ActionMask, width).MoveToOuterDisposeScope());
         }
         return torch.cat(parts, 0).MoveToOuterDisposeScope();

@@ -45,7 +45,7 @@ public static class PolicyForward
     public static Tensor ActionHidden(QwenVLModel model, Experience e)
     {
         long a = e.NumActions;
-        var features = e.ImageFeatures(model);
+        var features = e.ForwardImageFeatures(model);
         if (e.Packing is { } packed)
         {
             var hidden = model.ForwardPacked(e.Sequences, e.AttentionMask, packed, e.ImageGridThw, features);   // [1, T, H]

@@ -41,6 +41,11 @@ public sealed record PpoModelSettings
     /// sequence without padding (per-row attention and M-RoPE positions; flash varlen on CUDA). Same numbers up to
     /// rounding; generation is unaffected.</summary>
     public bool PackingSamples { get; init; }
+    /// <summary>--packing_share_prompts (ours; needs --packing_samples): the samples of one prompt in a micro-batch hold
+    /// the prompt once in the packed sequence, each response attending to it (PackedSequences.FromRows), and the
+    /// update's micro-batches are cut from a seeded shuffle of whole prompt groups instead of single samples, so that a
+    /// micro-batch holds a group's samples together. Same maths per sample; fewer tokens through the layers.</summary>
+    public bool PackingSharePrompts { get; init; }
     /// <summary>--value_head_prefix: name of the critic's value head ("score" → score.weight).</summary>
     public string ValueHeadPrefix { get; init; } = "score";
     /// <summary>--device: cpu, cuda or cuda:N (ours; one process holds actor, reference and critic).</summary>
@@ -308,6 +313,8 @@ public sealed record PpoConfig
             throw Flag("--gradient_checkpointing_layers", $"must be ≥ 0 (0 = every layer), got {Model.GradientCheckpointingLayers}");
         if (Model.GradientCheckpointingLayers > 0 && !Model.GradientCheckpointing)
             throw Flag("--gradient_checkpointing_layers", "chooses how many layers --gradient_checkpointing recomputes: add --gradient_checkpointing");
+        if (Model.PackingSharePrompts && !Model.PackingSamples)
+            throw Flag("--packing_share_prompts", "shares prompts inside the packed sequence: add --packing_samples");
         if (Model.Lora is { } lora)
         {
             lora.Validate();

@@ -76,7 +76,8 @@ public sealed record PpoPlan
                       $"{AccumulationSteps} per optimizer step → {OptimizerStepsPerRollout} optimizer step(s)" + (c.UsesCritic ? " each for actor and critic" : ""));
         sb.AppendLine($"  old log-probs           {OldLogProbPlan.DescribeConfig(c)}");
         if (c.Model.PackingSamples)
-            sb.AppendLine("  packing                 log-prob, reference, value and update passes without padding (--packing_samples)");
+            sb.AppendLine("  packing                 log-prob, reference, value and update passes without padding (--packing_samples)" +
+                          (c.Model.PackingSharePrompts ? "; a prompt once per micro-batch for its samples, update micro-batches by prompt group (--packing_share_prompts)" : ""));
         sb.AppendLine($"  optimizer steps         {OptimizerStepsPerRollout * MaxGlobalSteps} in total; LR schedule over {SchedulerSteps} steps, {WarmupSteps} warmup, " +
                       $"cosine to 0.1·lr (actor {Fmt(o.ActorLearningRate)}" + (c.UsesCritic ? $", critic {Fmt(o.CriticLearningRate)}" : "") + ")");
         sb.AppendLine($"  models                  actor{(c.UsesReference ? " + reference" : "")}{(c.UsesCritic ? " + critic" : "")}" +

@@ -196,7 +196,7 @@ public sealed class PpoTrainer : IDisposable
         var (scores, overlong) = OverlongShaped(rollout, filtered.Scores);
         bool trainActor = step > config.Algorithm.FreezingActorSteps;
         // Old log-probs: the separate no-grad pass for the samples the update's first optimizer step does not provide.
-        var oldPlan = OldLogProbPlan.Create(config, trainActor, rollout.Count, OptimizerSteps(rollout.Count, step, 0).FirstOrDefault() ?? []);
+        var oldPlan = OldLogProbPlan.Create(config, trainActor, rollout.Count, OptimizerSteps(rollout.Items, step, 0).FirstOrDefault() ?? []);
         LogOldLogProbPlan(oldPlan);
         bool someFromUpdate = oldPlan.FromUpdateCount > 0;
         using var oldLogProbs = oldPlan.SkipsSeparatePass
@@ -374,14 +374,31 @@ public sealed class PpoTrainer : IDisposable
 
     /// <summary>The optimizer steps of one epoch over a rollout, each a list of accumulation-steps micro-batches of
     /// sample rows: a seeded shuffle, cut into micro-batches, the last partial one dropped (DataLoader(shuffle=True,
-    /// drop_last=True)).</summary>
-    internal List<List<long[]>> OptimizerSteps(int samples, long step, int epoch)
+    /// drop_last=True)). With --packing_share_prompts the shuffle permutes whole prompt groups (runs of one
+    /// PromptIndex) and keeps each group's rows together, so a micro-batch shares its prompts.</summary>
+    internal List<List<long[]>> OptimizerSteps(IReadOnlyList<ExperienceItem> items, long step, int epoch)
+    {
+        if (!config.Model.PackingSharePrompts) return OptimizerSteps(items.Count, step, epoch);
+        var groups = new List<List<long>>();
+        for (int i = 0; i < items.Count; i++)
+        {
+            if (i == 0 || items[i].PromptIndex != items[i - 1].PromptIndex) groups.Add([]);
+            groups[^1].Add(i);
+        }
+        var perm = DatasetMixer.Permutation(groups.Count, PpoSeeds.EpochShuffle(config.Run.Seed, step, epoch));
+        return MicroBatches(perm.SelectMany(g => groups[g]).ToArray());
+    }
+
+    /// <summary>The same over <paramref name="samples"/> rows shuffled one by one.</summary>
+    internal List<List<long[]>> OptimizerSteps(int samples, long step, int epoch) =>
+        MicroBatches(DatasetMixer.Permutation(samples, PpoSeeds.EpochShuffle(config.Run.Seed, step, epoch)).Select(i => (long)i).ToArray());
+
+    List<List<long[]>> MicroBatches(long[] order)
     {
         int micro = config.Optim.MicroTrainBatchSize, accum = (int)Plan.AccumulationSteps;
-        var perm = DatasetMixer.Permutation(samples, PpoSeeds.EpochShuffle(config.Run.Seed, step, epoch));
         var micros = new List<long[]>();
-        for (int s = 0; s + micro <= perm.Length; s += micro)
-            micros.Add(perm.Skip(s).Take(micro).Select(i => (long)i).ToArray());
+        for (int s = 0; s + micro <= order.Length; s += micro)
+            micros.Add(order.Skip(s).Take(micro).ToArray());
         return micros.Chunk(accum).Select(g => g.ToList()).ToList();
     }
 
@@ -416,7 +433,7 @@ public sealed class PpoTrainer : IDisposable
         {
             var device = models.Actor.Device;
             for (int epoch = 0; epoch < config.Optim.MaxEpochs; epoch++)
-                foreach (var (group, index) in OptimizerSteps(rollout.Count, step, epoch).Select((g, i) => (g, i)))
+                foreach (var (group, index) in OptimizerSteps(rollout.Items, step, epoch).Select((g, i) => (g, i)))
                 {
                     // Step-wide totals (token and sequence counts) for the global loss aggregation modes.
                     StepTotals? totals = null;
@@ -428,7 +445,8 @@ public sealed class PpoTrainer : IDisposable
                     foreach (var rows in group)
                     {
                         using var scope = torch.NewDisposeScope();
-                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds, config.Model.PackingSamples);
+                        using var inputs = Experience.Collate(rows.Select(i => rollout.Items[(int)i]).ToList(), device, tokenizer.PadTokenId, cachedEmbeds,
+                                                             config.Model.PackingSamples, config.Model.PackingSharePrompts);
                         var (loss, stats) = lossOf(new MicroBatch(inputs, torch.tensor(rows, device: device), rows)
                         {
                             Totals = totals, BeforeAnyStep = epoch == 0 && index == 0,
