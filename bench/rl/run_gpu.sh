@@ -14,7 +14,7 @@
 #   rl_rb_share, rl_gn_share  rl_rb_pack / rl_gn_pack plus --packing_share_prompts (each prompt once per micro-batch)
 # Shapes: PROMPTS (64) x SAMPLES (8), one 448x448 random image per prompt, responses forced to log-normal lengths
 # LENS (MEDIAN:SIGMA, 256:0.5; none = no forced stops, every response MAXNEW long) up to MAXNEW (512); train_batch_size = all samples, micro 8; bf16 + fp32 AdamW masters,
-# gradient checkpointing, vision tower frozen. STEPS (2) steps each. RL_EXTRA: more flags for every rl-step part (e.g.
+# gradient checkpointing, vision tower frozen; micro-batches MICRO_TRAIN (8) and MICRO_ROLLOUT (8) rows. STEPS (2) steps each. RL_EXTRA: more flags for every rl-step part (e.g.
 # "--gradient_checkpointing_layers 28"). JSON lines go to $OUT/rl.jsonl; a table last.
 # usage: OUT=... bash bench/rl/run_gpu.sh LMMR1_TARBALL TOKENIZER_DIR [BASELINE_DIR]
 set -uo pipefail
@@ -39,7 +39,7 @@ rl() {  # rl NAME extra-flags...
   local name=$1; shift
   timeout ${RL_TIMEOUT:-400} "$L" bench rl-step --pretrain "$MODEL" --tokenizer "$TOK" --device cuda --bf16 --gradient_checkpointing \
     --freeze_prefix visual --rollout_batch_size "$PROMPTS" --n_samples_per_prompt "$SAMPLES" --train_batch_size $(( PROMPTS * SAMPLES )) \
-    --micro_train_batch_size 8 --micro_rollout_batch_size ${MICRO_ROLLOUT:-8} --generate_max_len "$MAXNEW" --prompt_max_len 8192 \
+    --micro_train_batch_size ${MICRO_TRAIN:-8} --micro_rollout_batch_size ${MICRO_ROLLOUT:-8} --generate_max_len "$MAXNEW" --prompt_max_len 8192 \
     $( [[ "$LENS" == none ]] || echo --synthetic_response_len "$LENS" ) --synthetic_reward --bench_steps "$STEPS" --actor_learning_rate 1e-6 --temperature 1.0 \
     --work_dir /tmp/rl-data --output "$RES" "$@" ${RL_EXTRA:-} > "$OUT/$name.log" 2>&1
   el "$name exit $?: $(grep -c lmmr1_rl_step "$OUT/$name.log") steps"; grep -v '^{' "$OUT/$name.log" | tail -4 >&2
