@@ -65,7 +65,6 @@ public sealed class PackedSequences : IDisposable
         promptStart = new long[rows.Length];
         responseStart = new long[rows.Length];
         var segs = new List<Segment>();
-        var groupPrompt = new Dictionary<int, (long Start, int Length)>();
         long at = 0;
         // Layout: a group's prompt once (where its first row comes), its rows' responses right after it; every row of a
         // group of one is prompt + response in one segment, as plain packing.
