@@ -165,7 +165,9 @@ public static class PpoCheckpoint
             JsonNode? n = o;
             foreach (var part in path.Split('.'))
                 if (n is not JsonObject obj || !obj.TryGetPropertyValue(part, out n))
-                    return ReferenceEquals(o, now) ? throw new InvalidOperationException($"config has no field '{path}'") : "(missing)";
+                    return ReferenceEquals(o, now) ? throw new InvalidOperationException($"config has no field '{path}'")
+                         : path == "model.packing_share_prompts" ? "false"   // written before the flag existed: off
+                         : "(missing)";
             return n?.ToJsonString() ?? "null";
         }
         InputException Refuse(string flag, string what) => InputException.At(null, null, flag,
@@ -183,6 +185,7 @@ public static class PpoCheckpoint
             ("rollout.rollout_batch_size", "--rollout_batch_size"), ("rollout.samples_per_prompt", "--n_samples_per_prompt"),
             ("optim.train_batch_size", "--train_batch_size"), ("optim.micro_train_batch_size", "--micro_train_batch_size"),
             ("optim.max_epochs", "--max_epochs"),
+            ("model.packing_share_prompts", "--packing_share_prompts"),   // the update's shuffle is by groups with it
         ];
         foreach (var (path, flag) in mustMatch)
         {
