@@ -120,7 +120,7 @@ public static class PpoCheckpoint
             KlCoef = c.KlCoef,
             Rng = new RngState(config.Run.Seed,
                 Sampling: $"{PpoSeeds.SamplingRule} (seed {config.Run.Seed}; next: {PpoSeeds.Sampling(config.Run.Seed, s.GlobalStep + 1)})",
-                PpoShuffles: PpoSeeds.EpochShuffleRule,
+                PpoShuffles: PpoSeeds.EpochShuffleRule + (config.Model.PackingSharePrompts ? ", over prompt groups (--packing_share_prompts)" : ", over samples"),
                 PromptOrder: $"{PpoSeeds.PromptOrderRule} (episode {s.Episode}, next rollout {s.RolloutInEpisode})",
                 Torch: RngFile),
             PretrainFingerprint = ModelFingerprint(config.Model.Pretrain!),
