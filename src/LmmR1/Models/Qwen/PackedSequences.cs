@@ -156,7 +156,8 @@ public sealed class PackedSequences : IDisposable
         FlashDisabledReason is null && device.type == DeviceType.CUDA && dtype is ScalarType.BFloat16 or ScalarType.Float16 &&
         headDim <= 256 && NativeExtension.TryGet() is { HasVarlenAttention: true };
 
-    /// <summary>Causal self-attention within each segment. q [1, H, T, D]; k, v [1, kvH, T, D] → [1, H, T, D].</summary>
+    /// <summary>Causal self-attention within each segment, after the segment's shared prompt when it has one.
+    /// q [1, H, T, D]; k, v [1, kvH, T, D] → [1, H, T, D].</summary>
     public Tensor Attend(Tensor q, Tensor k, Tensor v, AttentionImpl impl)
     {
         using var scope = torch.NewDisposeScope();
