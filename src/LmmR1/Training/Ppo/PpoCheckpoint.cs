@@ -165,31 +165,31 @@ public static class PpoCheckpoint
             JsonNode? n = o;
             foreach (var part in path.Split('.'))
                 if (n is not JsonObject obj || !obj.TryGetPropertyValue(part, out n))
-                    return ReferenceEquals(o, now) ? throw new InvalidOperationException($"config has no field '{path}'")
-                         : path == "model.packing_share_prompts" ? "false"   // written before the flag existed: off
-                         : "(missing)";
+                    return ReferenceEquals(o, now) ? throw new InvalidOperationException($"config has no field '{path}'") : "(missing)";
             return n?.ToJsonString() ?? "null";
         }
         InputException Refuse(string flag, string what) => InputException.At(null, null, flag,
             $"{what}, so resuming from {dir} would not continue that run; use the checkpoint's setting, or start a fresh run " +
             "with another --ckpt_path (or without --load_checkpoint)");
 
-        (string Path, string Flag)[] mustMatch =
+        // Absent: what a field a checkpoint lacks means (it was written before the field existed); null = "(missing)".
+        (string Path, string Flag, string? Absent)[] mustMatch =
         [
-            ("model.bf16", "--bf16"), ("model.freeze_prefix", "--freeze_prefix"), ("model.value_head_prefix", "--value_head_prefix"),
-            ("algorithm.estimator", "--advantage_estimator"),
-            ("data.prompts.prompt_data_probs", "--prompt_data_probs"), ("data.prompts.input_key", "--input_key"),
-            ("data.prompts.label_key", "--label_key"), ("data.prompts.input_template", "--input_template"),
-            ("data.prompts.apply_chat_template", "--apply_chat_template"), ("data.prompts.max_samples", "--max_samples"),
-            ("run.seed", "--seed"),
-            ("rollout.rollout_batch_size", "--rollout_batch_size"), ("rollout.samples_per_prompt", "--n_samples_per_prompt"),
-            ("optim.train_batch_size", "--train_batch_size"), ("optim.micro_train_batch_size", "--micro_train_batch_size"),
-            ("optim.max_epochs", "--max_epochs"),
-            ("model.packing_share_prompts", "--packing_share_prompts"),   // the update's shuffle is by groups with it
+            ("model.bf16", "--bf16", null), ("model.freeze_prefix", "--freeze_prefix", null), ("model.value_head_prefix", "--value_head_prefix", null),
+            ("algorithm.estimator", "--advantage_estimator", null),
+            ("data.prompts.prompt_data_probs", "--prompt_data_probs", null), ("data.prompts.input_key", "--input_key", null),
+            ("data.prompts.label_key", "--label_key", null), ("data.prompts.input_template", "--input_template", null),
+            ("data.prompts.apply_chat_template", "--apply_chat_template", null), ("data.prompts.max_samples", "--max_samples", null),
+            ("run.seed", "--seed", null),
+            ("rollout.rollout_batch_size", "--rollout_batch_size", null), ("rollout.samples_per_prompt", "--n_samples_per_prompt", null),
+            ("optim.train_batch_size", "--train_batch_size", null), ("optim.micro_train_batch_size", "--micro_train_batch_size", null),
+            ("optim.max_epochs", "--max_epochs", null),
+            ("model.packing_share_prompts", "--packing_share_prompts", "false"),   // the update's shuffle is by groups with it
         ];
-        foreach (var (path, flag) in mustMatch)
+        foreach (var (path, flag, absent) in mustMatch)
         {
             string a = Get(old, path), b = Get(now, path);
+            if (a == "(missing)" && absent is not null) a = absent;
             if (a != b) throw Refuse(flag, $"the checkpoint was written with {flag} {a} and this run has {b}");
         }
         // LoRA: the adapters' shape and scale must match (--lora_merge only changes what the end writes).
