@@ -45,6 +45,7 @@ public sealed class PackedSequences : IDisposable
     readonly Segment[] segments;
     readonly long[] promptStart;     // per row: packed index of its prompt's first token
     readonly long[] responseStart;   // per row: packed index of its response's first token (after the prompt when not shared)
+    readonly int[] promptRows;       // per group in layout order: the row whose prompt the sequence holds
     readonly long total;
     readonly Dictionary<long, Tensor> gathers = [];
     Tensor? keyIndex;
@@ -96,6 +97,7 @@ public sealed class PackedSequences : IDisposable
             }
         }
         segments = [.. segs];
+        promptRows = [.. order.Select(g => g.First())];
         total = at;
         SharesPrompts = segments.Any(s => s.PrefixLength > 0);
         var cuQ = new int[segments.Length + 1];
@@ -269,8 +271,7 @@ public sealed class PackedSequences : IDisposable
     }
 
     /// <summary>Per group (in layout order), the row whose prompt copy the packed sequence holds.</summary>
-    public IReadOnlyList<int> PromptRows() =>
-        Enumerable.Range(0, rows.Length).GroupBy(r => rows[r].Group).Select(g => g.First()).ToList();
+    public IReadOnlyList<int> PromptRows() => promptRows;
 
     public void Dispose()
     {

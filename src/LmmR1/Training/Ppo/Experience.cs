@@ -207,19 +207,20 @@ public sealed class Experience : IDisposable
         if (ImageEmbeds is not null && everyRow) return ImageEmbeds.alias();
         using var scope = torch.NewDisposeScope();
         long unit = model.Config.Vision!.MergeUnit;
+        var distinctCounts = Visions.Select(v => v.MergedTokens(unit)).ToArray();   // merged tokens per distinct prompt
         Tensor source;
         long[] counts;
         int[] unitOf;   // per wanted image row, its unit (row with images, or distinct prompt) in source
         if (ImageEmbeds is not null)
         {
-            source = ImageEmbeds;
-            counts = Items.Where(i => i.Vision is not null).Select(i => i.Vision!.MergedTokens(unit)).ToArray();
+            source = ImageEmbeds;                                                                      // per image row
+            counts = RowVisions.Select(k => distinctCounts[k]).ToArray();
             unitOf = [.. wanted!];
         }
         else
         {
             source = VisionInput.EncodeTogether(model, Visions);                                      // [Σ_distinct, H]
-            counts = Visions.Select(v => v.MergedTokens(unit)).ToArray();
+            counts = distinctCounts;
             unitOf = (wanted ?? Enumerable.Range(0, imageRow.Count).ToList()).Select(k => RowVisions[k]).ToArray();
             if (unitOf.SequenceEqual(Enumerable.Range(0, Visions.Count))) return source.MoveToOuterDisposeScope();   // each prompt once, in order
         }
