@@ -137,6 +137,8 @@ public static class BenchRlStepCommand
             native.ResetPeakMemory(devIndex);
         };
         var batch = Enumerable.Range(0, rb).Select(i => train[i]).ToList();
+        // As `lmmr1 train` does before its first step (--no_rollout_warmup: not).
+        RolloutWarmUp? warmUp = cuda && config.Rollout.WarmUp ? trainer.WarmUp(batch) : null;
         for (int s = 0; s < b.Steps; s++)
         {
             phasePeaks.Clear();
@@ -187,6 +189,14 @@ public static class BenchRlStepCommand
                 },
                 ["reward"] = Math.Round(m.Rollout.Reward, 4), ["policy_loss"] = m.Actor?.PolicyLoss, ["kl"] = m.Kl,
                 ["keep_cuda_graphs"] = config.Rollout.KeepCudaGraphs,
+                // The warm-up rollout before step 1 (reported with step 1 only; null: none ran).
+                ["warmup"] = s > 0 || warmUp is null ? null : new Dictionary<string, object>
+                {
+                    ["seconds"] = Math.Round(warmUp.Seconds, 3), ["process"] = Math.Round(warmUp.ProcessSeconds, 3),
+                    ["vision"] = Math.Round(warmUp.VisionSeconds, 3), ["engine"] = Math.Round(warmUp.EngineSeconds, 3),
+                    ["collect"] = Math.Round(warmUp.CollectSeconds, 3), ["graph_captures"] = warmUp.GraphCaptures,
+                    ["new_tokens"] = Math.Min(RolloutWarmUp.NewTokens, config.Rollout.GenerateMaxLen),
+                },
                 ["torch_peak_allocated_gib_by_phase"] = native is null ? null : new Dictionary<string, double>(phasePeaks),
                 ["peak_device_used_gib"] = mem is null || mem.Peak < 0 ? null : Math.Round(mem.Peak / 1073741824.0, 2),
                 ["native_unavailable"] = cuda ? NativeExtension.UnavailableReason : null,

@@ -78,6 +78,7 @@ public static class TrainCommand
         public readonly Option<int> RolloutBatchSize, MicroRolloutBatchSize, NSamples, GenerateMaxLen, EvalN, MaxBatchRows;
         public readonly Option<long> MaxBatchTokens;
         public readonly Option<bool> KeepCudaGraphs;
+        public readonly Option<bool> NoRolloutWarmup;
         public readonly Option<double> Temperature, TopP, EvalTemperature;
         // reward
         public readonly Option<string?> RemoteRmUrl, RewardWeights;
@@ -151,6 +152,7 @@ public static class TrainCommand
             MaxBatchRows = Add("--rollout_max_batch_rows", "Most samples decoded together (ours)", 512);
             MaxBatchTokens = Add("--rollout_max_batch_tokens", "KV-cache budget in positions, rows × (prompt + generate_max_len) (ours; 0 = no limit)", 1L << 19);
             KeepCudaGraphs = Add<bool>("--rollout_keep_cuda_graphs", "Keep the rollout's CUDA graphs and static KV caches allocated during the update (ours; default: freed before it, captured again next step)");
+            NoRolloutWarmup = Add<bool>("--no_rollout_warmup", "On CUDA, skip the short warm-up rollout of the first step's prompts before that step (ours; default: run it, so that first-use costs of kernels, graph captures and code paths are paid at start, not in step 1)");
 
             RemoteRmUrl = Add<string?>("--remote_rm_url", "Comma list of reward servers (default: the built-in LMM-R1 rule reward)");
             RewardClipRange = Add<double[]>("--reward_clip_range", "MIN MAX reward clip (after group shaping)");
@@ -328,6 +330,7 @@ public static class TrainCommand
                     MaxBatchRows = pr.GetValue(MaxBatchRows),
                     MaxBatchTokens = pr.GetValue(MaxBatchTokens),
                     KeepCudaGraphs = pr.GetValue(KeepCudaGraphs),
+                    WarmUp = !pr.GetValue(NoRolloutWarmup),
                 },
                 Reward = new RewardSettings
                 {

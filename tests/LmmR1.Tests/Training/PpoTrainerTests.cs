@@ -181,6 +181,47 @@ public class PpoTrainerTests(ITestOutputHelper output)
     /// the same weights. OpenRLHF's loss is a token-mean per micro-batch, so the two agree exactly only when every
     /// micro-batch holds the same number of action tokens: the responses are cut to one length. The 4-row batch is
     /// left-padded (prompts differ in length), so this also checks that padding does not leak into the result.</summary>
+    /// <summary>The warm-up rollout before the first step (what `lmmr1 train` runs on CUDA) touches nothing the run
+    /// reads: the same config with and without it gives the same metrics and weights bit for bit, and the same counters.</summary>
+    [Fact]
+    public void WarmUpRolloutLeavesTheStepsThatFollowUnchanged()
+    {
+        PpoConfig Cfg(string name) => TinyRl.Config(TestPaths.NewTempDir(name),
+            new AlgorithmSettings { Estimator = AdvantageEstimator.GroupNorm, InitKlCoef = 0.01, UseKlLoss = true });
+        var (a, sinkA, ma) = Build(Cfg("ppo-warm"));
+        var (b, sinkB, mb) = Build(Cfg("ppo-nowarm"));
+        using var _ma = ma; using var _mb = mb; using var _a = a; using var _b = b;
+
+        var data = TinyRl.Data(Cfg("ppo-warm-data"));
+        var first = a.DataOrder(0).Take(2).Select(i => data[i]).ToList();
+        Assert.Contains(first, p => p.Images.Count > 0);
+        var warm = a.WarmUp(first);
+        output.WriteLine($"warm-up: {warm}");
+        Assert.True(warm.ProcessSeconds > 0 && warm.EngineSeconds > 0 && warm.Seconds >= warm.ProcessSeconds + warm.EngineSeconds);
+        Assert.True(warm.VisionSeconds > 0, "the prompts have images: the tower ran");
+        Assert.Equal(0, a.Maker.Stats.VisionEncodes);
+        Assert.Equal(0, a.Maker.Stats.ProcessSeconds);
+        Assert.Equal(0, a.Maker.Engine.CapturedGraphs);
+
+        a.Fit();
+        b.Fit();
+        Assert.Equal(sinkB.Rows.Count, sinkA.Rows.Count);
+        for (int r = 0; r < sinkA.Rows.Count; r++)
+        {
+            var (stepA, mA) = sinkA.Rows[r];
+            var (stepB, mB) = sinkB.Rows[r];
+            Assert.Equal(stepB, stepA);
+            foreach (var (key, v) in mB.Where(kv => !kv.Key.StartsWith("time/", StringComparison.Ordinal) && !kv.Key.StartsWith("perf/", StringComparison.Ordinal)))
+                Assert.True(mA.TryGetValue(key, out var va) && (va == v || double.IsNaN(va) && double.IsNaN(v)), $"step {stepA}: {key} {va} vs {v}");
+        }
+        var pb = mb.Actor.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (name, p) in ma.Actor.named_parameters())
+            Assert.True(p.eq(pb[name]).all().item<bool>(), $"{name} differs after the run with a warm-up");
+        Assert.Equal(b.Maker.Stats.ActorForwards, a.Maker.Stats.ActorForwards);
+        Assert.Equal(b.Maker.Stats.ReferenceForwards, a.Maker.Stats.ReferenceForwards);
+        Assert.Equal(b.Maker.Stats.VisionEncodes, a.Maker.Stats.VisionEncodes);
+    }
+
     [Fact]
     public void GradientAccumulationMatchesOneLargeMicroBatch()
     {

@@ -60,6 +60,21 @@ public class TrainCommandTests(ITestOutputHelper output)
         Assert.Contains("plan:", stdout);
     }
 
+    [Fact]
+    public void TheDryRunNamesTheRolloutWarmUpOnCudaOnly()
+    {
+        const string line = "rollout warm-up         before the first step: its prompts × 2, 8 new tokens, samples discarded (--no_rollout_warmup skips it)";
+        var (code, stdout, stderr) = Run(Valid("--device", "cuda"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains(line, stdout);
+        (code, stdout, stderr) = Run(Valid("--device", "cuda", "--no_rollout_warmup"));
+        Assert.True(code == 0, stderr);
+        Assert.DoesNotContain("rollout warm-up", stdout);
+        (code, stdout, stderr) = Run(Valid());
+        Assert.True(code == 0, stderr);
+        Assert.DoesNotContain("rollout warm-up", stdout);
+    }
+
     [Theory]
     [InlineData("--advantage_estimator", new[] { "--advantage_estimator", "ppo" })]
     [InlineData("--n_samples_per_prompt", new[] { "--advantage_estimator", "rloo", "--n_samples_per_prompt", "1", "--train_batch_size", "2" })]

@@ -101,6 +101,19 @@ public sealed class ExperienceStats
     public double VisionSeconds { get; set; }
     /// <summary>After the engine: the samples' token lists and query texts.</summary>
     public double CollectSeconds { get; set; }
+
+    internal ExperienceStats Copy() => (ExperienceStats)MemberwiseClone();
+
+    internal void RestoreFrom(ExperienceStats s)
+    {
+        ActorForwards = s.ActorForwards;
+        ReferenceForwards = s.ReferenceForwards;
+        CriticForwards = s.CriticForwards;
+        VisionEncodes = s.VisionEncodes;
+        ProcessSeconds = s.ProcessSeconds;
+        VisionSeconds = s.VisionSeconds;
+        CollectSeconds = s.CollectSeconds;
+    }
 }
 
 public sealed class ExperienceMaker
@@ -165,9 +178,10 @@ public sealed class ExperienceMaker
 
     // ---------------------------------------------------------------- generate
 
-    /// <summary>Processes the prompts (template, images, tokens) and samples n responses each. Used by evaluation too.</summary>
+    /// <summary>Processes the prompts (template, images, tokens) and samples n responses each. Used by evaluation too.
+    /// <paramref name="maxNewTokens"/> overrides --generate_max_len (the warm-up's short rollout).</summary>
     public Rollout Generate(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, CancellationToken ct = default,
-                            Action<GenerationProgress>? progress = null)
+                            Action<GenerationProgress>? progress = null, int? maxNewTokens = null)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var processed = processor.ProcessMany(prompts);
@@ -214,7 +228,7 @@ public sealed class ExperienceMaker
             N = n,
             Temperature = temperature,
             TopP = config.Rollout.TopP,
-            MaxNewTokens = config.Rollout.GenerateMaxLen,
+            MaxNewTokens = maxNewTokens ?? config.Rollout.GenerateMaxLen,
             MinNewTokens = 1,
             StopTokenIds = stopTokens,
             Seed = seed,
@@ -251,6 +265,26 @@ public sealed class ExperienceMaker
         var rollout = new Rollout { Prompts = prompts, Items = items, Visions = visions, Queries = queries, ActionMask = ActionTensors.Mask(items, Device) };
         Stats.CollectSeconds += clock.Elapsed.TotalSeconds;
         return rollout;
+    }
+
+    /// <summary>The warm-up rollout (RolloutWarmUp): <paramref name="prompts"/> × n samples of at most
+    /// <paramref name="newTokens"/> tokens through the whole generate phase, samples discarded, graphs released, the
+    /// stats put back as they were.</summary>
+    public RolloutWarmUp WarmUp(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, int newTokens)
+    {
+        var saved = Stats.Copy();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        try
+        {
+            using (Generate(prompts, n, temperature, seed, maxNewTokens: Math.Min(newTokens, config.Rollout.GenerateMaxLen))) { }
+            if (Device.type == DeviceType.CUDA) torch.cuda.synchronize(Device);
+            var engineStats = engine.LastStats;
+            var result = new RolloutWarmUp(0, Stats.ProcessSeconds - saved.ProcessSeconds, Stats.VisionSeconds - saved.VisionSeconds,
+                engineStats.PrefillSeconds + engineStats.DecodeSeconds, Stats.CollectSeconds - saved.CollectSeconds, engineStats.GraphCaptures);
+            ReleaseRolloutGraphs();
+            return result with { Seconds = clock.Elapsed.TotalSeconds };
+        }
+        finally { Stats.RestoreFrom(saved); }
     }
 
     /// <summary>engine.Generate; on CUDA out-of-memory the rows per micro-batch are halved (and stay halved for the

@@ -91,6 +91,11 @@ public sealed record RolloutSettings
     /// static KV caches are freed (≈ 17.6 GiB at 512 rows × 960 positions for the 3B shape) and captured again at the
     /// next rollout (~0.1 s per bucket); set: they stay allocated across the update. No effect on CPU.</summary>
     public bool KeepCudaGraphs { get; init; }
+    /// <summary>--no_rollout_warmup (ours) unset: on CUDA, before a process's first step, one short rollout of that step's
+    /// prompts (PpoTrainer.WarmUp: RolloutWarmUp.NewTokens new tokens, samples discarded) pays the first use of the
+    /// vision tower's, prefill's and decode's kernels, the graph captures and the host code paths at start, where vLLM
+    /// captures its graphs too, instead of inside step 1. No effect on CPU.</summary>
+    public bool WarmUp { get; init; } = true;
 }
 
 /// <summary>Where rewards come from and how they are bounded.</summary>

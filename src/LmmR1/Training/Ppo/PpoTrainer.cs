@@ -152,6 +152,10 @@ public sealed class PpoTrainer : IDisposable
             IReadOnlyList<PromptSample> reserve = config.Algorithm.DynamicFiltering
                 ? order.Prompts.Skip((int)start + rb).Take(rb * config.Algorithm.DynamicFilteringMaxRounds).Select(i => train[i]).ToList()
                 : [];
+            if (!warmedUp && config.Rollout.WarmUp && models.Actor.Device.type == DeviceType.CUDA)
+                log($"rollout warm-up before step {State.GlobalStep + 1} ({prompts.Count} prompts × {config.Rollout.SamplesPerPrompt}, " +
+                    $"{Math.Min(RolloutWarmUp.NewTokens, config.Rollout.GenerateMaxLen)} new tokens; --no_rollout_warmup skips it): {WarmUp(prompts)}");
+            warmedUp = true;
             TrainStep(prompts, reserve);
             string? why = stop.IsCancellationRequested ? "a stop was requested"
                 : stopAfterStep is { } last && State.GlobalStep >= last ? $"--stop_after_step {last}" : null;
@@ -164,6 +168,15 @@ public sealed class PpoTrainer : IDisposable
         SaveFinal();
         return new PpoFitResult(null, lastCheckpoint);
     }
+
+    bool warmedUp;
+
+    /// <summary>The warm-up rollout (RolloutWarmUp) of <paramref name="prompts"/>, the next step's own: Fit runs it once
+    /// before a process's first step on CUDA (unless --no_rollout_warmup); `bench rl-step` calls it directly. The state,
+    /// the RNGs and the weights are untouched, so the next step is the step a run without it takes.</summary>
+    public RolloutWarmUp WarmUp(IReadOnlyList<PromptSample> prompts) =>
+        maker.WarmUp(prompts, config.Rollout.SamplesPerPrompt, config.Rollout.Temperature,
+            PpoSeeds.Sampling(config.Run.Seed, State.GlobalStep + 1), RolloutWarmUp.NewTokens);
 
     /// <summary>One global step on the given prompts; with --dynamic_filtering, <paramref name="reserve"/> holds the
     /// episode's next prompts, which extra rounds may consume.</summary>
