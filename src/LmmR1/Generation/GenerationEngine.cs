@@ -127,6 +127,41 @@ public sealed class GenerationEngine : IDisposable
         return outputs.Select(o => o!).ToArray();
     }
 
+    // Set only while WarmUp runs: the decode steps after which each micro-batch stops.
+    int? warmUpSteps;
+
+    /// <summary>
+    /// A warm-up of <c>Generate(prompts, sampling)</c>: the same plan, prefills, row and capacity buckets, but each
+    /// micro-batch stops after <paramref name="steps"/> decode steps (its rows end there, FinishReason.Length), and on
+    /// the graph path its step first captures every attention window it would reach later, so that the first use of
+    /// each window's kernel shapes happens here, not in the call it warms up. Returns the partial outputs; the graphs
+    /// stay held like any call's (ReleaseGraphs frees them). Buckets a later compaction would move to are not warmed.
+    /// </summary>
+    public IReadOnlyList<GenerationOutput> WarmUp(IReadOnlyList<GenerationPrompt> prompts, SamplingParams sampling, int steps,
+        Func<IReadOnlyList<int>, string>? detokenize = null, CancellationToken cancel = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        warmUpSteps = steps;
+        try { return Generate(prompts, sampling, detokenize, null, cancel); }
+        finally { warmUpSteps = null; }
+    }
+
+    /// <summary>Ends the unfinished rows of a micro-batch cut short by <see cref="WarmUp"/> (as at max_new_tokens).</summary>
+    static void CutShort(List<Row> live, SamplingParams sp, GenerationOutput?[] outputs, GenerationStats stats, RunState run)
+    {
+        foreach (var row in live.Where(r => !r.Finished))
+        {
+            row.Finished = true;
+            outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput
+            {
+                PromptIndex = row.Prompt, SampleIndex = row.Sample, PromptLength = row.PromptLength,
+                TokenIds = [.. row.Tokens], LogProbs = [.. row.LogProbs], Finish = FinishReason.Length,
+            };
+            stats.OutputTokens += row.Tokens.Count;
+            run.SampleDone(row.Prompt);
+        }
+    }
+
     Tensor? BanTensor(List<long> ids) =>
         ids.Count == 0 ? null : torch.tensor(ids.Distinct().Order().ToArray(), device: model.Device).DetachFromDisposeScope();
 
@@ -318,6 +353,11 @@ public sealed class GenerationEngine : IDisposable
                 int finishedInBatch = AddChunk(live, toks, lps, chunkLen, checker, sp, outputs, stats, run);
                 s0 = s + 1;
                 if (finishedInBatch == live.Count) break;
+                if (warmUpSteps is int w && s0 >= w)
+                {
+                    CutShort(live, sp, outputs, stats, run);
+                    break;
+                }
                 if (finishedInBatch > 0 && finishedInBatch >= Options.CompactFraction * live.Count)
                 {
                     // Drop finished rows: one copy of the KV cache, after which every step costs only the live rows.
@@ -387,6 +427,12 @@ public sealed class GenerationEngine : IDisposable
             int finished = AddChunk(live, toks, lps, len, checker, sp, outputs, stats, run);
             s0 += len;
             if (finished == live.Count) break;
+            if (warmUpSteps is int w && s0 >= w)
+            {
+                g.CaptureRemainingWindows(stats);
+                CutShort(live, sp, outputs, stats, run);
+                break;
+            }
             if (s0 < sp.MaxNewTokens
                 && GraphDecodeStep.CompactTo(live.Count - finished, g.Id.Rows, Options.CompactFraction) is int to)
             {

@@ -245,6 +245,21 @@ internal sealed class GraphDecodeStep : IDisposable
         Filled = src.Filled;
     }
 
+    /// <summary>Captures every attention window from the running batch's up to the capacity that this step has not yet
+    /// (GenerationEngine.WarmUp: each window's first capture paid before the call that reaches it).</summary>
+    public void CaptureRemainingWindows(GenerationStats stats)
+    {
+        for (int w = WindowFor(Filled, Id.Capacity, windowStep); ; w = WindowFor(w, Id.Capacity, windowStep))
+        {
+            if (!windows.ContainsKey(w))
+            {
+                stats.GraphCaptureSeconds += CaptureWindow(w);
+                stats.GraphCaptures++;
+            }
+            if (w >= Id.Capacity) break;
+        }
+    }
+
     /// <summary>Queues decode step s (≥ 1): one graph launch (after capturing its attention window's graphs when this is
     /// the first step that needs them; <paramref name="stats"/> counts the capture).</summary>
     public void Run(int s, GenerationStats stats)

@@ -150,6 +150,49 @@ public class GraphCompactionTests(GenerationFixtures fx, ITestOutputHelper log) 
         }
     }
 
+    /// <summary>GenerationEngine.WarmUp (the RL trainer's warm-up rollout): the same micro-batch at the same capacity,
+    /// cut after a few steps, with every attention window of its step captured; the call it warms up then captures no
+    /// window of that step again, and its tokens are the eager loop's. The eager loop's warm-up cuts the rows the same way.</summary>
+    [Theory]
+    [InlineData("qwen2vl-tiny")]
+    [InlineData("qwen25vl-tiny")]
+    public void AWarmUpCapturesEveryWindowOfTheStepAndLeavesTheCallItWarmsUnchanged(string name)
+    {
+        var (_, m, prompts) = fx.Get(name);
+        var sp = Params("sampled", m, prompts);
+        const int window = 16, steps = 2 * CheckEvery;
+        var eager = new GenerationEngine(m, new GenerationEngineOptions { CheckEvery = CheckEvery }).Generate(prompts, sp);
+        var (_, _, buckets, _) = Replay(eager, 0.25);
+        int capacity = GraphDecodeStep.CapacityBucket(prompts.Max(p => p.TokenIds.Count) + MaxNew);
+        int longest = prompts.Max(p => p.TokenIds.Count);
+        // Windows from the one the cut-short batch is in (cache index longest + steps − 1) to the capacity.
+        var expected = new SortedSet<int>();
+        for (long f = longest + steps - 1; f < capacity; f++) expected.Add(GraphDecodeStep.WindowFor(f, capacity, window));
+
+        using var engine = new GenerationEngine(m, new GenerationEngineOptions { CheckEvery = CheckEvery, AttentionWindow = window, StaticStepWithoutGraph = true });
+        var warm = engine.WarmUp(prompts, sp, steps);
+        var st = engine.LastStats;
+        log.WriteLine($"{name}: warm-up {st.GraphCaptures} captures (windows {string.Join(",", expected)} after index {longest + steps - 1}), capacity {capacity}");
+        Assert.Equal(prompts.Count * sp.N, warm.Count);
+        Assert.All(warm, o => Assert.True(o.ResponseLength <= steps, $"{o.ResponseLength} tokens in a warm-up of {steps} steps"));
+        Assert.Contains(warm, o => o.Finish == FinishReason.Length && o.ResponseLength == steps);
+        // Its tokens are the first tokens of the real call's (same seed, same rows).
+        for (int i = 0; i < warm.Count; i++)
+            Assert.Equal(eager[i].TokenIds.Take(warm[i].ResponseLength), warm[i].TokenIds);
+        Assert.True(st.GraphCaptures >= expected.Count, $"{st.GraphCaptures} captures for {expected.Count} windows");
+        Assert.Equal(1, engine.CapturedGraphs);                         // one step: the first bucket
+
+        var outs = engine.Generate(prompts, sp);
+        AssertSameAsEager(eager, outs, $"{name} after a warm-up");
+        using var cold = new GenerationEngine(m, new GenerationEngineOptions { CheckEvery = CheckEvery, AttentionWindow = window, StaticStepWithoutGraph = true });
+        AssertSameAsEager(eager, cold.Generate(prompts, sp), $"{name} without a warm-up");
+        log.WriteLine($"{name}: the call after the warm-up captured {engine.LastStats.GraphCaptures}, without it {cold.LastStats.GraphCaptures} (buckets {string.Join(" → ", buckets)})");
+        Assert.True(engine.LastStats.GraphCaptures < cold.LastStats.GraphCaptures);
+
+        var eagerWarm = new GenerationEngine(m, new GenerationEngineOptions { CheckEvery = CheckEvery }).WarmUp(prompts, sp, steps);
+        for (int i = 0; i < warm.Count; i++) Assert.Equal(warm[i].TokenIds, eagerWarm[i].TokenIds);
+    }
+
     [Fact]
     public void TheWindowIsTheFilledPrefixRoundedUpWithinTheCapacity()
     {

@@ -179,9 +179,10 @@ public sealed class ExperienceMaker
     // ---------------------------------------------------------------- generate
 
     /// <summary>Processes the prompts (template, images, tokens) and samples n responses each. Used by evaluation too.
-    /// <paramref name="maxNewTokens"/> overrides --generate_max_len (the warm-up's short rollout).</summary>
+    /// <paramref name="warmUpSteps"/>: the engine's warm-up of this rollout instead (GenerationEngine.WarmUp; responses
+    /// cut after that many tokens).</summary>
     public Rollout Generate(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, CancellationToken ct = default,
-                            Action<GenerationProgress>? progress = null, int? maxNewTokens = null)
+                            Action<GenerationProgress>? progress = null, int? warmUpSteps = null)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var processed = processor.ProcessMany(prompts);
@@ -228,14 +229,14 @@ public sealed class ExperienceMaker
             N = n,
             Temperature = temperature,
             TopP = config.Rollout.TopP,
-            MaxNewTokens = maxNewTokens ?? config.Rollout.GenerateMaxLen,
+            MaxNewTokens = config.Rollout.GenerateMaxLen,
             MinNewTokens = 1,
             StopTokenIds = stopTokens,
             Seed = seed,
             SyntheticLengths = SyntheticLengths,
         };
         IReadOnlyList<GenerationOutput> outputs;
-        try { outputs = GenerateHalvingOnOom(genPrompts, sampling, progress, ct); }
+        try { outputs = GenerateHalvingOnOom(genPrompts, sampling, progress, ct, warmUpSteps); }
         catch
         {
             foreach (var v in visions) v?.Dispose();
@@ -267,8 +268,9 @@ public sealed class ExperienceMaker
         return rollout;
     }
 
-    /// <summary>The warm-up rollout (RolloutWarmUp): <paramref name="prompts"/> × n samples of at most
-    /// <paramref name="newTokens"/> tokens through the whole generate phase, samples discarded, graphs released, the
+    /// <summary>The warm-up rollout (RolloutWarmUp): <paramref name="prompts"/> × n samples through the whole generate
+    /// phase at the rollout's own shapes (capacity for --generate_max_len), cut after <paramref name="newTokens"/> tokens
+    /// (GenerationEngine.WarmUp, which also captures every attention window), samples discarded, graphs released, the
     /// stats put back as they were.</summary>
     public RolloutWarmUp WarmUp(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, int newTokens)
     {
@@ -276,7 +278,7 @@ public sealed class ExperienceMaker
         var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
-            using (Generate(prompts, n, temperature, seed, maxNewTokens: Math.Min(newTokens, config.Rollout.GenerateMaxLen))) { }
+            using (Generate(prompts, n, temperature, seed, warmUpSteps: newTokens)) { }
             if (Device.type == DeviceType.CUDA) torch.cuda.synchronize(Device);
             var engineStats = engine.LastStats;
             var result = new RolloutWarmUp(0, Stats.ProcessSeconds - saved.ProcessSeconds, Stats.VisionSeconds - saved.VisionSeconds,
@@ -290,14 +292,16 @@ public sealed class ExperienceMaker
     /// <summary>engine.Generate; on CUDA out-of-memory the rows per micro-batch are halved (and stay halved for the
     /// rest of the run) and the call is retried, down to one row.</summary>
     IReadOnlyList<GenerationOutput> GenerateHalvingOnOom(List<GenerationPrompt> prompts, SamplingParams sampling,
-                                                         Action<GenerationProgress>? progress, CancellationToken ct)
+                                                         Action<GenerationProgress>? progress, CancellationToken ct, int? warmUpSteps)
     {
         while (true)
         {
             try
             {
                 BeforeEngineGenerate?.Invoke(engine.Options);
-                return engine.Generate(prompts, sampling, progress: progress, cancel: ct);
+                return warmUpSteps is int w
+                    ? engine.WarmUp(prompts, sampling, w, cancel: ct)
+                    : engine.Generate(prompts, sampling, progress: progress, cancel: ct);
             }
             catch (Exception e) when (IsOutOfMemory(e) && engine.Options.MaxRowsPerBatch > 1)
             {

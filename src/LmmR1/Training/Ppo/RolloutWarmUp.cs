@@ -1,8 +1,9 @@
 // What the warm-up rollout before a process's first RL step cost (PpoTrainer.WarmUp, --no_rollout_warmup): one rollout
-// of that step's own prompts and samples, cut to NewTokens new tokens, whose samples are discarded. Its point is the
-// first use of everything at the step's shapes: the processor's and the collect phase's code paths (JIT), the vision
-// tower's and the prefill's kernels (cuBLAS/cuDNN handles, workspaces, kernel choices), the decode graph captures and
-// their first kernels. vLLM does the same at engine start (a profiling run, then graph capture); OpenRLHF/LMM-R1 have
+// of that step's own prompts and samples at its own KV capacity, cut after NewTokens new tokens (GenerationEngine.WarmUp),
+// whose samples are discarded. Its point is the first use of everything at the step's shapes: the processor's and the
+// collect phase's code paths (JIT), the vision tower's and the prefill's kernels (cuBLAS/cuDNN handles, workspaces,
+// kernel choices), the decode graph of the first row bucket with every attention window it will reach, and their
+// first kernels. Not warmed: the smaller row buckets a compaction moves to, and the update's backward. vLLM does the same at engine start (a profiling run, then graph capture); OpenRLHF/LMM-R1 have
 // no such step, their first rollout pays it. It draws nothing from any RNG the run uses (the engine's draws are
 // counter-based), changes no weights and leaves no graphs or counters behind, so the steps that follow are bit for bit
 // those of a run without it.
