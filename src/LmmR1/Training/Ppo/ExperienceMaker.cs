@@ -270,8 +270,8 @@ public sealed class ExperienceMaker
 
     /// <summary>The warm-up rollout (RolloutWarmUp): <paramref name="prompts"/> × n samples through the whole generate
     /// phase at the rollout's own shapes (capacity for --generate_max_len), cut after <paramref name="newTokens"/> tokens
-    /// (GenerationEngine.WarmUp, which also captures every attention window), samples discarded, graphs released, the
-    /// stats put back as they were.</summary>
+    /// (GenerationEngine.WarmUp, which also captures every attention window), samples discarded, graphs released
+    /// (unless --rollout_keep_cuda_graphs), the stats put back as they were.</summary>
     public RolloutWarmUp WarmUp(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, int newTokens)
     {
         var saved = Stats.Copy();
@@ -283,7 +283,8 @@ public sealed class ExperienceMaker
             var engineStats = engine.LastStats;
             var result = new RolloutWarmUp(0, Stats.ProcessSeconds - saved.ProcessSeconds, Stats.VisionSeconds - saved.VisionSeconds,
                 engineStats.PrefillSeconds + engineStats.DecodeSeconds, Stats.CollectSeconds - saved.CollectSeconds, engineStats.GraphCaptures);
-            ReleaseRolloutGraphs();
+            // Kept with --rollout_keep_cuda_graphs, as every rollout's are (step 1 then replays them).
+            if (!config.Rollout.KeepCudaGraphs) ReleaseRolloutGraphs();
             return result with { Seconds = clock.Elapsed.TotalSeconds };
         }
         finally { Stats.RestoreFrom(saved); }
