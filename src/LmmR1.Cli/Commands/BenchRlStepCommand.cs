@@ -195,7 +195,7 @@ public static class BenchRlStepCommand
                     ["seconds"] = Math.Round(warmUp.Seconds, 3), ["process"] = Math.Round(warmUp.ProcessSeconds, 3),
                     ["vision"] = Math.Round(warmUp.VisionSeconds, 3), ["engine"] = Math.Round(warmUp.EngineSeconds, 3),
                     ["collect"] = Math.Round(warmUp.CollectSeconds, 3), ["graph_captures"] = warmUp.GraphCaptures,
-                    ["new_tokens"] = Math.Min(RolloutWarmUp.NewTokens, config.Rollout.GenerateMaxLen),
+                    ["new_tokens"] = RolloutWarmUp.TokensFor(config.Rollout.GenerateMaxLen),
                 },
                 ["torch_peak_allocated_gib_by_phase"] = native is null ? null : new Dictionary<string, double>(phasePeaks),
                 ["peak_device_used_gib"] = mem is null || mem.Peak < 0 ? null : Math.Round(mem.Peak / 1073741824.0, 2),

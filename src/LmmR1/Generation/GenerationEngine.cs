@@ -149,17 +149,22 @@ public sealed class GenerationEngine : IDisposable
     /// <summary>Ends the unfinished rows of a micro-batch cut short by <see cref="WarmUp"/> (as at max_new_tokens).</summary>
     static void CutShort(List<Row> live, SamplingParams sp, GenerationOutput?[] outputs, GenerationStats stats, RunState run)
     {
-        foreach (var row in live.Where(r => !r.Finished))
+        foreach (var row in live.Where(r => !r.Finished)) Finish(row, FinishReason.Length, null, null, sp, outputs, stats, run);
+    }
+
+    /// <summary>Marks <paramref name="row"/> finished and stores its output.</summary>
+    static void Finish(Row row, FinishReason reason, int? stopToken, string? stopString, SamplingParams sp, GenerationOutput?[] outputs,
+                       GenerationStats stats, RunState run)
+    {
+        row.Finished = true;
+        outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput
         {
-            row.Finished = true;
-            outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput
-            {
-                PromptIndex = row.Prompt, SampleIndex = row.Sample, PromptLength = row.PromptLength,
-                TokenIds = [.. row.Tokens], LogProbs = [.. row.LogProbs], Finish = FinishReason.Length,
-            };
-            stats.OutputTokens += row.Tokens.Count;
-            run.SampleDone(row.Prompt);
-        }
+            PromptIndex = row.Prompt, SampleIndex = row.Sample, PromptLength = row.PromptLength,
+            TokenIds = [.. row.Tokens], LogProbs = [.. row.LogProbs], Finish = reason,
+            StopTokenId = stopToken, StopString = stopString,
+        };
+        stats.OutputTokens += row.Tokens.Count;
+        run.SampleDone(row.Prompt);
     }
 
     Tensor? BanTensor(List<long> ids) =>
@@ -474,17 +479,7 @@ public sealed class GenerationEngine : IDisposable
                     stopToken = row.Tokens[^1];
                 }
                 if (forced || checker.Ended(row.Tokens, out reason, out stopToken, out stopString))
-                {
-                    row.Finished = true;
-                    outputs[(long)row.Prompt * sp.N + row.Sample] = new GenerationOutput
-                    {
-                        PromptIndex = row.Prompt, SampleIndex = row.Sample, PromptLength = row.PromptLength,
-                        TokenIds = [.. row.Tokens], LogProbs = [.. row.LogProbs], Finish = reason,
-                        StopTokenId = stopToken, StopString = stopString,
-                    };
-                    stats.OutputTokens += row.Tokens.Count;
-                    run.SampleDone(row.Prompt);
-                }
+                    Finish(row, reason, stopToken, stopString, sp, outputs, stats, run);
             }
             if (row.Finished) finishedInBatch++;
         }

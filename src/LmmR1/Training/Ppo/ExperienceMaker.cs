@@ -101,19 +101,6 @@ public sealed class ExperienceStats
     public double VisionSeconds { get; set; }
     /// <summary>After the engine: the samples' token lists and query texts.</summary>
     public double CollectSeconds { get; set; }
-
-    internal ExperienceStats Copy() => (ExperienceStats)MemberwiseClone();
-
-    internal void RestoreFrom(ExperienceStats s)
-    {
-        ActorForwards = s.ActorForwards;
-        ReferenceForwards = s.ReferenceForwards;
-        CriticForwards = s.CriticForwards;
-        VisionEncodes = s.VisionEncodes;
-        ProcessSeconds = s.ProcessSeconds;
-        VisionSeconds = s.VisionSeconds;
-        CollectSeconds = s.CollectSeconds;
-    }
 }
 
 public sealed class ExperienceMaker
@@ -128,7 +115,8 @@ public sealed class ExperienceMaker
     readonly AdvantageSettings advantage;
     readonly IReadOnlyList<int> stopTokens;
 
-    public ExperienceStats Stats { get; } = new();
+    /// <summary>The run's counters (the warm-up counts into its own, then puts these back).</summary>
+    public ExperienceStats Stats { get; private set; } = new();
 
     /// <param name="rewardModels">--reward_pretrain's models, combined with <paramref name="reward"/> in Score; or null.</param>
     public ExperienceMaker(PpoConfig config, PpoModels models, QwenTokenizer tokenizer, QwenVLProcessor processor, IRewardModel reward,
@@ -274,20 +262,20 @@ public sealed class ExperienceMaker
     /// (unless --rollout_keep_cuda_graphs), the stats put back as they were.</summary>
     public RolloutWarmUp WarmUp(IReadOnlyList<PromptSample> prompts, int n, double temperature, ulong seed, int newTokens)
     {
-        var saved = Stats.Copy();
+        var saved = Stats;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
+            Stats = new ExperienceStats();
             using (Generate(prompts, n, temperature, seed, warmUpSteps: newTokens)) { }
             if (Device.type == DeviceType.CUDA) torch.cuda.synchronize(Device);
-            var engineStats = engine.LastStats;
-            var result = new RolloutWarmUp(0, Stats.ProcessSeconds - saved.ProcessSeconds, Stats.VisionSeconds - saved.VisionSeconds,
-                engineStats.PrefillSeconds + engineStats.DecodeSeconds, Stats.CollectSeconds - saved.CollectSeconds, engineStats.GraphCaptures);
             // Kept with --rollout_keep_cuda_graphs, as every rollout's are (step 1 then replays them).
             if (!config.Rollout.KeepCudaGraphs) ReleaseRolloutGraphs();
-            return result with { Seconds = clock.Elapsed.TotalSeconds };
+            var e = engine.LastStats;
+            return new RolloutWarmUp(clock.Elapsed.TotalSeconds, Stats.ProcessSeconds, Stats.VisionSeconds, e.PrefillSeconds + e.DecodeSeconds,
+                                     Stats.CollectSeconds, e.GraphCaptures);
         }
-        finally { Stats.RestoreFrom(saved); }
+        finally { Stats = saved; }
     }
 
     /// <summary>engine.Generate; on CUDA out-of-memory the rows per micro-batch are halved (and stay halved for the

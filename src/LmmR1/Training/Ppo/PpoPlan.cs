@@ -73,7 +73,7 @@ public sealed record PpoPlan
                       (o.MaxGlobalSteps is null ? $" ({o.NumEpisodes} episode(s))" : " (--max_global_steps)"));
         sb.AppendLine($"  samples generated       {SamplesPerRollout * MaxGlobalSteps}");
         if (r.WarmUp && c.Model.Device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase))
-            sb.AppendLine($"  rollout warm-up         before the first step: its prompts × {r.SamplesPerPrompt}, {Math.Min(RolloutWarmUp.NewTokens, r.GenerateMaxLen)} new tokens, " +
+            sb.AppendLine($"  rollout warm-up         before the first step: its prompts × {r.SamplesPerPrompt}, {RolloutWarmUp.TokensFor(r.GenerateMaxLen)} new tokens, " +
                           "samples discarded (--no_rollout_warmup skips it)");
         sb.AppendLine($"  training per step       {o.MaxEpochs} epoch(s) × {MicroBatchesPerEpoch} micro-batches of {o.MicroTrainBatchSize}, " +
                       $"{AccumulationSteps} per optimizer step → {OptimizerStepsPerRollout} optimizer step(s)" + (c.UsesCritic ? " each for actor and critic" : ""));

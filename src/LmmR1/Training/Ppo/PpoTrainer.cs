@@ -154,7 +154,7 @@ public sealed class PpoTrainer : IDisposable
                 : [];
             if (!warmedUp && config.Rollout.WarmUp && models.Actor.Device.type == DeviceType.CUDA)
                 log($"rollout warm-up before step {State.GlobalStep + 1} ({prompts.Count} prompts × {config.Rollout.SamplesPerPrompt}, " +
-                    $"{Math.Min(RolloutWarmUp.NewTokens, config.Rollout.GenerateMaxLen)} new tokens; --no_rollout_warmup skips it): {WarmUp(prompts)}");
+                    $"{RolloutWarmUp.TokensFor(config.Rollout.GenerateMaxLen)} new tokens; --no_rollout_warmup skips it): {WarmUp(prompts)}");
             warmedUp = true;
             TrainStep(prompts, reserve);
             string? why = stop.IsCancellationRequested ? "a stop was requested"

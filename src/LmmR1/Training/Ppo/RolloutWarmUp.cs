@@ -23,6 +23,9 @@ public sealed record RolloutWarmUp(double Seconds, double ProcessSeconds, double
     /// <summary>New tokens per sample in the warm-up: enough for the capture (two warm-up replays) and a few host checks.</summary>
     public const int NewTokens = 8;
 
+    /// <summary>The tokens a warm-up generates per sample under --generate_max_len <paramref name="generateMaxLen"/>.</summary>
+    public static int TokensFor(int generateMaxLen) => Math.Min(NewTokens, generateMaxLen);
+
     public override string ToString() =>
         $"{Seconds:F2} s (processor {ProcessSeconds:F2}, vision tower {VisionSeconds:F2}, engine {EngineSeconds:F2}, collect {CollectSeconds:F2}; " +
         $"{GraphCaptures} graph capture(s))";
